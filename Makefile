@@ -1,0 +1,50 @@
+# Model Factory: `make run` serves the demo, `make test` runs the test suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: run test test-e2e lint format migrate demo worker clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+migrate: $(VENV)/.installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+
+demo: migrate
+	$(BIN)/python manage.py load_demo
+
+## Serve the web app (gunicorn), a Celery worker and Celery beat; Ctrl-C stops all three.
+run: demo
+	@echo "Model Factory on http://127.0.0.1:8000 (sign in as one of the demo users above)"
+	$(BIN)/honcho start -f Procfile
+
+## Only a worker, e.g. on another machine sharing DATABASE_URL and CELERY_BROKER_URL.
+worker: $(VENV)/.installed
+	$(BIN)/celery -A config worker --loglevel INFO
+
+test: $(VENV)/.installed-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) var

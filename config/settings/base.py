@@ -1,0 +1,257 @@
+"""Settings for Model Factory.
+
+Everything has an embedded default (SQLite, a file-system Celery broker, files under ./var) so a
+fresh clone runs with no server; DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis.
+"""
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+DATA_DIR = Path(env_str("MF_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    configured = env_str("DJANGO_SECRET_KEY", "")
+    if configured:
+        return configured
+    # Development default: one random key per data directory, so sessions survive restarts and
+    # every process (web, worker, beat) agrees on it.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "registry",
+    "monitoring",
+    "scoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.PagesLoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "registry.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+_SQLITE_OPTIONS = {
+    # The web server, the worker and beat write to the same file: WAL lets readers proceed while
+    # one writes, IMMEDIATE takes the write lock up front instead of failing mid-transaction.
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+}
+
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "db.sqlite3"),
+            "OPTIONS": _SQLITE_OPTIONS,
+        }
+    }
+# Databases that batch jobs may read with a SQL query: MF_SCORING_DATABASES="warehouse=postgres://…".
+# Each gets a connection of its own; a job names one of them, never the app's own database.
+MF_SCORING_DATABASES: dict[str, str] = {}
+for _name, _, _url in (item.partition("=") for item in env_list("MF_SCORING_DATABASES", [])):
+    DATABASES[f"scoring_{_name}"] = dj_database_url.parse(_url)
+    MF_SCORING_DATABASES[_name] = f"scoring_{_name}"
+# Server-side batch inputs are read from this folder only.
+MF_BATCH_INPUT_DIR = Path(env_str("MF_BATCH_INPUT_DIR", str(DATA_DIR / "batch-inputs")))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "registry:model-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(env_str("MF_ARTIFACT_DIR", str(DATA_DIR / "artifacts"))).resolve()
+STORAGES = {
+    # Artifacts are served only through views that check access, never from a public URL.
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
+    },
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# Upload limit for one file; the default suits scikit-learn artifacts and reference samples.
+MF_MAX_UPLOAD_BYTES = env_int("MF_MAX_UPLOAD_MB", 500, minimum=1) * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "registry.uploads.LimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "uploads")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(DATA_DIR / "cache"),
+    },
+    # Rate-limit counters are checked on every prediction: kept in memory, per process.
+    "throttle": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"},
+}
+
+# --- scoring ------------------------------------------------------------------------------------
+# How long a web process trusts its idea of the production version before asking the database.
+MF_PRODUCTION_REFRESH_SECONDS = float(env_str("MF_PRODUCTION_REFRESH_SECONDS", "1.0"))
+# "buffered": predictions are written by a background thread every MF_PREDICTION_LOG_FLUSH_SECONDS
+# (off the request path); "sync": in the request (tests).
+MF_PREDICTION_LOG = env_str("MF_PREDICTION_LOG", "buffered")
+MF_PREDICTION_LOG_FLUSH_SECONDS = float(env_str("MF_PREDICTION_LOG_FLUSH_SECONDS", "1.0"))
+MF_CONSUMER_RATE_LIMIT = env_str("MF_CONSUMER_RATE_LIMIT", "500/s")
+# A revoked or rotated consumer token stops working within this many seconds.
+MF_CONSUMER_TOKEN_CACHE_SECONDS = float(env_str("MF_CONSUMER_TOKEN_CACHE_SECONDS", "10"))
+
+EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "model-factory@localhost")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 25,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"consumer": MF_CONSUMER_RATE_LIMIT},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Model Factory API",
+    "DESCRIPTION": (
+        "Registry, governance, scoring and monitoring of machine-learning models. "
+        "Authenticate with `Authorization: Token <token>` (POST /api/auth/token/)."
+    ),
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" of their own; each enum gets a name that says whose it is.
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStatusEnum": "registry.choices.VersionStatus",
+        "CheckRunStatusEnum": "registry.models.CheckRun.Status",
+        "WebhookDeliveryStatusEnum": "registry.models.WebhookDelivery.Status",
+        "BatchRunStatusEnum": "scoring.models.BatchRun.Status",
+        "BatchChunkStatusEnum": "scoring.models.BatchChunk.Status",
+        "ReportStatusEnum": "monitoring.models.Report.Status",
+        "AlertStatusEnum": "monitoring.models.Alert.Status",
+        "RetrainingRunStatusEnum": "monitoring.models.RetrainingRun.Status",
+    },
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    _broker_dir = DATA_DIR / "broker"
+    for _sub in ("queue", "processed", "control"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+else:
+    # A task a killed worker had taken is handed out again once this long has passed unacknowledged;
+    # longer than any task's time limit, so that a slow task is never run twice at once.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("MF_BROKER_VISIBILITY_TIMEOUT_SECONDS", 3900, minimum=1)
+    }
+# Tasks go to (and workers read) this queue: instances sharing one broker keep to their own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("MF_CELERY_QUEUE", "celery")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A task is acknowledged only when it has finished, so a worker killed mid-task hands it to another.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("MF_TASK_TIME_LIMIT_SECONDS", 3600, minimum=10)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
+CELERY_TASK_ALWAYS_EAGER = env_bool("MF_CELERY_EAGER", False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("MF_LOG_LEVEL", "INFO")},
+}

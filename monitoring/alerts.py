@@ -1,0 +1,109 @@
+"""Alert rules evaluated against each new report: open once, stay open, close when clear."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from monitoring.models import Alert, AlertEvent, AlertRule, Report
+from registry import notifications
+
+logger = logging.getLogger(__name__)
+
+
+def rule_value(rule: AlertRule, report: Report) -> float | None:
+    """The figure a rule watches, read from a stored report; None when the report lacks it."""
+    results: dict[str, Any] = report.results or {}
+    value: Any = None
+    if rule.metric == AlertRule.Metric.PERFORMANCE:
+        value = (report.performance or {}).get(rule.parameter)
+    elif rule.metric == AlertRule.Metric.DRIFT_SHARE:
+        value = report.drift_share
+    elif rule.metric == AlertRule.Metric.FEATURE_DRIFT:
+        column = (results.get("dataset") or {}).get("columns", {}).get(rule.parameter)
+        value = None if column is None else float(bool(column.get("drifted")))
+    elif rule.metric == AlertRule.Metric.SLICE_PERFORMANCE:
+        value = ((results.get("slices") or {}).get(rule.slice) or {}).get("performance", {}).get(rule.parameter)
+    elif rule.metric == AlertRule.Metric.FAIRNESS_GAP:
+        column, _, measure = rule.parameter.partition(":")
+        value = ((results.get("fairness") or {}).get(column) or {}).get("gaps", {}).get(measure or "positive_rate")
+    elif rule.metric == AlertRule.Metric.MISSING_SHARE:
+        shares = results.get("missing_share") or {}
+        value = shares.get(rule.parameter) if rule.parameter else (max(shares.values()) if shares else None)
+    elif rule.metric == AlertRule.Metric.PREDICTION_VOLUME:
+        value = report.rows_current
+    return None if value is None else float(value)
+
+
+def _holds(rule: AlertRule, value: float) -> bool:
+    return value > rule.threshold if rule.comparison == AlertRule.Comparison.ABOVE else value < rule.threshold
+
+
+def evaluate(report: Report) -> list[AlertEvent]:
+    """Open or close each active rule's alert from this report; returns the state changes."""
+    if report.status != Report.Status.DONE:
+        return []
+    changes = []
+    for rule in AlertRule.objects.filter(model=report.model, active=True):
+        value = rule_value(rule, report)
+        if value is None:
+            continue
+        try:
+            event = _apply(rule, report, value)
+        except IntegrityError:  # another worker opened it at the same moment: one open alert is enough
+            continue
+        if event is not None:
+            changes.append(event)
+    return changes
+
+
+def _apply(rule: AlertRule, report: Report, value: float) -> AlertEvent | None:
+    with transaction.atomic():
+        open_alert = Alert.objects.select_for_update().filter(rule=rule, status=Alert.Status.OPEN).first()
+        if _holds(rule, value):
+            if open_alert is not None:
+                Alert.objects.filter(pk=open_alert.pk).update(last_value=value)
+                return None
+            alert = Alert.objects.create(rule=rule, opened_by_report=report, last_value=value)
+            event = AlertEvent.objects.create(alert=alert, kind="opened", value=value, report=report)
+            transaction.on_commit(lambda: _notify(alert, "opened", value))
+            if rule.retrain:
+                from monitoring.tasks import retrain_model
+
+                transaction.on_commit(lambda: retrain_model.delay(rule.model_id, alert.pk))
+            return event
+        if open_alert is None:
+            return None
+        Alert.objects.filter(pk=open_alert.pk).update(
+            status=Alert.Status.CLOSED, closed_at=timezone.now(), last_value=value
+        )
+        event = AlertEvent.objects.create(alert=open_alert, kind="closed", value=value, report=report)
+        transaction.on_commit(lambda: _notify(open_alert, "closed", value))
+        return event
+
+
+def _notify(alert: Alert, kind: str, value: float) -> None:
+    rule = alert.rule
+    model = rule.model
+    comparison = "above" if rule.comparison == AlertRule.Comparison.ABOVE else "below"
+    text = (
+        f"Alert {kind} on {model.name}: {rule.name} ({rule.get_metric_display()}"
+        f"{' ' + rule.parameter if rule.parameter else ''}{' in ' + rule.slice if rule.slice else ''}) is {value:.4g}, "
+        f"{'' if kind == 'opened' else 'no longer '}{comparison} {rule.threshold:g}."
+    )
+    url = f"/models/{model.name}/monitoring/"
+    notifications.notify_users(users=[model.owner], message=text, url=url)
+    if model.owner.email:
+        send_mail(f"[Model Factory] {text}", text, settings.DEFAULT_FROM_EMAIL, [model.owner.email])
+    notifications.notify_consumers(
+        model=model,
+        event=f"alert.{kind}",
+        subject=f"[Model Factory] {text}",
+        message=text,
+        payload={"alert": alert.pk, "rule": rule.name, "value": value, "threshold": rule.threshold},
+    )

@@ -1,0 +1,184 @@
+"""Monitoring endpoints: actuals in, reports, alert rules and alerts out."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import paginated_response
+from monitoring import services
+from monitoring.models import Alert, AlertRule, Report
+from registry import selectors
+from scoring.authentication import ConsumerPrincipal, ConsumerTokenAuthentication
+
+
+class ActualsApi(APIView):
+    authentication_classes = [ConsumerTokenAuthentication, TokenAuthentication, SessionAuthentication]
+
+    class ActualsInput(serializers.Serializer):
+        rows = serializers.ListField(
+            child=serializers.JSONField(),
+            help_text=(
+                '[{"prediction_id": "...", "actual": 1}, {"entity_id": "c-42", "actual": 0, "observed_at": "..."}]'
+            ),
+        )
+
+    class ActualsOutput(serializers.Serializer):
+        created = serializers.IntegerField()
+        unchanged = serializers.IntegerField()
+
+    @extend_schema(
+        request=ActualsInput,
+        responses={200: ActualsOutput, 400: OpenApiResponse(description="Problems by row; nothing was stored")},
+    )
+    def post(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        principal = request.user
+        if isinstance(principal, ConsumerPrincipal) and principal.consumer.model_id != model.pk:
+            return Response({"detail": "This consumer token is for another model."}, status=status.HTTP_403_FORBIDDEN)
+        payload = self.ActualsInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        result = services.actuals_ingest(actor=principal, model=model, rows=payload.validated_data["rows"])
+        return Response({"created": result.created, "unchanged": result.unchanged})
+
+
+class ReportSummaryOutput(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="version.number", default=None)
+
+    class Meta:
+        model = Report
+        fields = [
+            "id",
+            "model",
+            "version",
+            "window_start",
+            "window_end",
+            "status",
+            "baseline",
+            "rows_current",
+            "rows_reference",
+            "rows_with_actuals",
+            "drift_share",
+            "dataset_drift",
+            "performance",
+            "created_at",
+            "finished_at",
+            "error",
+        ]
+
+
+class ReportOutput(ReportSummaryOutput):
+    class Meta(ReportSummaryOutput.Meta):
+        fields = [*ReportSummaryOutput.Meta.fields, "results"]
+
+
+class ReportListApi(APIView):
+    class ReportRequestInput(serializers.Serializer):
+        start = serializers.DateTimeField()
+        end = serializers.DateTimeField()
+
+    @extend_schema(responses=ReportSummaryOutput(many=True))
+    def get(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        reports = Report.objects.filter(model=model).select_related("model", "version")
+        return paginated_response(request=request, view=self, queryset=reports, serializer_class=ReportSummaryOutput)
+
+    @extend_schema(request=ReportRequestInput, responses={202: ReportSummaryOutput})
+    def post(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        if not request.user.has_perm("registry.view_registeredmodel"):
+            return Response({"detail": "You may not run reports."}, status=status.HTTP_403_FORBIDDEN)
+        payload = self.ReportRequestInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        report = services.report_request(actor=request.user, model=model, **payload.validated_data)
+        report.refresh_from_db()
+        return Response(ReportSummaryOutput(report).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ReportDetailApi(APIView):
+    @extend_schema(responses=ReportOutput)
+    def get(self, request: Request, report_id: int) -> Response:
+        report = Report.objects.select_related("model", "version").filter(pk=report_id).first()
+        if report is None:
+            return Response({"detail": "No such report."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(ReportOutput(report).data)
+
+
+class AlertRuleOutput(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    created_by = serializers.CharField(source="created_by.username")
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "id",
+            "model",
+            "name",
+            "metric",
+            "parameter",
+            "slice",
+            "comparison",
+            "threshold",
+            "retrain",
+            "active",
+            "created_by",
+            "created_at",
+        ]
+
+
+class AlertRuleListApi(APIView):
+    class AlertRuleInput(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        metric = serializers.ChoiceField(choices=AlertRule.Metric.choices)
+        parameter = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+        slice = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+        comparison = serializers.ChoiceField(choices=AlertRule.Comparison.choices)
+        threshold = serializers.FloatField()
+        retrain = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(responses=AlertRuleOutput(many=True))
+    def get(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        rules = AlertRule.objects.filter(model=model).select_related("model", "created_by")
+        return Response(AlertRuleOutput(rules, many=True).data)
+
+    @extend_schema(request=AlertRuleInput, responses={201: AlertRuleOutput})
+    def post(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        payload = self.AlertRuleInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        rule = services.alert_rule_create(actor=request.user, model=model, **payload.validated_data)
+        return Response(AlertRuleOutput(rule).data, status=status.HTTP_201_CREATED)
+
+
+class AlertOutput(serializers.ModelSerializer):
+    model = serializers.CharField(source="rule.model.name")
+    rule = serializers.CharField(source="rule.name")
+    metric = serializers.CharField(source="rule.metric")
+    threshold = serializers.FloatField(source="rule.threshold")
+
+    class Meta:
+        model = Alert
+        fields = ["id", "model", "rule", "metric", "threshold", "status", "opened_at", "closed_at", "last_value"]
+
+
+class AlertListApi(APIView):
+    class AlertFilter(serializers.Serializer):
+        status = serializers.ChoiceField(choices=Alert.Status.choices, required=False, allow_blank=True, default="")
+        model = serializers.CharField(required=False, default="")
+
+    @extend_schema(parameters=[AlertFilter], responses=AlertOutput(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.AlertFilter(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        alerts = Alert.objects.select_related("rule__model")
+        if filters.validated_data["status"]:
+            alerts = alerts.filter(status=filters.validated_data["status"])
+        if filters.validated_data["model"]:
+            alerts = alerts.filter(rule__model__name=filters.validated_data["model"])
+        return paginated_response(request=request, view=self, queryset=alerts, serializer_class=AlertOutput)

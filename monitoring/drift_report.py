@@ -1,0 +1,125 @@
+"""Drift of a production window against a version's reference profile, overall and per slice.
+
+The reference profile of a version is built once and kept in-process, so that scheduled reports and
+every slice of a report reuse it; a trailing baseline changes with each window and is never kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from monitoring import drift
+
+PROFILE_CACHE_SIZE = 4
+BENJAMINI_HOCHBERG = "benjamini-hochberg"
+NO_CORRECTION = "none"
+OVERALL = None  # the whole window, kept among the slices so that it shares their loop and correction
+
+
+@dataclass(frozen=True)
+class Profile:
+    columns: dict[str, drift.ColumnProfile]
+
+
+_profiles: OrderedDict[tuple[int, str, tuple[str, ...]], Profile] = OrderedDict()
+# Celery may run a report per thread; OrderedDict reordering is not safe to interleave.
+_profiles_lock = threading.Lock()
+
+
+def build_profile(reference_frame: pd.DataFrame) -> Profile:
+    return Profile(
+        columns={
+            str(column): drift.profile_column(reference_frame[column], drift.column_kind(reference_frame[column]))
+            for column in reference_frame.columns
+        }
+    )
+
+
+def profile_for(version_id: int, reference_frame: pd.DataFrame, kind: str) -> Profile:
+    """The reference profile of a version, from the cache when the same columns were profiled lately."""
+    if kind == "trailing":
+        return build_profile(reference_frame)
+    key = (version_id, kind, tuple(str(column) for column in reference_frame.columns))
+    with _profiles_lock:
+        if key in _profiles:
+            _profiles.move_to_end(key)
+            return _profiles[key]
+    profile = build_profile(reference_frame)
+    with _profiles_lock:
+        _profiles[key] = profile
+        while len(_profiles) > PROFILE_CACHE_SIZE:
+            _profiles.popitem(last=False)
+    return profile
+
+
+def window_drift(
+    profile: Profile,
+    current_frame: pd.DataFrame,
+    masks: dict[str, pd.Series],
+    min_rows: int,
+    fdr: bool,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str]:
+    """Evidently's drift verdicts for the whole window and each slice with at least `min_rows` rows.
+
+    With `fdr`, the p-value tests of all slices and of the whole window are corrected together by
+    Benjamini-Hochberg (see `drift.control_false_discoveries`); distance tests keep their verdicts.
+    A column with no value in a slice is left out of that slice's columns and drift share.
+    """
+    rows_by_slice: dict[str | None, np.ndarray | None] = {OVERALL: None}
+    sizes: dict[str | None, int] = {OVERALL: len(current_frame)}
+    for name, mask in masks.items():
+        positions = np.flatnonzero(np.asarray(mask, dtype=bool))
+        sizes[name] = positions.size
+        if positions.size >= min_rows:
+            rows_by_slice[name] = positions
+
+    judged: list[tuple[str | None, str, drift.ColumnVerdict]] = []
+    # The Wasserstein dot products are too short for OpenBLAS's threads to help; left on, they spin
+    # between calls and double the CPU time taken from the worker's other processes.
+    with threadpool_limits(1, user_api="blas"):
+        for column, column_profile in profile.columns.items():
+            current = drift.encode_current(column_profile, current_frame[column])
+            for slice_name, rows in rows_by_slice.items():
+                verdict = drift.judge(column_profile, current, rows)
+                if verdict is not None:
+                    judged.append((slice_name, column, verdict))
+
+    verdicts = [verdict for _, _, verdict in judged]
+    if fdr:
+        verdicts = drift.control_false_discoveries(verdicts)
+    by_slice: dict[str | None, dict[str, drift.ColumnVerdict]] = {slice_name: {} for slice_name in rows_by_slice}
+    for (slice_name, column, _), verdict in zip(judged, verdicts, strict=True):
+        by_slice[slice_name][column] = verdict
+
+    per_slice = {
+        name: (
+            {"rows": sizes[name], "too_small": False, **_summary(by_slice[name])}
+            if name in by_slice
+            else {"rows": sizes[name], "too_small": True, "drift_share": None, "drifted": None, "columns": {}}
+        )
+        for name in masks
+    }
+    return _summary(by_slice[OVERALL]), per_slice, BENJAMINI_HOCHBERG if fdr else NO_CORRECTION
+
+
+def _summary(verdicts: dict[str, drift.ColumnVerdict]) -> dict[str, Any]:
+    share, drifted = drift.dataset_drift(verdicts.values())
+    return {
+        "drift_share": share,
+        "drifted": drifted,
+        "columns": {column: verdict.as_dict() for column, verdict in verdicts.items()},
+    }
+
+
+def column_drift(reference: pd.Series, current: pd.Series) -> dict[str, Any] | None:
+    """Evidently's verdict on one distribution, e.g. the model's output; None if `current` is empty."""
+    column_profile = drift.profile_column(reference, drift.column_kind(reference))
+    verdict = drift.judge(column_profile, drift.encode_current(column_profile, current), None)
+    return None if verdict is None else verdict.as_dict()

@@ -1,0 +1,212 @@
+"""Monitoring: actuals as they arrive, stored reports per window, alert rules and their alerts."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from registry.models import ModelVersion, RegisteredModel
+from scoring.models import Prediction
+
+
+class Actual(models.Model):
+    """The true outcome of a prediction (by its id) or of an entity, posted when it is known."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="actuals")
+    prediction = models.ForeignKey(Prediction, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    entity_id = models.CharField(max_length=200, blank=True)
+    value = models.JSONField()
+    observed_at = models.DateTimeField(default=timezone.now)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "prediction"], condition=Q(prediction__isnull=False), name="one_actual_per_prediction"
+            ),
+            models.UniqueConstraint(
+                fields=["model", "entity_id"], condition=~Q(entity_id=""), name="one_actual_per_entity"
+            ),
+            models.CheckConstraint(condition=Q(prediction__isnull=False) | ~Q(entity_id=""), name="actual_has_a_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.prediction_id or self.entity_id} = {self.value}"
+
+
+class MonitoringConfig(models.Model):
+    """How a model is monitored: baseline, slices, fairness, schedule."""
+
+    class Baseline(models.TextChoices):
+        REFERENCE = "reference", "The version's reference data"
+        TRAILING = "trailing", "A trailing window of production inputs"
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="monitoring")
+    baseline = models.CharField(max_length=10, choices=Baseline.choices, default=Baseline.REFERENCE)
+    trailing_days = models.PositiveIntegerField(default=28, help_text="For a trailing baseline")
+    slice_columns = models.JSONField(default=list, blank=True, help_text='Input columns, e.g. ["region"]')
+    slice_expressions = models.JSONField(
+        default=dict, blank=True, help_text='Named pandas expressions, e.g. {"young": "tenure_months < 12"}'
+    )
+    sensitive_columns = models.JSONField(default=list, blank=True, help_text="Slice columns checked for fairness")
+    min_slice_rows = models.PositiveIntegerField(default=100)
+    fdr_correction = models.BooleanField(default=True, help_text="Benjamini-Hochberg over all p-value tests")
+    fairness_threshold = models.FloatField(default=0.1, help_text="Largest allowed gap between slices")
+    window_days = models.PositiveIntegerField(default=1, help_text="Window of a scheduled report")
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"Monitoring of {self.model}"
+
+
+class Report(models.Model):
+    """One computed window: results are stored so that pages never recompute on load."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="reports")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    baseline = models.CharField(max_length=200, blank=True)
+    rows_current = models.PositiveBigIntegerField(default=0)
+    rows_reference = models.PositiveBigIntegerField(default=0)
+    rows_with_actuals = models.PositiveBigIntegerField(default=0)
+    # Summary figures, denormalised for dashboards: read without opening `results`.
+    drift_share = models.FloatField(null=True, blank=True)
+    dataset_drift = models.BooleanField(null=True, blank=True)
+    performance = models.JSONField(default=dict, blank=True)
+    results = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-window_end", "-id"]
+        indexes = [models.Index(fields=["model", "-window_end"], name="report_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.window_start:%Y-%m-%d}..{self.window_end:%Y-%m-%d}"
+
+
+class AlertRule(models.Model):
+    class Metric(models.TextChoices):
+        PERFORMANCE = "performance", "Performance metric"
+        DRIFT_SHARE = "drift_share", "Share of drifted features"
+        FEATURE_DRIFT = "feature_drift", "A feature's drift statistic"
+        SLICE_PERFORMANCE = "slice_performance", "A slice's performance metric"
+        FAIRNESS_GAP = "fairness_gap", "Fairness gap"
+        MISSING_SHARE = "missing_share", "Share of missing values"
+        PREDICTION_VOLUME = "prediction_volume", "Prediction volume"
+
+    class Comparison(models.TextChoices):
+        ABOVE = ">", "above"
+        BELOW = "<", "below"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="alert_rules")
+    name = models.CharField(max_length=100)
+    metric = models.CharField(max_length=20, choices=Metric.choices)
+    # e.g. "roc_auc" for performance, a feature name, a fairness measure ("positive_rate")
+    parameter = models.CharField(max_length=200, blank=True)
+    slice = models.CharField(max_length=200, blank=True, help_text='"column=value", for slice metrics')
+    comparison = models.CharField(max_length=1, choices=Comparison.choices)
+    threshold = models.FloatField()
+    retrain = models.BooleanField(default=False, help_text="Run the retraining recipe when the alert opens")
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "name"]
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="unique_alert_rule_name")]
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.name}"
+
+
+class Alert(models.Model):
+    """Opened once when a rule's condition starts to hold; closed when it clears."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.PROTECT, related_name="alerts")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    opened_by_report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="+")
+    last_value = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule"], condition=Q(status="open"), name="one_open_alert_per_rule")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} ({self.status})"
+
+
+class AlertEvent(models.Model):
+    """A state change of an alert, with the value that caused it."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=10)  # opened, closed
+    value = models.FloatField(null=True, blank=True)
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.alert} {self.kind}"
+
+
+class RetrainingRecipe(models.Model):
+    """How to retrain a model: a callable in an installed module, and its training data."""
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="retraining_recipe")
+    callable_path = models.CharField(
+        max_length=300, help_text='"package.module:function"; called with the training data frame'
+    )
+    data_path = models.CharField(max_length=500, blank=True, help_text="CSV or Parquet file of training data")
+    data_query = models.TextField(blank=True, help_text="Or a SQL query on MF_SCORING_DATABASES' connection")
+    data_connection = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+
+    def __str__(self) -> str:
+        return f"Retraining of {self.model}"
+
+
+class RetrainingRun(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        REGISTERED = "registered", "Registered a version"
+        FAILED = "failed", "Failed"
+
+    recipe = models.ForeignKey(RetrainingRecipe, on_delete=models.PROTECT, related_name="runs")
+    alert = models.ForeignKey(Alert, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.recipe} at {self.started_at:%Y-%m-%d %H:%M}"

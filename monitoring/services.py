@@ -1,0 +1,134 @@
+"""Writes of monitoring: actuals as they arrive, alert rules, reports requested."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from monitoring.models import Actual, AlertRule, Report
+from registry.models import RegisteredModel
+from registry.services import audit_event_create
+from scoring.models import Prediction
+
+MAX_ACTUALS_PER_REQUEST = 50_000
+
+
+@dataclass
+class ActualsResult:
+    created: int
+    unchanged: int
+
+
+def _key(row: Any, index: int, problems: list[dict[str, Any]]) -> tuple[str | None, str | None, Any, datetime | None]:
+    def problem(message: str) -> None:
+        problems.append({"row": index, "error": message})
+
+    if not isinstance(row, dict):
+        problem("must be an object with prediction_id or entity_id, and actual")
+        return None, None, None, None
+    prediction_id, entity_id = row.get("prediction_id"), row.get("entity_id")
+    if (prediction_id in (None, "")) == (entity_id in (None, "")):
+        problem("give exactly one of prediction_id and entity_id")
+        return None, None, None, None
+    if "actual" not in row or row["actual"] is None:
+        problem("actual: required")
+    elif not isinstance(row["actual"], str | int | float | bool):
+        problem("actual: must be a number, a string or true/false")
+    if prediction_id not in (None, ""):
+        try:
+            prediction_id = str(uuid.UUID(str(prediction_id)))
+        except ValueError:
+            problem(f"prediction_id: {prediction_id!r} is not a prediction id")
+            prediction_id = None
+    observed_at = None
+    if row.get("observed_at"):
+        try:
+            observed_at = parse_datetime(str(row["observed_at"]))
+        except ValueError:
+            observed_at = None
+        if observed_at is None:
+            problem("observed_at: not an ISO 8601 time")
+        elif timezone.is_naive(observed_at):
+            observed_at = timezone.make_aware(observed_at)
+    return prediction_id, (str(entity_id) if entity_id not in (None, "") else None), row.get("actual"), observed_at
+
+
+def actuals_ingest(*, actor: Any, model: RegisteredModel, rows: list[Any]) -> ActualsResult:
+    """Store actuals all or nothing; posting the same actual again changes nothing."""
+    if not (actor.has_perm("registry.add_modelversion") or getattr(actor, "consumer", None) is not None):
+        raise PermissionDenied("Only data scientists and the model's consumers may post actuals.")
+    if not isinstance(rows, list) or not rows:
+        raise ValidationError({"rows": ["Send a non-empty list of rows."]})
+    if len(rows) > MAX_ACTUALS_PER_REQUEST:
+        raise ValidationError({"rows": [f"At most {MAX_ACTUALS_PER_REQUEST} rows per request."]})
+    problems: list[dict[str, Any]] = []
+    parsed = [_key(row, index, problems) for index, row in enumerate(rows)]
+    by_prediction = {p: (i, v, t) for i, (p, _e, v, t) in enumerate(parsed) if p}
+    by_entity = {e: (i, v, t) for i, (_p, e, v, t) in enumerate(parsed) if e}
+    known = {
+        str(pk)
+        for pk in Prediction.objects.filter(model=model, pk__in=list(by_prediction)).values_list("pk", flat=True)
+    }
+    for prediction_id, (index, _value, _at) in by_prediction.items():
+        if prediction_id not in known:
+            problems.append({"row": index, "error": f"prediction_id: no prediction {prediction_id} of {model.name}"})
+    existing_predictions = dict(
+        Actual.objects.filter(model=model, prediction_id__in=list(by_prediction)).values_list("prediction_id", "value")
+    )
+    existing_entities = dict(
+        Actual.objects.filter(model=model, entity_id__in=list(by_entity)).values_list("entity_id", "value")
+    )
+    for key, existing, (index, value, _at) in [
+        *((k, existing_predictions.get(uuid.UUID(k)), v) for k, v in by_prediction.items()),
+        *((k, existing_entities.get(k), v) for k, v in by_entity.items()),
+    ]:
+        if existing is not None and existing != value:
+            problems.append(
+                {"row": index, "error": f"{key} already has the actual {existing!r}; actuals are not overwritten"}
+            )
+    if problems:
+        raise ValidationError(
+            {"rows": [f"row {p['row']}: {p['error']}" for p in sorted(problems, key=lambda p: p["row"])]}
+        )
+    now = timezone.now()
+    new = [
+        Actual(model=model, prediction_id=p, entity_id=e or "", value=v, observed_at=t or now, received_at=now)
+        for p, e, v, t in parsed
+        if not (p and uuid.UUID(p) in existing_predictions) and not (e and e in existing_entities)
+    ]
+    with transaction.atomic():
+        Actual.objects.bulk_create(new, ignore_conflicts=True, batch_size=5000)
+    return ActualsResult(created=len(new), unchanged=len(rows) - len(new))
+
+
+def alert_rule_create(*, actor: Any, model: RegisteredModel, **fields: Any) -> AlertRule:
+    if not (actor.has_perm("registry.change_registeredmodel") or actor.pk == model.owner_id):
+        raise PermissionDenied("Only the model's owner and data scientists may define alert rules.")
+    rule = AlertRule(model=model, created_by=actor, **fields)
+    rule.full_clean()
+    with transaction.atomic():
+        rule.save()
+        audit_event_create(
+            actor=actor,
+            action="alert_rule.created",
+            model=model,
+            new=dict(fields.items()),
+        )
+    return rule
+
+
+def report_request(*, actor: Any, model: RegisteredModel, start: datetime, end: datetime) -> Report:
+    if end <= start:
+        raise ValidationError({"end": ["Must be after start."]})
+    report = Report.objects.create(model=model, window_start=start, window_end=end, requested_by=actor)
+    from monitoring.tasks import compute_report
+
+    transaction.on_commit(lambda: compute_report.delay(report.pk))
+    return report

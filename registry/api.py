@@ -1,0 +1,278 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import Conflict, paginated_response
+from registry import selectors, services
+from registry.choices import ArtifactFormat, ModelTask, VersionStatus
+from registry.loading import ArtifactIntegrityError
+from registry.models import ModelVersion, RegisteredModel, VersionFile
+from registry.uploads import rejected_upload_errors
+from registry.views import file_response
+
+
+class ModelOutput(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username")
+    tags = serializers.SerializerMethodField()
+    version_count = serializers.IntegerField(read_only=True, default=None)
+    latest_version = serializers.IntegerField(source="latest_number", read_only=True, default=None)
+    production_version = serializers.IntegerField(source="production_number", read_only=True, default=None)
+
+    class Meta:
+        model = RegisteredModel
+        fields = [
+            "name",
+            "title",
+            "description",
+            "task",
+            "owner",
+            "tags",
+            "business_context",
+            "version_count",
+            "latest_version",
+            "production_version",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_tags(self, model: RegisteredModel) -> list[str]:
+        return [tag.name for tag in model.tags.all()]
+
+
+def _model_output(name: str) -> dict[str, Any]:
+    # Re-read through the list selector so the response carries the same annotations as lists.
+    return dict(ModelOutput(selectors.model_list().get(name=name)).data)
+
+
+class ModelListApi(APIView):
+    class FilterInput(serializers.Serializer):
+        q = serializers.CharField(required=False, default="", help_text="Search name, title, description")
+        owner = serializers.CharField(required=False, default="", help_text="Owner's username")
+        tag = serializers.CharField(required=False, default="")
+        task = serializers.ChoiceField(choices=ModelTask.choices, required=False, default="")
+        status = serializers.ChoiceField(
+            choices=VersionStatus.choices,
+            required=False,
+            default="",
+            help_text="Models having a version in this status, e.g. production",
+        )
+
+    class ModelCreateInput(serializers.Serializer):
+        name = serializers.SlugField(max_length=100)
+        title = serializers.CharField(max_length=200, required=False, default="")
+        description = serializers.CharField(required=False, default="", allow_blank=True)
+        task = serializers.ChoiceField(choices=ModelTask.choices)
+        tags = serializers.ListField(child=serializers.SlugField(max_length=50), required=False, default=list)
+        business_context = serializers.CharField(required=False, default="", allow_blank=True)
+
+    @extend_schema(parameters=[FilterInput], responses=ModelOutput(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.FilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        models = selectors.model_list(
+            search=data["q"], owner=data["owner"], tag=data["tag"], task=data["task"], status=data["status"]
+        )
+        return paginated_response(request=request, view=self, queryset=models, serializer_class=ModelOutput)
+
+    @extend_schema(request=ModelCreateInput, responses={201: ModelOutput})
+    def post(self, request: Request) -> Response:
+        payload = self.ModelCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        model = services.model_create(actor=request.user, **payload.validated_data)
+        return Response(_model_output(model.name), status=status.HTTP_201_CREATED)
+
+
+class ModelDetailApi(APIView):
+    class UpdateInput(serializers.Serializer):
+        title = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(required=False, allow_blank=True)
+        tags = serializers.ListField(child=serializers.SlugField(max_length=50), required=False)
+        business_context = serializers.CharField(required=False, allow_blank=True)
+
+    @extend_schema(responses=ModelOutput)
+    def get(self, request: Request, name: str) -> Response:
+        selectors.model_get(name=name)
+        return Response(_model_output(name))
+
+    @extend_schema(request=UpdateInput, responses=ModelOutput)
+    def patch(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        payload = self.UpdateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.model_update(actor=request.user, model=model, **payload.validated_data)
+        return Response(_model_output(name))
+
+
+class VersionFileOutput(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VersionFile
+        fields = ["id", "kind", "filename", "sha256", "size", "rows", "download_url"]
+
+    def get_download_url(self, version_file: VersionFile) -> str:
+        version = version_file.version
+        request = self.context.get("request")
+        path = f"/api/models/{version.model.name}/versions/{version.number}/files/{version_file.pk}/download/"
+        return request.build_absolute_uri(path) if request else path
+
+
+class VersionOutput(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    author = serializers.CharField(source="author.username")
+    # DRF's Field.parent is the enclosing serializer; a field of that name shadows it for mypy only.
+    parent = serializers.IntegerField(source="parent.number", default=None)  # type: ignore[assignment]
+    requires_trust = serializers.BooleanField()
+    trust_accepted_by = serializers.CharField(source="trust_accepted_by.username", default=None)
+    files = VersionFileOutput(many=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "model",
+            "number",
+            "status",
+            "format",
+            "framework",
+            "environment",
+            "requirements",
+            "input_schema",
+            "output_schema",
+            "params",
+            "metrics",
+            "training_data_uri",
+            "training_data_rows",
+            "training_data_sha256",
+            "code_uri",
+            "code_commit",
+            "parent",
+            "release_notes",
+            "untrusted_types",
+            "requires_trust",
+            "trust_accepted_by",
+            "trust_accepted_at",
+            "reference_profile",
+            "author",
+            "created_at",
+            "files",
+        ]
+
+
+class JsonText(serializers.JSONField):
+    """JSON sent as a multipart text field (or as JSON); the service parses and explains it."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        return dictionary.get(self.field_name, serializers.empty)
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+
+class VersionListApi(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    class FilterInput(serializers.Serializer):
+        status = serializers.ChoiceField(choices=VersionStatus.choices, required=False, default="")
+        author = serializers.CharField(required=False, default="", help_text="Author's username")
+
+    class VersionCreateInput(serializers.Serializer):
+        artifact = serializers.FileField(help_text="skops (default), ONNX, joblib/pickle, or an MLflow model zip")
+        format = serializers.ChoiceField(
+            choices=ArtifactFormat.choices, required=False, allow_blank=True, help_text="Detected when omitted"
+        )
+        release_notes = serializers.CharField(required=False, default="", allow_blank=True)
+        notebook = serializers.FileField(required=False)
+        golden_set = serializers.FileField(
+            required=False, help_text="CSV of input rows plus their validated output in column 'expected'"
+        )
+        reference_data = serializers.FileField(required=False, help_text="CSV or Parquet; the drift baseline")
+        training_data = serializers.FileField(required=False, help_text="Optional snapshot of the training data")
+        onnx = serializers.FileField(
+            required=False, help_text="An ONNX export of the same model; the checks compare it with the artifact"
+        )
+        documents = serializers.ListField(child=serializers.FileField(), required=False, default=list)
+        input_schema = JsonText(
+            required=False, help_text="List of {name, type, required, minimum, maximum, categories}"
+        )
+        output_schema = JsonText(required=False)
+        params = JsonText(required=False)
+        metrics = JsonText(required=False, help_text="Object of metric name to number")
+        environment = JsonText(required=False, help_text='{"python": "3.11.7", "libraries": {"scikit-learn": "1.5.2"}}')
+        requirements = serializers.CharField(required=False, default="", allow_blank=True)
+        training_data_uri = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
+        training_data_rows = serializers.IntegerField(required=False, min_value=0, allow_null=True)
+        training_data_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", required=False, default="", allow_blank=True)
+        code_uri = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
+        code_commit = serializers.CharField(required=False, default="", allow_blank=True, max_length=64)
+        parent = serializers.IntegerField(required=False, min_value=1, allow_null=True)  # type: ignore[assignment]
+
+    @extend_schema(parameters=[FilterInput], responses=VersionOutput(many=True))
+    def get(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        filters = self.FilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        versions = selectors.version_list(model=model, **filters.validated_data).prefetch_related("files")
+        return paginated_response(request=request, view=self, queryset=versions, serializer_class=VersionOutput)
+
+    @extend_schema(request={"multipart/form-data": VersionCreateInput}, responses={201: VersionOutput})
+    def post(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        data = request.data
+        too_large = rejected_upload_errors(request._request)
+        if too_large:
+            raise serializers.ValidationError(too_large)
+        payload = self.VersionCreateInput(data=data)
+        payload.is_valid(raise_exception=True)
+        upload = services.VersionUpload(**payload.validated_data)
+        version = services.version_register(actor=request.user, model=model, upload=upload)
+        version = selectors.version_get(model_name=name, number=version.number)
+        return Response(VersionOutput(version, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class VersionDetailApi(APIView):
+    @extend_schema(responses=VersionOutput)
+    def get(self, request: Request, name: str, number: int) -> Response:
+        version = selectors.version_get(model_name=name, number=number)
+        return Response(VersionOutput(version, context={"request": request}).data)
+
+
+class VersionFileDownloadApi(APIView):
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            409: OpenApiResponse(description="The stored file no longer matches its sha256"),
+        }
+    )
+    def get(self, request: Request, name: str, number: int, file_id: int) -> FileResponse:
+        version = selectors.version_get(model_name=name, number=number)
+        version_file = selectors.version_file_get(version=version, file_id=file_id)
+        try:
+            return file_response(version_file)
+        except ArtifactIntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+
+
+class VersionAcceptTrustApi(APIView):
+    class AcceptTrustInput(serializers.Serializer):
+        reason = serializers.CharField(required=False, default="", allow_blank=True)
+
+    @extend_schema(
+        request=AcceptTrustInput, responses=VersionOutput, summary="Accept the untrusted types of an artifact"
+    )
+    def post(self, request: Request, name: str, number: int) -> Response:
+        version = selectors.version_get(model_name=name, number=number)
+        payload = self.AcceptTrustInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.version_accept_untrusted_types(actor=request.user, version=version, **payload.validated_data)
+        version = selectors.version_get(model_name=name, number=number)
+        return Response(VersionOutput(version, context={"request": request}).data)

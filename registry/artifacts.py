@@ -1,0 +1,569 @@
+"""Model artifacts: recognise and inspect them without running them, and load them when trusted.
+
+Inspecting never executes anything from the file: skops lists the types it would construct,
+pickles are scanned opcode by opcode for the globals they would import, ONNX is parsed as
+protobuf, and an MLflow model zip is read member by member (no MLflow needed). Loading happens
+only in worker and serving processes, and only with the types a reviewer accepted.
+
+No Django imports: this module is also used by scripts and benchmarks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import lzma
+import pickle
+import pickletools
+import posixpath
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import yaml
+
+SKOPS, ONNX, PICKLE, MLFLOW = "skops", "onnx", "pickle", "mlflow"
+
+# A zip member must not expand more than this much; real models compress 2-10x, bombs 1000x.
+MAX_COMPRESSION_RATIO = 200
+MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
+MAX_ZIP_MEMBERS = 10_000
+# Bytes of a pickle scanned for globals; a model's class references sit in its first frames.
+_PICKLE_SCAN_BYTES = 64 * 1024 * 1024
+
+# MLflow column types -> our schema types (binary and datetime have no equivalent).
+_MLFLOW_TYPES = {
+    "boolean": "boolean",
+    "integer": "integer",
+    "long": "integer",
+    "float": "float",
+    "double": "float",
+    "string": "string",
+}
+_FRAMEWORKS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
+
+
+class ArtifactError(ValueError):
+    """The file is not a usable model artifact; the message says why, for the uploader."""
+
+
+class UntrustedArtifactError(ArtifactError):
+    """Loading would construct types that no reviewer has accepted."""
+
+
+@dataclass(frozen=True)
+class MlflowModelInfo:
+    input_schema: list[dict[str, Any]] | None
+    output_schema: list[dict[str, Any]] | None
+    input_example: list[dict[str, Any]] | None
+    requirements: str
+    environment: dict[str, Any]
+    serialization_format: str
+    model_path: str
+
+
+@dataclass(frozen=True)
+class ArtifactInspection:
+    format: str
+    untrusted_types: list[str] = field(default_factory=list)
+    framework: str = ""
+    mlflow: MlflowModelInfo | None = None
+
+
+class Predictor(Protocol):
+    classes: list[Any] | None
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None: ...
+
+
+# --- recognising --------------------------------------------------------------------------------
+
+
+def detect_format(path: Path) -> str | None:
+    """The format the file's bytes say it is, or None."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return None
+        if "schema.json" in names:
+            return SKOPS
+        if any(posixpath.basename(name) == "MLmodel" for name in names):
+            return MLFLOW
+        return None
+    if _is_pickle_head(head) or _joblib_compression(head) is not None:
+        return PICKLE
+    try:
+        _load_onnx(path)
+    except ArtifactError:
+        return None
+    return ONNX
+
+
+def _is_pickle_head(head: bytes) -> bool:
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _joblib_compression(head: bytes) -> str | None:
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\xfd7zXZ"):
+        return "xz"
+    if head.startswith(b"\x78") and len(head) > 1 and (head[0] * 256 + head[1]) % 31 == 0:
+        return "zlib"
+    return None
+
+
+_FORMAT_NAMES = {SKOPS: "skops", ONNX: "ONNX", PICKLE: "joblib/pickle", MLFLOW: "MLflow model zip"}
+
+
+def inspect_artifact(path: Path, declared_format: str | None = None) -> ArtifactInspection:
+    """What the artifact is and what loading it would trust; raises ArtifactError if unusable."""
+    if path.stat().st_size == 0:
+        raise ArtifactError("The file is empty.")
+    detected = detect_format(path)
+    if declared_format and detected and detected != declared_format:
+        raise ArtifactError(
+            f"The file is not a {_FORMAT_NAMES[declared_format]} artifact: its contents are {_FORMAT_NAMES[detected]}."
+        )
+    fmt = declared_format or detected
+    if fmt is None:
+        if zipfile.is_zipfile(path):
+            raise ArtifactError(
+                "The zip file is neither a skops file nor an MLflow model directory (no MLmodel file inside)."
+            )
+        if path.read_bytes()[:4] == b"PK\x03\x04":
+            raise ArtifactError("The zip file is corrupt.")
+        raise ArtifactError(
+            "Not a recognised model artifact: expected skops, ONNX, joblib/pickle or a zipped MLflow model directory."
+        )
+    if fmt == SKOPS:
+        return _inspect_skops(path)
+    if fmt == ONNX:
+        model = _load_onnx(path)
+        return ArtifactInspection(format=ONNX, framework=model.producer_name or "onnx")
+    if fmt == PICKLE:
+        return _inspect_pickle(path)
+    return _inspect_mlflow(path)
+
+
+# --- skops --------------------------------------------------------------------------------------
+
+
+def _skops_untrusted(data: bytes) -> list[str]:
+    import skops.io as sio
+
+    try:
+        return sorted(sio.get_untrusted_types(data=data))
+    except Exception as exc:  # skops raises many kinds on malformed files
+        raise ArtifactError(f"The skops file cannot be read: {exc}") from exc
+
+
+def _inspect_skops(path: Path) -> ArtifactInspection:
+    if not zipfile.is_zipfile(path):
+        raise ArtifactError("The file is not a skops file (skops files are zip archives).")
+    _check_zip(path)
+    data = path.read_bytes()
+    untrusted = _skops_untrusted(data)
+    with zipfile.ZipFile(path) as archive:
+        try:
+            schema = json.loads(archive.read("schema.json"))
+        except (KeyError, ValueError) as exc:
+            raise ArtifactError("The skops file has no readable schema.json.") from exc
+    module = str(schema.get("__module__", "")) if isinstance(schema, dict) else ""
+    return ArtifactInspection(format=SKOPS, untrusted_types=untrusted, framework=_framework(module))
+
+
+def _framework(module: str) -> str:
+    return _FRAMEWORKS.get(module.split(".")[0], module.split(".")[0])
+
+
+# --- ONNX ---------------------------------------------------------------------------------------
+
+
+def _load_onnx(path: Path) -> Any:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load_model_from_string(path.read_bytes())
+        onnx.checker.check_model(model)
+    except (DecodeError, onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"The file is not a valid ONNX model: {str(exc).splitlines()[0]}") from exc
+    if not model.graph.node:
+        raise ArtifactError("The file is not a valid ONNX model: its graph is empty.")
+    return model
+
+
+# --- pickle / joblib ----------------------------------------------------------------------------
+
+
+def _pickle_stream(path: Path) -> io.BufferedIOBase:
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    compression = _joblib_compression(head)
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "xz":
+        return lzma.open(path, "rb")
+    if compression == "zlib":
+        raw = path.read_bytes()
+        try:
+            return io.BytesIO(zlib.decompressobj().decompress(raw, _PICKLE_SCAN_BYTES))
+        except zlib.error as exc:
+            raise ArtifactError("The compressed joblib file is corrupt.") from exc
+    return path.open("rb")
+
+
+def pickle_globals(stream: io.BufferedIOBase) -> tuple[list[str], bool]:
+    """The module.name globals a pickle would import, and whether the scan read it all.
+
+    joblib interleaves raw numpy buffers with pickle opcodes, so a scan may stop early; the
+    globals seen until then are still reported.
+    """
+    found: set[str] = set()
+    strings: list[str] = []
+    memo: dict[int, str] = {}
+    complete = True
+    data = stream.read(_PICKLE_SCAN_BYTES)
+    try:
+        for opcode, arg, _ in _genops(data):
+            name = opcode.name
+            if name in {"SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "STRING"}:
+                strings.append(str(arg))
+            elif name == "MEMOIZE" and strings:
+                memo[len(memo)] = strings[-1]
+            elif name in {"BINPUT", "LONG_BINPUT", "PUT"} and strings:
+                memo[int(arg)] = strings[-1]
+            elif name in {"BINGET", "LONG_BINGET", "GET"}:
+                if int(arg) in memo:
+                    strings.append(memo[int(arg)])
+            elif name in {"GLOBAL", "INST"}:
+                found.add(str(arg).replace(" ", ".", 1))
+            elif name == "STACK_GLOBAL":
+                found.add(".".join(strings[-2:]) if len(strings) >= 2 else "<unresolved global>")
+    except (ValueError, EOFError, TypeError):
+        complete = False
+    return sorted(found), complete
+
+
+def _genops(data: bytes) -> Iterator[tuple[Any, Any, Any]]:
+    # Several pickles may follow each other (joblib writes one per numpy array wrapper).
+    stream = io.BytesIO(data)
+    while stream.tell() < len(data):
+        for item in pickletools.genops(stream):
+            yield item
+            if item[0].name == "STOP":
+                break
+
+
+def _inspect_pickle(path: Path) -> ArtifactInspection:
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if not (_is_pickle_head(head) or _joblib_compression(head)):
+        raise ArtifactError("The file is not a joblib/pickle file (protocol 2 or newer).")
+    with _pickle_stream(path) as stream:
+        try:
+            found, complete = pickle_globals(stream)
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            raise ArtifactError(f"The joblib/pickle file is corrupt: {exc}") from exc
+    if not found:
+        raise ArtifactError("The joblib/pickle file holds no model (it imports no classes).")
+    # Any pickle can run code when loaded, so it always needs a reviewer's acceptance.
+    untrusted = found if complete else [*found, "<more globals after binary data>"]
+    modules = {name.split(".")[0] for name in found}
+    framework = next((_FRAMEWORKS[m] for m in _FRAMEWORKS if m in modules), "")
+    return ArtifactInspection(format=PICKLE, untrusted_types=untrusted, framework=framework)
+
+
+# --- zips and MLflow ----------------------------------------------------------------------------
+
+
+def _check_zip(path: Path) -> None:
+    """Refuse path traversal, links and decompression bombs before reading any member."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+        raise ArtifactError("The zip file is corrupt.") from exc
+    if bad is not None:
+        raise ArtifactError(f"The zip file is corrupt: {bad} fails its checksum.")
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise ArtifactError(f"The zip file has more than {MAX_ZIP_MEMBERS} members.")
+    total = 0
+    for member in members:
+        name = member.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+            raise ArtifactError(f"The zip file contains an unsafe path: {name!r}.")
+        if (member.external_attr >> 16) & 0o170000 == 0o120000:
+            raise ArtifactError(f"The zip file contains a symbolic link: {name!r}.")
+        total += member.file_size
+        if member.file_size > 1024 * 1024 and member.file_size > MAX_COMPRESSION_RATIO * max(member.compress_size, 1):
+            raise ArtifactError(
+                f"The zip file looks like a decompression bomb: {name!r} expands "
+                f"{member.file_size // max(member.compress_size, 1)}x."
+            )
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise ArtifactError("The zip file expands to more than 4 GB.")
+
+
+def _mlflow_root(archive: zipfile.ZipFile) -> str:
+    candidates = [n for n in archive.namelist() if posixpath.basename(n) == "MLmodel"]
+    if not candidates:
+        raise ArtifactError("The zip file has no MLmodel file: zip the MLflow model directory itself.")
+    shallowest = min(candidates, key=lambda n: n.count("/"))
+    return posixpath.dirname(shallowest)
+
+
+def _read_member(archive: zipfile.ZipFile, root: str, name: str) -> bytes | None:
+    try:
+        return archive.read(posixpath.join(root, name) if root else name)
+    except KeyError:
+        return None
+
+
+def _mlflow_schema(raw: Any, what: str) -> list[dict[str, Any]] | None:
+    if raw in (None, "", "null"):
+        return None
+    try:
+        columns = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise ArtifactError(f"The MLmodel signature's {what} are not valid JSON.") from exc
+    if not isinstance(columns, list):
+        raise ArtifactError(f"The MLmodel signature's {what} must be a list of columns.")
+    fields = []
+    for index, column in enumerate(columns):
+        if not isinstance(column, dict) or column.get("type") == "tensor":
+            raise ArtifactError(
+                f"The MLmodel signature's {what} are tensor-based; only column-based signatures "
+                "(from a DataFrame) can be imported."
+            )
+        kind = _MLFLOW_TYPES.get(str(column.get("type")))
+        name = column.get("name") or ("prediction" if what == "outputs" else f"column_{index}")
+        if kind is None:
+            raise ArtifactError(
+                f"The MLmodel signature's column {name!r} has type {column.get('type')!r}, "
+                f"which cannot be checked; supported: {', '.join(sorted(_MLFLOW_TYPES))}."
+            )
+        fields.append({"name": str(name), "type": kind, "required": bool(column.get("required", True))})
+    return fields
+
+
+def _mlflow_example(data: bytes | None) -> list[dict[str, Any]] | None:
+    if data is None:
+        return None
+    try:
+        example = json.loads(data)
+    except ValueError as exc:
+        raise ArtifactError("The MLflow input example is not valid JSON.") from exc
+    if isinstance(example, dict):
+        for key in ("dataframe_split", "dataframe_records", "inputs"):
+            if key in example:
+                example = example[key]
+                break
+    if isinstance(example, dict) and "columns" in example and "data" in example:
+        frame = pd.DataFrame(example["data"], columns=example["columns"])
+    elif isinstance(example, list) and all(isinstance(row, dict) for row in example):
+        frame = pd.DataFrame(example)
+    elif isinstance(example, dict):
+        frame = pd.DataFrame({key: value if isinstance(value, list) else [value] for key, value in example.items()})
+    else:
+        return None
+    return [{str(k): v for k, v in row.items()} for row in json.loads(frame.to_json(orient="records"))]
+
+
+def _requirement_versions(requirements: str) -> dict[str, str]:
+    pins = {}
+    for line in requirements.splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line and not line.startswith("-"):
+            name, version = line.split("==", 1)
+            pins[name.split("[")[0].strip().lower()] = version.split(";")[0].strip()
+    return pins
+
+
+def _inspect_mlflow(path: Path) -> ArtifactInspection:
+    if not zipfile.is_zipfile(path):
+        if path.read_bytes()[:2] == b"PK":
+            raise ArtifactError("The zip file is corrupt.")
+        raise ArtifactError("An MLflow model must be uploaded as a zip of its model directory.")
+    _check_zip(path)
+    with zipfile.ZipFile(path) as archive:
+        root = _mlflow_root(archive)
+        try:
+            mlmodel = yaml.safe_load(_read_member(archive, root, "MLmodel") or b"")
+        except yaml.YAMLError as exc:
+            raise ArtifactError(f"The MLmodel file is not valid YAML: {exc}") from exc
+        if not isinstance(mlmodel, dict):
+            raise ArtifactError("The MLmodel file is empty or not a mapping.")
+        flavors = mlmodel.get("flavors") or {}
+        sklearn = flavors.get("sklearn")
+        if not isinstance(sklearn, dict):
+            raise ArtifactError(
+                f"Only MLflow models with the sklearn flavor can be imported; this one has "
+                f"{', '.join(sorted(flavors)) or 'no flavors'}."
+            )
+        model_path = str(sklearn.get("pickled_model") or "model.pkl")
+        model_bytes = _read_member(archive, root, model_path)
+        if model_bytes is None:
+            raise ArtifactError(f"The MLmodel file names {model_path!r}, which is not in the zip.")
+        serialization = str(sklearn.get("serialization_format") or "cloudpickle")
+        signature = mlmodel.get("signature") or {}
+        example_info = mlmodel.get("saved_input_example_info") or {}
+        example_name = example_info.get("artifact_path", "input_example.json") if isinstance(example_info, dict) else ""
+        example = _mlflow_example(_read_member(archive, root, str(example_name)))
+        requirements = (_read_member(archive, root, "requirements.txt") or b"").decode("utf-8", "replace")
+
+    if serialization == "skops":
+        untrusted = _skops_untrusted(model_bytes)
+    elif serialization in {"pickle", "cloudpickle"}:
+        found, complete = pickle_globals(io.BytesIO(model_bytes))
+        untrusted = found if complete else [*found, "<more globals after binary data>"]
+        untrusted = untrusted or ["<pickle>"]
+    else:
+        raise ArtifactError(f"Unsupported sklearn serialization_format {serialization!r} in MLmodel.")
+    python_function = flavors.get("python_function") or {}
+    libraries = _requirement_versions(requirements)
+    if sklearn.get("sklearn_version"):
+        libraries.setdefault("scikit-learn", str(sklearn["sklearn_version"]))
+    environment: dict[str, Any] = {"libraries": libraries}
+    if isinstance(python_function, dict) and python_function.get("python_version"):
+        environment["python"] = str(python_function["python_version"])
+    if mlmodel.get("mlflow_version"):
+        environment["mlflow"] = str(mlmodel["mlflow_version"])
+    info = MlflowModelInfo(
+        input_schema=_mlflow_schema(signature.get("inputs"), "inputs") if isinstance(signature, dict) else None,
+        output_schema=_mlflow_schema(signature.get("outputs"), "outputs") if isinstance(signature, dict) else None,
+        input_example=example,
+        requirements=requirements,
+        environment=environment,
+        serialization_format=serialization,
+        model_path=model_path,
+    )
+    return ArtifactInspection(format=MLFLOW, untrusted_types=untrusted, framework="scikit-learn", mlflow=info)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+class EstimatorPredictor:
+    """A scikit-learn-compatible estimator."""
+
+    def __init__(self, estimator: Any):
+        self.estimator = estimator
+        classes = getattr(estimator, "classes_", None)
+        self.classes = [c.item() if hasattr(c, "item") else c for c in classes] if classes is not None else None
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.estimator.predict(frame))
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None:
+        if not hasattr(self.estimator, "predict_proba"):
+            return None
+        return np.asarray(self.estimator.predict_proba(frame))
+
+
+_ONNX_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+    "tensor(string)": np.object_,
+}
+
+
+class OnnxPredictor:
+    """An ONNX graph on onnxruntime; columns map to inputs by name, or all to one tensor input."""
+
+    def __init__(self, data: bytes):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # Serving processes run many requests in threads; one intra-op thread each avoids oversubscription.
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self.inputs = [(i.name, i.type) for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.label_output = outputs[0]
+        self.proba_output = outputs[1] if len(outputs) > 1 else None
+        self.classes: list[Any] | None = None
+
+    def _feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        if len(self.inputs) == 1 and self.inputs[0][0] not in frame.columns:
+            name, kind = self.inputs[0]
+            return {name: frame.to_numpy().astype(_ONNX_DTYPES.get(kind, np.float32))}
+        feed = {}
+        for name, kind in self.inputs:
+            if name not in frame.columns:
+                raise ArtifactError(f"The ONNX model needs an input column {name!r}.")
+            dtype = _ONNX_DTYPES.get(kind, np.float32)
+            column = frame[name].astype(str) if dtype is np.object_ else frame[name]
+            feed[name] = column.to_numpy().astype(dtype).reshape(-1, 1)
+        return feed
+
+    def _run(self, frame: pd.DataFrame) -> list[Any]:
+        return list(self.session.run(None, self._feed(frame)))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self._run(frame)[0]).reshape(len(frame), -1).squeeze(axis=1) if len(frame) else np.array([])
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None:
+        if self.proba_output is None:
+            return None
+        probabilities = self._run(frame)[1]
+        if isinstance(probabilities, list):  # ZipMap output: one {class: probability} per row
+            keys = sorted(probabilities[0]) if probabilities else []
+            self.classes = keys
+            return np.array([[row[k] for k in keys] for row in probabilities])
+        return np.asarray(probabilities)
+
+
+def load_artifact(path: Path, fmt: str, *, trusted_types: list[str]) -> Predictor:
+    """Load a checked artifact. `trusted_types` are those a reviewer accepted for this version."""
+    if fmt == ONNX:
+        return OnnxPredictor(path.read_bytes())
+    if fmt == SKOPS:
+        return EstimatorPredictor(_skops_load(path.read_bytes(), trusted_types))
+    if fmt == PICKLE:
+        _require_pickle_trust(trusted_types)
+        import joblib
+
+        return EstimatorPredictor(joblib.load(path))
+    if fmt == MLFLOW:
+        inspection = _inspect_mlflow(path)
+        assert inspection.mlflow is not None
+        with zipfile.ZipFile(path) as archive:
+            data = _read_member(archive, _mlflow_root(archive), inspection.mlflow.model_path) or b""
+        if inspection.mlflow.serialization_format == "skops":
+            return EstimatorPredictor(_skops_load(data, trusted_types))
+        _require_pickle_trust(trusted_types)
+        return EstimatorPredictor(pickle.loads(data))  # noqa: S301 - a reviewer accepted this pickle
+    raise ArtifactError(f"Unknown artifact format {fmt!r}.")
+
+
+def _skops_load(data: bytes, trusted_types: list[str]) -> Any:
+    import skops.io as sio
+
+    missing = set(_skops_untrusted(data)) - set(trusted_types)
+    if missing:
+        raise UntrustedArtifactError(f"The artifact contains types nobody accepted: {', '.join(sorted(missing))}.")
+    return sio.loads(data, trusted=sorted(trusted_types))
+
+
+def _require_pickle_trust(trusted_types: list[str]) -> None:
+    if not trusted_types:
+        raise UntrustedArtifactError("A pickle is loaded only after a reviewer has accepted it.")

@@ -1,0 +1,57 @@
+"""Summary statistics of a table, shown on the version page and kept as the drift baseline."""
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+TOP_CATEGORIES = 10
+
+
+def profile_frame(frame: pd.DataFrame) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        column = frame[name]
+        summary: dict[str, Any] = {
+            "dtype": str(column.dtype),
+            "missing_share": round(float(column.isna().mean()), 6) if len(column) else 0.0,
+        }
+        present = column.dropna()
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            if len(present):
+                quantiles = present.quantile([0.05, 0.25, 0.5, 0.75, 0.95])
+                summary.update(
+                    kind="numeric",
+                    mean=float(present.mean()),
+                    std=float(present.std(ddof=0)),
+                    min=float(present.min()),
+                    max=float(present.max()),
+                    quantiles={f"p{int(float(str(q)) * 100)}": float(v) for q, v in quantiles.items()},
+                )
+            else:
+                summary["kind"] = "numeric"
+        else:
+            counts = present.astype(str).value_counts()
+            summary.update(
+                kind="categorical",
+                distinct=int(counts.size),
+                top={str(k): int(v) for k, v in counts.head(TOP_CATEGORIES).items()},
+            )
+        columns[str(name)] = summary
+    return {"rows": len(frame), "columns": columns}
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame; ValueError with a readable reason otherwise."""
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if not magic:
+        raise ValueError("the file is empty")
+    try:
+        if magic == b"PAR1":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError("the file is not UTF-8 text, CSV or Parquet") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+        raise ValueError(f"could not be read as CSV or Parquet: {exc}") from exc

@@ -1,0 +1,411 @@
+"""Input and output schemas of model versions.
+
+A schema is a list of fields, stored as JSON:
+    {"name": "tenure_months", "type": "integer", "required": true, "minimum": 0, "maximum": 72}
+    {"name": "contract", "type": "category", "required": true, "categories": ["monthly", "yearly"]}
+
+This module has no Django imports: the Python client (registry.client) uses it in a notebook to
+infer a schema from a DataFrame, and the server uses it to check uploads and, later, requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FIELD_TYPES = ("float", "integer", "string", "boolean", "category")
+NUMERIC_TYPES = ("float", "integer")
+# Columns with at most this many distinct values are inferred as categories rather than strings.
+MAX_INFERRED_CATEGORIES = 50
+
+
+class SchemaError(ValueError):
+    """A schema or a table that does not fit one; `problems` are user-facing sentences."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    required: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: tuple[str, ...] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.categories is not None:
+            data["categories"] = list(self.categories)
+        return {key: value for key, value in data.items() if value is not None}
+
+
+def _number(value: Any, where: str, problems: list[str]) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        problems.append(f"{where}: must be a finite number")
+        return None
+    return float(value)
+
+
+def parse_schema(raw: Any) -> list[FieldSpec]:
+    """Validate a JSON schema; raise SchemaError naming every bad field."""
+    if not isinstance(raw, list):
+        raise SchemaError(['must be a list of fields, e.g. [{"name": "age", "type": "float"}]'])
+    problems: list[str] = []
+    fields: list[FieldSpec] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        where = f"[{index}]"
+        if not isinstance(item, Mapping):
+            problems.append(f"{where}: must be an object with name and type")
+            continue
+        unknown = set(item) - {"name", "type", "required", "minimum", "maximum", "categories"}
+        if unknown:
+            problems.append(f"{where}: unknown keys {sorted(unknown)}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{where}.name: must be a non-empty string")
+            continue
+        where = f"{name!r}"
+        if name in seen:
+            problems.append(f"{where}: appears twice")
+        seen.add(name)
+        field_type = item.get("type")
+        if field_type not in FIELD_TYPES:
+            problems.append(f"{where}.type: must be one of {', '.join(FIELD_TYPES)}")
+            continue
+        required = item.get("required", True)
+        if not isinstance(required, bool):
+            problems.append(f"{where}.required: must be true or false")
+            required = True
+        minimum = _number(item.get("minimum"), f"{where}.minimum", problems)
+        maximum = _number(item.get("maximum"), f"{where}.maximum", problems)
+        if (minimum is not None or maximum is not None) and field_type not in NUMERIC_TYPES:
+            problems.append(f"{where}: minimum and maximum apply only to float and integer fields")
+        if minimum is not None and maximum is not None and minimum > maximum:
+            problems.append(f"{where}: minimum {minimum:g} is greater than maximum {maximum:g}")
+        categories = item.get("categories")
+        if field_type == "category":
+            if not isinstance(categories, list) or not categories:
+                problems.append(f"{where}.categories: a category field needs a non-empty list")
+                continue
+            if len({str(category) for category in categories}) != len(categories):
+                problems.append(f"{where}.categories: values must be distinct")
+        elif categories is not None:
+            problems.append(f"{where}.categories: only category fields have categories")
+            categories = None
+        fields.append(
+            FieldSpec(
+                name=name,
+                type=field_type,
+                required=required,
+                minimum=minimum,
+                maximum=maximum,
+                categories=tuple(str(c) for c in categories) if categories else None,
+            )
+        )
+    if problems:
+        raise SchemaError(problems)
+    return fields
+
+
+def schema_json(fields: Iterable[FieldSpec]) -> list[dict[str, Any]]:
+    return [field.as_json() for field in fields]
+
+
+def infer_schema(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Infer a schema from a sample: types from dtypes, ranges and categories from values."""
+    fields: list[FieldSpec] = []
+    for name in frame.columns:
+        column = frame[name]
+        required = not bool(column.isna().any())
+        values = column.dropna()
+        if pd.api.types.is_bool_dtype(column):
+            fields.append(FieldSpec(str(name), "boolean", required))
+        elif pd.api.types.is_numeric_dtype(column):
+            kind = "integer" if pd.api.types.is_integer_dtype(column) else "float"
+            fields.append(
+                FieldSpec(
+                    str(name),
+                    kind,
+                    required,
+                    minimum=float(values.min()) if len(values) else None,
+                    maximum=float(values.max()) if len(values) else None,
+                )
+            )
+        else:
+            distinct = sorted({str(value) for value in values})
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                distinct = [str(category) for category in column.cat.categories]
+            if distinct and len(distinct) <= MAX_INFERRED_CATEGORIES:
+                fields.append(FieldSpec(str(name), "category", required, categories=tuple(distinct)))
+            else:
+                fields.append(FieldSpec(str(name), "string", required))
+    return schema_json(fields)
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    row: int | None  # None: the whole table (a missing or unexpected column)
+    field: str
+    code: str
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"row": self.row, "field": self.field, "error": self.message}
+
+
+@dataclass
+class Validation:
+    frame: pd.DataFrame  # the schema's columns in order, values coerced to their types
+    problems: list[RowProblem]
+    bad_rows: np.ndarray  # one bool per row
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+_TRUE = {"true", "1", "1.0", "yes"}
+_FALSE = {"false", "0", "0.0", "no"}
+
+
+def _flag(
+    problems: list[RowProblem], bad: np.ndarray, mask: np.ndarray, field: str, code: str, template: str, values: Any
+) -> None:
+    """One problem per row where `mask` holds, worded by `template` with that row's `value`."""
+    for row in np.flatnonzero(mask):
+        problems.append(RowProblem(int(row), field, code, template.format(value=values[row])))
+    bad |= mask
+
+
+def validate_rows(
+    frame: pd.DataFrame,
+    fields: list[FieldSpec],
+    *,
+    unknown_categories: str = "reject",
+    extra_columns: Iterable[str] = (),
+) -> Validation:
+    """Check every row against the schema, vectorised per column; say what is wrong, row by row."""
+    n = len(frame)
+    problems: list[RowProblem] = []
+    bad = np.zeros(n, dtype=bool)
+    names = {field.name for field in fields}
+    allowed_extra = set(extra_columns)
+    for name in frame.columns:
+        if name not in names and name not in allowed_extra:
+            problems.append(RowProblem(None, str(name), "unexpected_field", "is not in the input schema"))
+            bad[:] = True
+    coerced: dict[str, pd.Series] = {}
+    for field in fields:
+        if field.name not in frame.columns:
+            if field.required:
+                problems.append(RowProblem(None, field.name, "missing_field", "is required but missing"))
+                bad[:] = True
+            coerced[field.name] = pd.Series([None] * n, index=frame.index, dtype="object")
+            continue
+        column = frame[field.name]
+        missing = column.isna().to_numpy()
+        values = column.to_numpy(dtype=object)
+        if field.required:
+            _flag(problems, bad, missing, field.name, "missing", "is required but missing", values)
+        if field.type in NUMERIC_TYPES:
+            is_bool = np.fromiter((isinstance(v, bool | np.bool_) for v in values), dtype=bool, count=n)
+            numbers = pd.to_numeric(column.where(~is_bool), errors="coerce").astype(float).to_numpy()
+            wrong = ~missing & (np.isnan(numbers) | is_bool)
+            _flag(problems, bad, wrong, field.name, "type", "{value!r} is not a number", values)
+            ok = ~missing & ~wrong
+            if field.type == "integer":
+                fractional = ok & (np.mod(np.where(ok, numbers, 0), 1) != 0)
+                _flag(problems, bad, fractional, field.name, "type", "{value!r} is not a whole number", values)
+            if field.minimum is not None:
+                low = ok & (numbers < field.minimum)
+                _flag(
+                    problems,
+                    bad,
+                    low,
+                    field.name,
+                    "range",
+                    f"{{value:g}} is below the minimum {field.minimum:g}",
+                    numbers,
+                )
+            if field.maximum is not None:
+                high = ok & (numbers > field.maximum)
+                _flag(
+                    problems,
+                    bad,
+                    high,
+                    field.name,
+                    "range",
+                    f"{{value:g}} is above the maximum {field.maximum:g}",
+                    numbers,
+                )
+            coerced[field.name] = pd.Series(numbers, index=frame.index)
+        elif field.type == "boolean":
+            text = column.astype(str).str.strip().str.lower().to_numpy()
+            truthy, falsy = np.isin(text, list(_TRUE)), np.isin(text, list(_FALSE))
+            wrong = ~missing & ~truthy & ~falsy
+            _flag(problems, bad, wrong, field.name, "type", "{value!r} is not true or false", values)
+            coerced[field.name] = pd.Series(truthy, index=frame.index, dtype="object").where(~missing, None)
+        else:
+            is_text = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=n)
+            if field.type == "category":
+                # Categories are labels: numbers are accepted by their text (e.g. 2 for "2").
+                as_text = column.map(
+                    lambda v: (
+                        v
+                        if isinstance(v, str)
+                        else str(v)
+                        if isinstance(v, int | float) and not isinstance(v, bool)
+                        else None
+                    )
+                )
+                wrong = ~missing & as_text.isna().to_numpy()
+                _flag(problems, bad, wrong, field.name, "type", "{value!r} is not a category label", values)
+                known = as_text.isin(field.categories or ()).to_numpy()
+                unknown = ~missing & ~wrong & ~known
+                if unknown_categories == "reject":
+                    _flag(
+                        problems,
+                        bad,
+                        unknown,
+                        field.name,
+                        "category",
+                        f"{{value!r}} is not one of {list(field.categories or ())}",
+                        values,
+                    )
+                coerced[field.name] = as_text.where(~missing, None)
+            else:
+                wrong = ~missing & ~is_text
+                _flag(problems, bad, wrong, field.name, "type", "{value!r} is not a string", values)
+                coerced[field.name] = column.where(~missing, None)
+    problems.sort(key=lambda p: (-1 if p.row is None else p.row, p.field))
+    result = pd.DataFrame(coerced, index=frame.index)[[field.name for field in fields]]
+    return Validation(frame=result.reset_index(drop=True), problems=problems, bad_rows=bad)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _check_value(field: FieldSpec, value: Any, unknown_categories: str) -> tuple[Any, str | None, str | None]:
+    """One present value: (coerced value, problem code, message) with the wording of validate_rows."""
+    if field.type in NUMERIC_TYPES:
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if number is None or math.isnan(number):
+            return None, "type", f"{value!r} is not a number"
+        if field.type == "integer" and math.isfinite(number) and number % 1 != 0:
+            return None, "type", f"{value!r} is not a whole number"
+        if field.minimum is not None and number < field.minimum:
+            return None, "range", f"{number:g} is below the minimum {field.minimum:g}"
+        if field.maximum is not None and number > field.maximum:
+            return None, "range", f"{number:g} is above the maximum {field.maximum:g}"
+        return number, None, None
+    if field.type == "boolean":
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True, None, None
+        if text in _FALSE:
+            return False, None, None
+        return None, "type", f"{value!r} is not true or false"
+    if field.type == "category":
+        if isinstance(value, str):
+            label = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            label = str(value)
+        else:
+            return None, "type", f"{value!r} is not a category label"
+        if unknown_categories == "reject" and label not in (field.categories or ()):
+            return None, "category", f"{value!r} is not one of {list(field.categories or ())}"
+        return label, None, None
+    if not isinstance(value, str):
+        return None, "type", f"{value!r} is not a string"
+    return value, None, None
+
+
+def validate_records(
+    records: Sequence[Mapping[str, Any]], fields: list[FieldSpec], *, unknown_categories: str = "reject"
+) -> Validation:
+    """validate_rows for a few rows as parsed from JSON: plain Python, without pandas' per-column cost.
+
+    Real-time requests are mostly one row, where pandas' fixed cost per column dominates.
+    """
+    n = len(records)
+    problems: list[RowProblem] = []
+    bad = np.zeros(n, dtype=bool)
+    names = {field.name for field in fields}
+    present: dict[str, None] = {}  # keys in the order first seen, like DataFrame.from_records' columns
+    for record in records:
+        present.update(dict.fromkeys(record))
+    for name in [key for key in present if key not in names]:
+        problems.append(RowProblem(None, str(name), "unexpected_field", "is not in the input schema"))
+        bad[:] = True
+    columns: dict[str, list[Any]] = {}
+    for field in fields:
+        column: list[Any] = [None] * n
+        columns[field.name] = column
+        if field.name not in present:
+            if field.required:
+                problems.append(RowProblem(None, field.name, "missing_field", "is required but missing"))
+                bad[:] = True
+            continue
+        for row, record in enumerate(records):
+            value = record.get(field.name)
+            if _is_missing(value):
+                if field.required:
+                    problems.append(RowProblem(row, field.name, "missing", "is required but missing"))
+                    bad[row] = True
+                continue
+            coerced, code, message = _check_value(field, value, unknown_categories)
+            if code is not None:
+                problems.append(RowProblem(row, field.name, code, str(message)))
+                bad[row] = True
+            else:
+                column[row] = coerced
+    problems.sort(key=lambda p: (-1 if p.row is None else p.row, p.field))
+    frame = pd.DataFrame(
+        {
+            f.name: np.array(
+                [np.nan if v is None else v for v in columns[f.name]] if f.type in NUMERIC_TYPES else columns[f.name],
+                dtype=float if f.type in NUMERIC_TYPES else object,
+            )
+            for f in fields
+        }
+    )
+    return Validation(frame=frame, problems=problems, bad_rows=bad)
+
+
+def check_frame(frame: pd.DataFrame, fields: list[FieldSpec], *, extra_columns: Iterable[str] = ()) -> list[str]:
+    """Problems that keep a table (golden set, reference data) from matching the schema, summarised."""
+    validation = validate_rows(frame, fields, extra_columns=extra_columns)
+    summary: dict[tuple[str, str], list[RowProblem]] = {}
+    for problem in validation.problems:
+        summary.setdefault((problem.field, problem.code), []).append(problem)
+    lines = []
+    for (field, _code), found in summary.items():
+        first = found[0]
+        if first.code == "missing_field":
+            lines.append(f"missing column {field!r} required by the input schema")
+        elif first.row is None:
+            lines.append(f"column {field!r} {first.message}")
+        else:
+            more = f" (and {len(found) - 1} more row(s))" if len(found) > 1 else ""
+            lines.append(f"{field!r} in row {first.row + 1}: {first.message}{more}")
+    return lines

@@ -1,0 +1,155 @@
+"""Reads from the registry, shaped for pages and the API, with the queries they need up front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.shortcuts import get_object_or_404
+
+from registry.choices import VersionStatus
+from registry.diff import DiffRow, diff_mappings, diff_schemas
+from registry.models import AuditEvent, CheckRun, Comment, ModelVersion, RegisteredModel, SignOff, VersionFile
+
+
+def model_list(
+    *,
+    search: str = "",
+    owner: str = "",
+    tag: str = "",
+    status: str = "",
+    task: str = "",
+) -> QuerySet[RegisteredModel]:
+    """Models with what a list shows: latest and production version numbers, version count."""
+    versions = ModelVersion.objects.filter(model=OuterRef("pk")).order_by("-number")
+    models = (
+        RegisteredModel.objects.select_related("owner")
+        .prefetch_related("tags")
+        .annotate(
+            version_count=Count("versions", distinct=True),
+            latest_number=Subquery(versions.values("number")[:1]),
+            production_number=Subquery(versions.filter(status=VersionStatus.PRODUCTION).values("number")[:1]),
+        )
+        .order_by("name")
+    )
+    if search:
+        models = models.filter(
+            Q(name__icontains=search) | Q(title__icontains=search) | Q(description__icontains=search)
+        )
+    if owner:
+        models = models.filter(owner__username=owner)
+    if tag:
+        models = models.filter(tags__name=tag)
+    if task:
+        models = models.filter(task=task)
+    if status:
+        models = models.filter(versions__status=status)
+    return models.distinct()
+
+
+def model_get(*, name: str) -> RegisteredModel:
+    return get_object_or_404(RegisteredModel.objects.select_related("owner").prefetch_related("tags"), name=name)
+
+
+def version_list(*, model: RegisteredModel, status: str = "", author: str = "") -> QuerySet[ModelVersion]:
+    versions = model.versions.select_related("author", "parent", "model").order_by("-number")
+    if status:
+        versions = versions.filter(status=status)
+    if author:
+        versions = versions.filter(author__username=author)
+    return versions
+
+
+def version_get(*, model_name: str, number: int) -> ModelVersion:
+    return get_object_or_404(
+        ModelVersion.objects.select_related(
+            "model", "model__owner", "author", "parent", "trust_accepted_by"
+        ).prefetch_related(Prefetch("files", queryset=VersionFile.objects.order_by("kind", "filename"))),
+        model__name=model_name,
+        number=number,
+    )
+
+
+def version_file_get(*, version: ModelVersion, file_id: int) -> VersionFile:
+    return get_object_or_404(version.files.all(), pk=file_id)
+
+
+def production_version(*, model: RegisteredModel) -> ModelVersion | None:
+    return model.versions.filter(status=VersionStatus.PRODUCTION).first()
+
+
+@dataclass(frozen=True)
+class VersionComparison:
+    base: ModelVersion | None
+    base_label: str
+    params: list[DiffRow]
+    metrics: list[DiffRow]
+    input_schema: list[DiffRow]
+    output_schema: list[DiffRow]
+
+
+def version_comparison(*, version: ModelVersion) -> VersionComparison:
+    """Compare with the version in production, or else with the version before this one."""
+    base = production_version(model=version.model)
+    label = "production"
+    if base is None or base.pk == version.pk:
+        base = version.model.versions.filter(number__lt=version.number).order_by("-number").first()
+        label = "previous version"
+    # With nothing to compare against, every row reads as "added" and the page shows one column.
+    return VersionComparison(
+        base=base,
+        base_label=label if base else "",
+        params=diff_mappings(base.params if base else {}, version.params),
+        metrics=diff_mappings(base.metrics if base else {}, version.metrics),
+        input_schema=diff_schemas(base.input_schema if base else [], version.input_schema),
+        output_schema=diff_schemas(base.output_schema if base else [], version.output_schema),
+    )
+
+
+@dataclass
+class CommentNode:
+    comment: Comment
+    html: str
+    replies: list[CommentNode]
+
+
+@dataclass
+class Review:
+    actions: list[Any]
+    approvals: list[SignOff]
+    approvals_needed: int
+    signoffs: list[SignOff]
+    check_run: CheckRun | None
+    comments: list[CommentNode]
+    deprecated: list[ModelVersion]
+    production: ModelVersion | None
+
+
+def version_review(*, version: ModelVersion, user: Any) -> Review:
+    """Everything the review panel of a version page shows, in a fixed number of queries."""
+    from registry import workflow
+    from registry.rendering import render_markdown
+
+    signoffs = list(version.signoffs.select_related("user"))
+    nodes: dict[int, CommentNode] = {}
+    roots: list[CommentNode] = []
+    for comment in version.comments.select_related("author").order_by("created_at", "id"):
+        node = CommentNode(comment=comment, html=render_markdown(comment.body), replies=[])
+        nodes[comment.pk] = node
+        parent = nodes.get(comment.parent_id) if comment.parent_id else None
+        (parent.replies if parent else roots).append(node)
+    return Review(
+        actions=workflow.available_actions(user=user, version=version),
+        approvals=[s for s in signoffs if s.kind == SignOff.Kind.APPROVAL and s.review_round == version.review_round],
+        approvals_needed=version.model.approvals_needed,
+        signoffs=signoffs,
+        check_run=version.check_runs.select_related("requested_by").first(),
+        comments=roots,
+        deprecated=list(version.model.versions.filter(status=VersionStatus.DEPRECATED)),
+        production=production_version(model=version.model),
+    )
+
+
+def production_history(*, model: RegisteredModel) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(model=model, action="model.production_changed").select_related("actor")

@@ -1,0 +1,32 @@
+from django.urls import path
+
+from registry import views, workflow_views
+
+app_name = "registry"
+
+urlpatterns = [
+    path("", views.model_list, name="model-list"),
+    path("models/<slug:name>/", views.model_detail, name="model-detail"),
+    path("models/<slug:name>/versions/<int:number>/", views.version_detail, name="version-detail"),
+    path(
+        "models/<slug:name>/versions/<int:number>/accept-untrusted-types/",
+        views.version_accept_trust,
+        name="version-accept-trust",
+    ),
+    path("reviews/", workflow_views.review_inbox, name="review-inbox"),
+    path("audit/", workflow_views.audit_log, name="audit-log"),
+    path("notifications/", workflow_views.notification_list, name="notifications"),
+    path("models/<slug:name>/production-at/", workflow_views.production_at_page, name="production-at"),
+    path(
+        "models/<slug:name>/versions/<int:number>/transition/",
+        workflow_views.version_transition,
+        name="version-transition",
+    ),
+    path("models/<slug:name>/versions/<int:number>/checks/", workflow_views.version_run_checks, name="version-checks"),
+    path("models/<slug:name>/versions/<int:number>/comments/", workflow_views.version_comment, name="version-comment"),
+    path(
+        "models/<slug:name>/versions/<int:number>/files/<int:file_id>/",
+        views.file_download,
+        name="file-download",
+    ),
+]

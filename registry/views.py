@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import pandas as pd
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from registry import selectors, services
+from registry.choices import FileKind, ModelTask, VersionStatus
+from registry.loading import ArtifactIntegrityError, verified_path
+from registry.models import Tag, VersionFile
+from registry.rendering import render_markdown, render_notebook
+from scoring import selectors as scoring_selectors
+
+GOLDEN_PREVIEW_ROWS = 10
+
+
+def file_response(version_file: VersionFile) -> FileResponse:
+    """The registered bytes as a download; ArtifactIntegrityError if they were changed since."""
+    path = verified_path(version_file)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=version_file.filename)
+
+
+@require_GET
+def model_list(request: HttpRequest) -> HttpResponse:
+    filters = {
+        "search": request.GET.get("q", "").strip(),
+        "owner": request.GET.get("owner", "").strip(),
+        "tag": request.GET.get("tag", "").strip(),
+        "task": request.GET.get("task", "").strip(),
+        "status": request.GET.get("status", "").strip(),
+    }
+    page = Paginator(selectors.model_list(**filters), 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "registry/model_list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "tasks": ModelTask.choices,
+            "statuses": VersionStatus.choices,
+            "tags": Tag.objects.filter(models__isnull=False).distinct(),
+        },
+    )
+
+
+@require_GET
+def model_detail(request: HttpRequest, name: str) -> HttpResponse:
+    model = selectors.model_get(name=name)
+    return render(
+        request,
+        "registry/model_detail.html",
+        {
+            "model": model,
+            "description_html": render_markdown(model.description),
+            "versions": selectors.version_list(model=model),
+            "production": selectors.production_version(model=model),
+            "production_history": selectors.production_history(model=model),
+            "consumers": model.consumers.select_related("owner", "pinned_version"),
+            "deprecated": model.versions.filter(status=VersionStatus.DEPRECATED),
+        },
+    )
+
+
+@require_GET
+def version_detail(request: HttpRequest, name: str, number: int) -> HttpResponse:
+    version = selectors.version_get(model_name=name, number=number)
+    files = list(version.files.all())
+    by_kind = {file.kind: file for file in files if file.kind != FileKind.DOCUMENT}
+    notebook_html = notebook_error = None
+    if FileKind.NOTEBOOK in by_kind:
+        try:
+            notebook_html = render_notebook(verified_path(by_kind[FileKind.NOTEBOOK]).read_bytes())
+        except ArtifactIntegrityError as exc:
+            notebook_error = str(exc)
+    golden_preview = None
+    if FileKind.GOLDEN_SET in by_kind:
+        golden_preview = _table_preview(by_kind[FileKind.GOLDEN_SET])
+    user = request.user
+    return render(
+        request,
+        "registry/version_detail.html",
+        {
+            "version": version,
+            "model": version.model,
+            "files": files,
+            "artifact": by_kind.get(FileKind.ARTIFACT),
+            "release_notes_html": render_markdown(version.release_notes),
+            "notebook_html": notebook_html,
+            "notebook_error": notebook_error,
+            "golden_preview": golden_preview,
+            "comparison": selectors.version_comparison(version=version),
+            "review": selectors.version_review(version=version, user=user),
+            # Scoring reads the registry, not the other way round, except for this summary on the page.
+            "usage": scoring_selectors.version_usage(version=version),
+            "can_accept_trust": (
+                version.requires_trust
+                and version.trust_accepted_at is None
+                and user.has_perm("registry.accept_untrusted_types")
+                and user.pk != version.author_id
+            ),
+        },
+    )
+
+
+def _table_preview(version_file: VersionFile) -> dict[str, object] | str:
+    try:
+        frame = pd.read_csv(verified_path(version_file), nrows=GOLDEN_PREVIEW_ROWS)
+    except ArtifactIntegrityError as exc:
+        return str(exc)
+    return {"columns": list(frame.columns), "rows": frame.astype(object).where(frame.notna(), "").values.tolist()}
+
+
+@require_GET
+def file_download(request: HttpRequest, name: str, number: int, file_id: int) -> HttpResponseBase:
+    version = selectors.version_get(model_name=name, number=number)
+    version_file = selectors.version_file_get(version=version, file_id=file_id)
+    try:
+        return file_response(version_file)
+    except ArtifactIntegrityError as exc:
+        messages.error(request, str(exc))
+        return redirect(version)
+
+
+@require_POST
+def version_accept_trust(request: HttpRequest, name: str, number: int) -> HttpResponse:
+    version = selectors.version_get(model_name=name, number=number)
+    try:
+        services.version_accept_untrusted_types(
+            actor=request.user, version=version, reason=request.POST.get("reason", "")
+        )
+    except (PermissionDenied, ValidationError) as exc:
+        messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+    else:
+        messages.success(request, f"You accepted the untrusted types of {version}.")
+    return redirect(version)

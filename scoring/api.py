@@ -1,0 +1,227 @@
+"""Real-time scoring endpoints: native, pinned-version and MLflow-compatible, plus the prediction log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry.models import ModelVersion
+from scoring import formats, runtime, services
+from scoring.authentication import ConsumerPrincipal, ConsumerRateThrottle, ConsumerTokenAuthentication
+from scoring.models import Prediction
+
+EXAMPLE = OpenApiExample(
+    "dataframe_split",
+    value={"dataframe_split": {"columns": ["tenure_months", "contract"], "data": [[12, "month-to-month"]]}},
+)
+
+
+class ScoringView(APIView):
+    """Shared by the scoring endpoints: consumer tokens, throttling, JSON only (no browsable API)."""
+
+    authentication_classes = [ConsumerTokenAuthentication, TokenAuthentication, SessionAuthentication]
+    throttle_classes = [ConsumerRateThrottle]
+    renderer_classes = [JSONRenderer]
+
+    def _check_access(self, request: Request, model_name: str) -> Any:
+        principal = request.user
+        if isinstance(principal, ConsumerPrincipal):
+            if principal.consumer.model.name != model_name:
+                raise PermissionDenied("This consumer token is for another model.")
+            return principal.consumer
+        if not principal.has_perm("registry.view_registeredmodel"):
+            raise PermissionDenied("You may not score with this model.")
+        return None
+
+    def _loaded(self, request: Request, name: str, number: int | None, consumer: Any) -> runtime.LoadedModel:
+        pinned = consumer.pinned_version if consumer is not None else None
+        try:
+            if number is not None:
+                return runtime.models.pinned(name, number)
+            if pinned is not None:
+                return runtime.models.pinned(name, pinned.number)
+            return runtime.models.production(name)
+        except ModelVersion.DoesNotExist as exc:
+            raise NotFound(str(exc)) from exc
+        except runtime.NoProductionVersionError as exc:
+            raise NotFound(f"{name} has no version in production.") from exc
+
+    def _score(self, request: Request, name: str, number: int | None) -> tuple[services.Scored | None, Response | None]:
+        consumer = self._check_access(request, name)
+        try:
+            loaded = self._loaded(request, name, number, consumer)
+        except runtime.VersionNotServableError as exc:
+            code = status.HTTP_410_GONE if exc.gone else status.HTTP_409_CONFLICT
+            return None, Response({"detail": str(exc), "use_version": exc.use_instead}, status=code)
+        column_names = [field.name for field in loaded.fields]
+        try:
+            records = formats.read_records(request.data, column_names)
+            entity_ids = request.data.get("entity_ids") if isinstance(request.data, dict) else None
+            if entity_ids is not None and not isinstance(entity_ids, list):
+                raise formats.RequestFormatError("entity_ids: must be a list, one per row.")
+            scored = services.predict(
+                loaded=loaded,
+                records=records,
+                consumer=consumer,
+                user=request.user if consumer is None else None,
+                entity_ids=entity_ids,
+            )
+        except formats.RequestFormatError as exc:
+            return None, Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except services.InvalidInputError as exc:
+            return None, Response(exc.as_json(), status=status.HTTP_400_BAD_REQUEST)
+        return scored, None
+
+
+class PredictOutput(serializers.Serializer):
+    model = serializers.CharField()
+    version = serializers.IntegerField()
+    predictions = serializers.ListField(child=serializers.JSONField())
+    probabilities = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()), allow_null=True)
+    prediction_ids = serializers.ListField(child=serializers.UUIDField())
+
+
+PREDICT_RESPONSES = {
+    200: PredictOutput,
+    400: OpenApiResponse(description="Bad format, or rows that do not match the input schema (by row and field)"),
+    403: OpenApiResponse(description="This token may not score with this model"),
+    404: OpenApiResponse(description="No such model or version, or nothing in production"),
+    409: OpenApiResponse(description="The pinned version has not passed review"),
+    410: OpenApiResponse(description="The pinned version is marked do not use; names the version to use"),
+    429: OpenApiResponse(description="Rate limit of this consumer"),
+}
+
+
+def _native(scored: services.Scored) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": scored.model,
+        "version": scored.version,
+        "predictions": scored.predictions,
+        "prediction_ids": scored.prediction_ids,
+    }
+    if scored.probabilities is not None:
+        body["probabilities"] = scored.probabilities
+    return body
+
+
+class PredictApi(ScoringView):
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=PREDICT_RESPONSES, examples=[EXAMPLE])
+    def post(self, request: Request, name: str) -> Response:
+        """Score rows with the production version (or the version this consumer pinned)."""
+        scored, refusal = self._score(request, name, None)
+        return refusal or Response(_native(scored))  # type: ignore[arg-type]
+
+
+class VersionPredictApi(ScoringView):
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=PREDICT_RESPONSES, examples=[EXAMPLE])
+    def post(self, request: Request, name: str, number: int) -> Response:
+        """Score rows with a pinned version (approved, checks passed, production or retired)."""
+        scored, refusal = self._score(request, name, number)
+        return refusal or Response(_native(scored))  # type: ignore[arg-type]
+
+
+class InvocationsApi(ScoringView):
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT}, examples=[EXAMPLE])
+    def post(self, request: Request, name: str) -> Response:
+        """MLflow's scoring protocol: the same request bodies, answered `{"predictions": [...]}`."""
+        scored, refusal = self._score(request, name, None)
+        if refusal is not None:
+            # MLflow's error shape, keeping our details alongside.
+            return Response(
+                {
+                    "error_code": "BAD_REQUEST" if refusal.status_code == 400 else "INVALID_STATE",
+                    "message": refusal.data.get("detail", ""),
+                    **refusal.data,
+                },
+                status=refusal.status_code,
+            )
+        return Response({"predictions": scored.predictions})  # type: ignore[union-attr]
+
+
+class PredictionOutput(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    version = serializers.IntegerField(source="version.number")
+    consumer = serializers.CharField(source="consumer.name", default=None)
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "at",
+            "model",
+            "version",
+            "consumer",
+            "entity_id",
+            "input",
+            "input_sha256",
+            "output",
+            "probabilities",
+            "latency_ms",
+        ]
+
+
+def _visible_prediction(request: Request, prediction_id: str) -> Prediction:
+    prediction = get_object_or_404(
+        Prediction.objects.select_related("model", "version__model", "consumer"), pk=prediction_id
+    )
+    principal = request.user
+    if isinstance(principal, ConsumerPrincipal):
+        if prediction.consumer_id != principal.consumer.pk:
+            raise NotFound("No such prediction.")  # other consumers' predictions do not exist for you
+    elif not principal.has_perm("registry.view_registeredmodel"):
+        raise PermissionDenied()
+    return prediction
+
+
+class PredictionDetailApi(ScoringView):
+    throttle_classes = []
+
+    @extend_schema(responses=PredictionOutput)
+    def get(self, request: Request, prediction_id: str) -> Response:
+        return Response(PredictionOutput(_visible_prediction(request, prediction_id)).data)
+
+
+class ReproductionOutput(serializers.Serializer):
+    prediction_id = serializers.UUIDField()
+    version = serializers.IntegerField()
+    logged_output = serializers.JSONField()
+    reproduced_output = serializers.JSONField()
+    logged_probabilities = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    reproduced_probabilities = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    identical = serializers.BooleanField()
+
+
+class PredictionReproduceApi(ScoringView):
+    throttle_classes = []
+
+    @extend_schema(
+        request=None,
+        responses={200: ReproductionOutput, 409: OpenApiResponse(description="Only the input's hash was kept")},
+    )
+    def post(self, request: Request, prediction_id: str) -> Response:
+        prediction = _visible_prediction(request, prediction_id)
+        try:
+            result = services.reproduce(prediction=prediction)
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(
+            {
+                "prediction_id": str(prediction.pk),
+                "version": prediction.version.number,
+                "logged_output": prediction.output,
+                "reproduced_output": result.output,
+                "logged_probabilities": prediction.probabilities,
+                "reproduced_probabilities": result.probabilities,
+                "identical": result.identical,
+            }
+        )

@@ -1,0 +1,72 @@
+"""Forms of the batch scoring pages; the services check everything again and name bad fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from registry.models import RegisteredModel
+from scoring import batch, runtime
+from scoring.models import BatchJob
+
+
+class BatchJobForm(forms.Form):
+    name = forms.SlugField(max_length=100, help_text="Letters, digits, hyphens, e.g. nightly-churn")
+    input_kind = forms.ChoiceField(
+        label="Input", choices=BatchJob.InputKind.choices, initial=BatchJob.InputKind.UPLOAD, widget=forms.RadioSelect
+    )
+    input_file = forms.FileField(label="File (CSV or Parquet)", required=False)
+    input_path = forms.CharField(label="Path on the server", required=False, max_length=500)
+    sql_connection = forms.ChoiceField(label="Database", required=False)
+    sql_query = forms.CharField(
+        label="SQL query (one SELECT)", required=False, widget=forms.Textarea(attrs={"rows": 4})
+    )
+    entity_column = forms.CharField(max_length=200, help_text="The column that identifies each row, e.g. customer_id")
+    pinned_version = forms.TypedChoiceField(
+        label="Version",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        help_text="Production: whichever is live at run time",
+    )
+    chunk_rows = forms.IntegerField(
+        label="Rows per chunk", initial=batch.DEFAULT_CHUNK_ROWS, min_value=1, max_value=batch.MAX_CHUNK_ROWS
+    )
+    write_parquet = forms.BooleanField(label="Also write the scores to a Parquet file", required=False)
+
+    def __init__(self, *args: Any, model: RegisteredModel, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        databases = sorted(batch.scoring_databases())
+        self.fields["sql_connection"].choices = [("", "—")] + [(name, name) for name in databases]  # type: ignore[attr-defined]
+        servable = model.versions.filter(status__in=runtime.SERVABLE).order_by("-number")
+        self.fields["pinned_version"].choices = [("", "The production version")] + [  # type: ignore[attr-defined]
+            (version.number, f"Version {version.number} ({version.get_status_display().lower()})")
+            for version in servable
+        ]
+        self.fields["input_path"].help_text = f"Relative to {batch.batch_input_dir()}"
+
+
+class ScheduleForm(forms.Form):
+    KIND_CHOICES = [("cron", "Cron expression"), ("interval", "Every N minutes"), ("none", "No schedule")]
+
+    kind = forms.ChoiceField(label="Schedule", choices=KIND_CHOICES, initial="none", widget=forms.RadioSelect)
+    crontab = forms.CharField(
+        label="Cron", required=False, max_length=200, help_text="minute hour day-of-month month day-of-week (UTC)"
+    )
+    every_minutes = forms.IntegerField(label="Every (minutes)", required=False, min_value=1)
+    enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
+
+    @classmethod
+    def for_job(cls, job: BatchJob) -> ScheduleForm:
+        schedule = batch.schedule_of(job)
+        if schedule is None:
+            return cls(initial={"kind": "none", "enabled": True})
+        return cls(
+            initial={
+                "kind": "cron" if schedule["crontab"] else "interval",
+                "crontab": schedule["crontab"] or "",
+                "every_minutes": schedule["every_minutes"],
+                "enabled": schedule["enabled"],
+            }
+        )

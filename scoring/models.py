@@ -1,0 +1,226 @@
+"""Predictions made by production versions: the real-time log, its counters, and batch runs."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from registry.models import Consumer, ModelVersion, RegisteredModel
+
+
+class ScoringPolicy(models.Model):
+    """Per-model settings of the scoring endpoints (created with defaults on first use)."""
+
+    class UnknownCategories(models.TextChoices):
+        REJECT = "reject", "Reject the request"
+        PASS = "pass", "Pass them to the model"
+
+    class InputLogging(models.TextChoices):
+        FULL = "full", "Keep the input"
+        HASH = "hash", "Keep only its sha256"
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="scoring_policy")
+    unknown_categories = models.CharField(
+        max_length=10, choices=UnknownCategories.choices, default=UnknownCategories.REJECT
+    )
+    input_logging = models.CharField(max_length=10, choices=InputLogging.choices, default=InputLogging.FULL)
+    max_rows_per_request = models.PositiveIntegerField(default=10_000)
+
+    def __str__(self) -> str:
+        return f"Scoring policy of {self.model}"
+
+
+class Prediction(models.Model):
+    """One scored row, for audit: written in batches off the request path."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    consumer = models.ForeignKey(Consumer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    entity_id = models.CharField(max_length=200, blank=True, db_index=True)
+    input = models.JSONField(null=True, blank=True)
+    input_sha256 = models.CharField(max_length=64)
+    output = models.JSONField()
+    probabilities = models.JSONField(null=True, blank=True)
+    latency_ms = models.FloatField()
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["model", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.pk} ({self.version})"
+
+
+class ScoringStats(models.Model):
+    """Requests, errors and a latency histogram per version and minute, flushed from memory."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scoring_stats")
+    minute = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    rows = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    # Counts per latency bucket upper bound in ms (see scoring.stats.BUCKETS).
+    latency_histogram = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-minute"]
+        constraints = [models.UniqueConstraint(fields=["version", "minute"], name="one_stats_row_per_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.minute:%Y-%m-%d %H:%M}"
+
+
+class BatchJob(models.Model):
+    """What to score, with which version, and where the results go; runs now or on a schedule."""
+
+    class InputKind(models.TextChoices):
+        UPLOAD = "upload", "Uploaded file"
+        PATH = "path", "File on the server"
+        SQL = "sql", "SQL query"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="batch_jobs")
+    name = models.SlugField(max_length=100)
+    pinned_version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty: the production version at the time of each run",
+    )
+    input_kind = models.CharField(max_length=10, choices=InputKind.choices)
+    input_file = models.FileField(upload_to="batch-inputs/%Y/%m/", blank=True, max_length=500)
+    input_path = models.CharField(max_length=500, blank=True, help_text="CSV or Parquet under MF_BATCH_INPUT_DIR")
+    sql_connection = models.CharField(max_length=100, blank=True, help_text="A name from MF_SCORING_DATABASES")
+    sql_query = models.TextField(blank=True)
+    entity_column = models.CharField(max_length=200)
+    write_parquet = models.BooleanField(default=False)
+    chunk_rows = models.PositiveIntegerField(default=50_000)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "name"]
+        constraints = [models.UniqueConstraint(fields=["model", "name"], name="unique_batch_job_name")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("scoring:job-detail", args=[self.model.name, self.name])
+
+
+class BatchRun(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(BatchJob, on_delete=models.PROTECT, related_name="runs")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=20, default="manual", help_text="manual, schedule or resume")
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # The input as read at the start, so every chunk (and a resume) scores the same rows.
+    snapshot = models.FileField(upload_to="batch-snapshots/%Y/%m/", blank=True, max_length=500)
+    rows_total = models.PositiveBigIntegerField(default=0)
+    rows_scored = models.PositiveBigIntegerField(default=0)
+    rows_rejected = models.PositiveBigIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    output_parquet = models.FileField(upload_to="batch-outputs/%Y/%m/", blank=True, max_length=500)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} of {self.job}"
+
+    @property
+    def progress(self) -> float:
+        return self.chunks_done / self.chunks_total if self.chunks_total else 0.0
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+
+class BatchChunk(models.Model):
+    """A slice of a run's rows; done exactly once, in the same transaction as its scores."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(BatchRun, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    first_row = models.PositiveBigIntegerField()
+    last_row = models.PositiveBigIntegerField(help_text="Exclusive")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    rows_scored = models.PositiveIntegerField(default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="unique_chunk_index")]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.index} of run {self.run_id}"
+
+
+class BatchScore(models.Model):
+    """The operational table: one prediction per entity and run, read back by entity id."""
+
+    run = models.ForeignKey(BatchRun, on_delete=models.CASCADE, related_name="scores")
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    entity_id = models.CharField(max_length=200)
+    prediction = models.JSONField()
+    probability = models.FloatField(null=True, blank=True, help_text="Of the positive class, for binary classifiers")
+    scored_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "entity_id"], name="one_score_per_entity_per_run")]
+        indexes = [models.Index(fields=["model", "entity_id", "-scored_at"], name="score_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.entity_id}: {self.prediction}"
+
+
+class BatchReject(models.Model):
+    run = models.ForeignKey(BatchRun, on_delete=models.CASCADE, related_name="rejects")
+    row_number = models.PositiveBigIntegerField()
+    entity_id = models.CharField(max_length=200, blank=True)
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["run", "row_number"]
+        constraints = [models.UniqueConstraint(fields=["run", "row_number"], name="one_reject_per_row")]
+
+    def __str__(self) -> str:
+        return f"Row {self.row_number} of run {self.run_id}: {self.reason}"

@@ -1,0 +1,119 @@
+"""Prediction log and per-minute counters, written off the request path.
+
+Requests append to an in-memory buffer; a daemon thread writes it with one bulk insert every
+MF_PREDICTION_LOG_FLUSH_SECONDS (and at exit), so logging costs a list append per request. A
+process killed with SIGKILL loses at most that interval of log rows.
+"""
+
+from __future__ import annotations
+
+import atexit
+import bisect
+import logging
+import threading
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from scoring.models import Prediction, ScoringStats
+
+logger = logging.getLogger(__name__)
+
+# Upper bounds (ms) of the latency histogram buckets; the last bucket is open-ended.
+BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+
+
+def percentile(histogram: list[int], q: float) -> float | None:
+    """The bucket bound under which a share `q` of requests fell (an upper estimate)."""
+    total = sum(histogram)
+    if not total:
+        return None
+    seen = 0
+    for bound, count in zip([*BUCKETS, float("inf")], histogram, strict=True):
+        seen += count
+        if seen >= q * total:
+            return bound
+    return float("inf")
+
+
+def _empty_stats() -> list[Any]:
+    """requests, rows, errors, latency histogram."""
+    return [0, 0, 0, [0] * (len(BUCKETS) + 1)]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: list[Prediction] = []
+        self._stats: dict[tuple[int, datetime], list[Any]] = defaultdict(_empty_stats)
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def record(self, *, version_id: int, rows: list[Prediction], latency_ms: float, error: bool = False) -> None:
+        minute = timezone.now().replace(second=0, microsecond=0)
+        with self._lock:
+            self._rows.extend(rows)
+            stats = self._stats[(version_id, minute)]
+            stats[0] += 1
+            stats[1] += len(rows)
+            stats[2] += int(error)
+            stats[3][bisect.bisect_left(BUCKETS, latency_ms)] += 1
+        if settings.MF_PREDICTION_LOG == "sync":
+            self.flush()
+        else:
+            self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+                    self._thread.start()
+                    atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(settings.MF_PREDICTION_LOG_FLUSH_SECONDS)
+            self._wake.clear()
+            try:
+                close_old_connections()
+                self.flush()
+            except Exception:  # the next round retries what was put back
+                logger.exception("Could not write the prediction log; retrying")
+
+    def flush(self) -> int:
+        with self._lock:
+            rows, self._rows = self._rows, []
+            stats, self._stats = dict(self._stats), defaultdict(_empty_stats)
+        if not rows and not stats:
+            return 0
+        try:
+            with transaction.atomic():
+                Prediction.objects.bulk_create(rows, batch_size=1000)
+                for (version_id, minute), (requests, count, errors, histogram) in stats.items():
+                    row, _ = ScoringStats.objects.select_for_update().get_or_create(
+                        version_id=version_id, minute=minute, defaults={"latency_histogram": [0] * len(histogram)}
+                    )
+                    row.requests += requests
+                    row.rows += count
+                    row.errors += errors
+                    row.latency_histogram = [a + b for a, b in zip(row.latency_histogram, histogram, strict=True)]
+                    row.save()
+        except Exception:
+            with self._lock:  # keep them for the next flush rather than lose them
+                self._rows[:0] = rows
+                for key, value in stats.items():
+                    merged = self._stats[key]
+                    merged[0] += value[0]
+                    merged[1] += value[1]
+                    merged[2] += value[2]
+                    merged[3] = [a + b for a, b in zip(merged[3], value[3], strict=True)]
+            raise
+        return len(rows)
+
+
+recorder = Recorder()

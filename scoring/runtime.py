@@ -1,0 +1,172 @@
+"""Models loaded once per process, and which version is in production, looked up at most once a second.
+
+A go-live in any process reaches every web process within MF_PRODUCTION_REFRESH_SECONDS: the first
+request that sees the new version id loads it while the others keep serving the previous one, so
+no request fails during the swap and no process needs a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from registry import artifacts
+from registry.choices import FileKind, ModelTask, VersionStatus
+from registry.loading import load_version_model, verified_path
+from registry.models import CheckRun, ModelVersion
+from registry.schema import FieldSpec, parse_schema
+from scoring.models import ScoringPolicy
+
+logger = logging.getLogger(__name__)
+
+
+class NoProductionVersionError(Exception):
+    pass
+
+
+class VersionNotServableError(Exception):
+    """A pinned version that may not serve: its status, and the version to use instead."""
+
+    def __init__(self, message: str, *, gone: bool, use_instead: int | None):
+        super().__init__(message)
+        self.gone = gone
+        self.use_instead = use_instead
+
+
+# Pinned predictions are allowed for versions that passed review; "do not use" answers 410.
+SERVABLE = {VersionStatus.APPROVED, VersionStatus.CHECKS_PASSED, VersionStatus.PRODUCTION, VersionStatus.RETIRED}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version_id: int
+    model_id: int
+    model_name: str
+    number: int
+    predictor: artifacts.Predictor
+    engine: str  # "onnx" or the artifact's format
+    fields: list[FieldSpec]
+    is_classifier: bool
+    unknown_categories: str
+    input_logging: str
+    max_rows: int
+
+
+def _verified_onnx(version: ModelVersion) -> artifacts.Predictor | None:
+    """The ONNX export, if the latest passed checks found it matches the native model."""
+    export = version.files.filter(kind=FileKind.ONNX).first()
+    if export is None:
+        return None
+    latest = version.check_runs.filter(status=CheckRun.Status.PASSED).order_by("-finished_at").first()
+    verdict = next((r for r in (latest.results if latest else []) if r.get("name") == "onnx"), None)
+    if verdict is None or verdict.get("status") != "passed":
+        return None
+    return artifacts.load_artifact(verified_path(export), "onnx", trusted_types=[])
+
+
+def load(version: ModelVersion) -> LoadedModel:
+    """Load a version for serving: its ONNX export where verified, else the artifact itself."""
+    policy, _ = ScoringPolicy.objects.get_or_create(model=version.model)
+    onnx = _verified_onnx(version)
+    predictor = onnx if onnx is not None else load_version_model(version)
+    return LoadedModel(
+        version_id=version.pk,
+        model_id=version.model_id,
+        model_name=version.model.name,
+        number=version.number,
+        predictor=predictor,
+        engine="onnx" if onnx is not None else version.format,
+        fields=parse_schema(version.input_schema),
+        is_classifier=version.model.task == ModelTask.CLASSIFICATION,
+        unknown_categories=policy.unknown_categories,
+        input_logging=policy.input_logging,
+        max_rows=policy.max_rows_per_request,
+    )
+
+
+class ModelCache:
+    def __init__(self, max_models: int = 8):
+        self.max_models = max_models
+        self._lock = threading.Lock()
+        self._loading: dict[int, threading.Lock] = {}
+        self._models: OrderedDict[int, LoadedModel] = OrderedDict()
+        self._production: dict[str, tuple[int | None, float]] = {}
+        self._pinned: dict[tuple[str, int], tuple[tuple[int, str] | None, float]] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self._production.clear()
+            self._pinned.clear()
+
+    def production(self, model_name: str) -> LoadedModel:
+        cached = self._production.get(model_name)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            version_id = cached[0]
+        else:
+            version_id = (
+                ModelVersion.objects.filter(model__name=model_name, status=VersionStatus.PRODUCTION)
+                .values_list("pk", flat=True)
+                .first()
+            )
+            self._production[model_name] = (version_id, now + settings.MF_PRODUCTION_REFRESH_SECONDS)
+        if version_id is None:
+            raise NoProductionVersionError(model_name)
+        return self.version(version_id)
+
+    def pinned(self, model_name: str, number: int) -> LoadedModel:
+        """A named version, if its status lets it serve; the status is re-read at most once a second."""
+        key = (model_name, number)
+        cached = self._pinned.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            found = cached[0]
+        else:
+            row = ModelVersion.objects.filter(model__name=model_name, number=number).values_list("pk", "status").first()
+            found = (row[0], row[1]) if row else None
+            self._pinned[key] = (found, now + settings.MF_PRODUCTION_REFRESH_SECONDS)
+        if found is None:
+            raise ModelVersion.DoesNotExist(f"{model_name} has no version {number}.")
+        version_id, status = found
+        if status not in SERVABLE:
+            production = (
+                ModelVersion.objects.filter(model__name=model_name, status=VersionStatus.PRODUCTION)
+                .values_list("number", flat=True)
+                .first()
+            )
+            instead = f" Use version {production} instead." if production else " No version is in production."
+            label = VersionStatus(status).label.lower()
+            if status == VersionStatus.DEPRECATED:
+                message = f"{model_name} version {number} is marked do not use.{instead}"
+            else:
+                message = f"{model_name} version {number} is {label}: only approved versions serve.{instead}"
+            raise VersionNotServableError(message, gone=status == VersionStatus.DEPRECATED, use_instead=production)
+        return self.version(version_id)
+
+    def version(self, version_id: int) -> LoadedModel:
+        loaded = self._models.get(version_id)
+        if loaded is not None:
+            return loaded
+        with self._lock:
+            lock = self._loading.setdefault(version_id, threading.Lock())
+        with lock:  # one load per version, however many requests arrive at once
+            loaded = self._models.get(version_id)
+            if loaded is None:
+                started = time.perf_counter()
+                version = ModelVersion.objects.select_related("model").get(pk=version_id)
+                loaded = load(version)
+                logger.info("Loaded %s (%s) in %.0f ms", version, loaded.engine, (time.perf_counter() - started) * 1e3)
+                with self._lock:
+                    self._models[version_id] = loaded
+                    while len(self._models) > self.max_models:
+                        self._models.popitem(last=False)
+        return loaded
+
+
+models = ModelCache()

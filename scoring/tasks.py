@@ -1,0 +1,83 @@
+"""Batch scoring tasks: thin wrappers that take IDs and call scoring.batch.
+
+No task waits for another (there is no result backend): the start task queues one task per chunk,
+and each chunk task, after committing, finalizes the run if it was the last one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task, group, shared_task
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from scoring import batch
+from scoring.models import BatchJob
+
+logger = logging.getLogger(__name__)
+
+CHUNK_MAX_RETRIES = 3
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=110)
+def run_batch_job(job_id: int) -> None:
+    """Beat's entry point: start a run of a scheduled job, unless one is still in progress."""
+    job = BatchJob.objects.filter(pk=job_id).first()
+    if job is None:
+        logger.warning("Scheduled batch job %s no longer exists", job_id)
+        return
+    try:
+        batch.run_start(job=job, trigger=batch.TRIGGER_SCHEDULE)
+    except ValidationError as exc:
+        logger.warning("Scheduled run of %s not started: %s", job, "; ".join(exc.messages))
+
+
+def queue_chunks(run_id: int, chunk_indexes: list[int]) -> None:
+    if chunk_indexes:
+        group(score_batch_chunk.s(run_id, index) for index in chunk_indexes).apply_async()
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3540)
+def start_batch_run(run_id: int) -> None:
+    """Snapshot the input, split it into chunks and queue them; for a prepared run, requeue what is left."""
+    try:
+        pending = batch.run_prepare(run_id=run_id)
+    except Exception as exc:  # this task owns the run's status: any failure is recorded on the run
+        logger.exception("Batch run %s could not start", run_id)
+        batch.run_fail(run_id=run_id, error=f"Could not read the input: {type(exc).__name__}: {exc}")
+        return
+    if pending:
+        transaction.on_commit(lambda: queue_chunks(run_id, pending))
+    else:
+        batch.run_finalize(run_id=run_id)  # an empty input, or every chunk done before a crash
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(Exception,),
+    max_retries=CHUNK_MAX_RETRIES,
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    time_limit=900,
+    soft_time_limit=870,
+)
+def score_batch_chunk(self: Task[Any, Any], run_id: int, chunk_index: int) -> None:
+    """Score one chunk exactly once; after the last retry a failing chunk fails its run (which may resume)."""
+    try:
+        batch.chunk_score(run_id=run_id, chunk_index=chunk_index)
+    except Exception as exc:
+        retries = self.max_retries if self.max_retries is not None else CHUNK_MAX_RETRIES
+        final = self.request.retries >= retries
+        batch.chunk_record_error(
+            run_id=run_id, chunk_index=chunk_index, error=f"{type(exc).__name__}: {exc}", final=final
+        )
+        if final:
+            logger.exception("Chunk %s of batch run %s failed for good", chunk_index, run_id)
+            return
+        raise  # autoretry_for queues the next attempt, with exponential backoff
+    # Checked after every chunk (also one found already done): the last to commit finalizes the run.
+    batch.run_finalize(run_id=run_id)

@@ -1,0 +1,169 @@
+"""Batch scoring pages: a model's jobs, a job with its schedule and runs, a run with its rejects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from config.api import ConflictError
+from registry import selectors
+from registry.models import RegisteredModel
+from scoring import batch
+from scoring.forms import BatchJobForm, ScheduleForm
+from scoring.models import BatchJob, BatchRun
+
+RUNS_PER_PAGE = 20
+REJECTS_PER_PAGE = 50
+
+
+def _model(request: HttpRequest, name: str) -> RegisteredModel:
+    if not batch.may_view_batches(request.user):
+        raise PermissionDenied
+    return selectors.model_get(name=name)
+
+
+def _apply_errors(form: Any, exc: ValidationError) -> None:
+    """A service's errors by field onto the form (errors of fields the form lacks go on top)."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc)
+        return
+    for field, errors in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+def _flash(request: HttpRequest, exc: Exception) -> None:
+    messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
+
+
+@require_http_methods(["GET", "POST"])
+def job_list(request: HttpRequest, name: str) -> HttpResponse:
+    model = _model(request, name)
+    form = BatchJobForm(request.POST or None, request.FILES or None, model=model)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = batch.job_create(actor=request.user, model=model, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, f"Created the batch job {job.name}. Run it now or give it a schedule.")
+            return redirect(job)
+    return render(
+        request,
+        "scoring/job_list.html",
+        {
+            "model": model,
+            "rows": batch.job_list(model=model),
+            "form": form,
+            "may_manage": batch.may_manage_batches(request.user),
+            "production": selectors.production_version(model=model),
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+def _render_job(request: HttpRequest, job: BatchJob, schedule_form: ScheduleForm, status: int = 200) -> HttpResponse:
+    runs = Paginator(batch.run_list(job=job), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "scoring/job_detail.html",
+        {
+            "model": job.model,
+            "job": job,
+            "schedule": batch.schedule_of(job),
+            "schedule_form": schedule_form,
+            "page": runs,
+            "may_manage": batch.may_manage_batches(request.user),
+            "active_statuses": [BatchRun.Status.PENDING, BatchRun.Status.RUNNING],
+        },
+        status=status,
+    )
+
+
+def job_detail(request: HttpRequest, name: str, job: str) -> HttpResponse:
+    found = batch.job_get(model=_model(request, name), name=job)
+    return _render_job(request, found, ScheduleForm.for_job(found))
+
+
+@require_POST
+def job_schedule(request: HttpRequest, name: str, job: str) -> HttpResponse:
+    found = batch.job_get(model=_model(request, name), name=job)
+    form = ScheduleForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            if data["kind"] == "none":
+                batch.job_unschedule(actor=request.user, job=found)
+                messages.success(request, f"{found.name} no longer runs on a schedule.")
+            else:
+                batch.job_schedule(
+                    actor=request.user,
+                    job=found,
+                    crontab=data["crontab"] if data["kind"] == "cron" else None,
+                    every_minutes=data["every_minutes"] if data["kind"] == "interval" else None,
+                    enabled=data["enabled"],
+                )
+                schedule = batch.schedule_of(found) or {}
+                state = "" if data["enabled"] else " (disabled)"
+                messages.success(request, f"{found.name} now runs {schedule.get('description', '')}{state}.")
+            return redirect(found)
+        except ValidationError as exc:
+            if data["kind"] == "interval" and "crontab" in getattr(exc, "message_dict", {}):
+                form.add_error("every_minutes", "Give the number of minutes between runs.")
+            else:
+                _apply_errors(form, exc)
+        except PermissionDenied as exc:
+            form.add_error(None, str(exc))
+    return _render_job(request, found, form, status=400)
+
+
+@require_POST
+def job_run(request: HttpRequest, name: str, job: str) -> HttpResponse:
+    found = batch.job_get(model=_model(request, name), name=job)
+    try:
+        run = batch.run_start(job=found, actor=request.user)
+    except (PermissionDenied, ValidationError, ConflictError) as exc:
+        _flash(request, exc)
+    else:
+        messages.success(request, f"Run {run.pk} started.")
+    return redirect(found)
+
+
+def run_detail(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
+    model = _model(request, name)
+    run = batch.run_get(run_id=run_id)
+    if run.job.model_id != model.pk:
+        raise PermissionDenied
+    rejects = Paginator(batch.run_rejects(run=run), REJECTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "scoring/run_detail.html",
+        {
+            "model": model,
+            "job": run.job,
+            "run": run,
+            "progress": batch.run_progress(run=run),
+            "page": rejects,
+            "may_manage": batch.may_manage_batches(request.user),
+        },
+    )
+
+
+@require_POST
+def run_resume(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
+    model = _model(request, name)
+    run = batch.run_get(run_id=run_id)
+    if run.job.model_id != model.pk:
+        raise PermissionDenied
+    try:
+        batch.run_resume(actor=request.user, run=run)
+    except (PermissionDenied, ConflictError) as exc:
+        _flash(request, exc)
+    else:
+        messages.success(request, f"Run {run.pk} resumes: chunks already done are kept.")
+    return redirect("scoring:run-detail", model.name, run.pk)

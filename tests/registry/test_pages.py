@@ -1,0 +1,82 @@
+from pathlib import Path
+
+from registry.models import ModelVersion
+from tests.factories import RegisteredModelFactory
+
+
+def test_it_sends_anonymous_visitors_to_the_login_page(client, db):
+    for path in ("/", "/models/churn/", "/models/churn/versions/1/"):
+        response = client.get(path)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/login/?next=")
+
+
+def test_it_logs_in_with_the_form(client, author):
+    page = client.get("/login/")
+    assert b"Sign in" in page.content
+    response = client.post("/login/", {"username": "ada", "password": "correct horse battery staple"})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+    assert client.post("/login/", {"username": "ada", "password": "wrong"}).status_code == 200
+
+
+def test_it_lists_models_with_search_and_filters(client, manager, author):
+    RegisteredModelFactory.create(name="churn", title="Customer churn", owner=author).tags.create(name="telco")
+    RegisteredModelFactory(name="fraud", title="Card fraud", owner=author)
+    client.force_login(manager)
+    page = client.get("/").content.decode()
+    assert "Customer churn" in page and "Card fraud" in page
+    page = client.get("/", {"q": "fraud"}).content.decode()
+    assert "Card fraud" in page and "Customer churn" not in page
+    page = client.get("/", {"tag": "telco"}).content.decode()
+    assert "Customer churn" in page and "Card fraud" not in page
+    assert "No model matches" in client.get("/", {"q": "zzz"}).content.decode()
+
+
+def test_it_shows_a_model_with_its_versions(client, manager, churn_model, author, register):
+    register(churn_model, author)
+    register(churn_model, author, metrics='{"auc": 0.93, "accuracy": 0.9}', parent="1")
+    client.force_login(manager)
+    page = client.get("/models/churn/").content.decode()
+    assert "Version 2" in page and "Version 1" in page
+    assert "No version is in production yet" in page
+
+
+def test_it_shows_a_version_with_notebook_notes_and_diff(client, manager, churn_model, author, register):
+    register(churn_model, author)
+    register(churn_model, author, metrics='{"auc": 0.93, "accuracy": 0.88}', params='{"C": 0.5, "penalty": "l2"}')
+    client.force_login(manager)
+    page = client.get("/models/churn/versions/2/").content.decode()
+    assert "First <strong>churn</strong> model." in page
+    assert "trained ok" in page  # notebook output
+    assert "Compared with" in page and "previous version" in page
+    assert "0.0200" in page  # auc delta
+    assert "model.skops" in page
+    assert "golden" in page.lower()
+
+
+def test_it_downloads_from_the_page_and_refuses_tampered_files(client, manager, churn_model, author, register):
+    version = register(churn_model, author)
+    artifact = version.files.get(kind="artifact")
+    client.force_login(manager)
+    response = client.get(artifact.get_absolute_url())
+    assert response.status_code == 200
+    Path(artifact.file.path).write_bytes(b"swapped")
+    response = client.get(artifact.get_absolute_url(), follow=True)
+    assert "changed after registration" in response.content.decode()
+
+
+def test_it_offers_trust_acceptance_only_to_reviewers(client, reviewer, author, churn_model, register):
+    version = register(churn_model, author)
+    ModelVersion.objects.filter(pk=version.pk).update(untrusted_types=["sklearn.tree._tree.Tree"])
+    url = "/models/churn/versions/1/"
+    client.force_login(author)
+    assert "Accept these types" not in client.get(url).content.decode()
+    response = client.post(f"{url}accept-untrusted-types/", follow=True)
+    assert "Only reviewers may accept" in response.content.decode()
+
+    client.force_login(reviewer)
+    assert "Accept these types" in client.get(url).content.decode()
+    response = client.post(f"{url}accept-untrusted-types/", {"reason": "checked"}, follow=True)
+    assert "You accepted the untrusted types" in response.content.decode()
+    assert ModelVersion.objects.get().trust_accepted_by == reviewer
