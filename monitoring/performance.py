@@ -24,7 +24,7 @@ def classification(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray | N
     labels = np.unique(np.concatenate([y_true, y_pred]))
     binary = len(labels) <= 2
     average = "binary" if binary else "macro"
-    positive = labels.max() if binary and len(labels) else None
+    positive = labels[-1] if binary and len(labels) else None  # np.unique sorts: "1" over "0", "yes" over "no"
     kwargs: dict[str, Any] = {"average": average, "zero_division": 0}
     if binary:
         kwargs["pos_label"] = positive

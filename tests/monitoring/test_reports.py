@@ -1,0 +1,92 @@
+"""A report over real production traffic: drift per column and slice, performance, fairness, via the API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from monitoring.models import MonitoringConfig, Report
+from registry.models import ModelVersion
+from tests.conftest import customers
+
+
+@pytest.fixture
+def traffic(production: ModelVersion, consumer_token: Any) -> list[str]:
+    """300 customers scored in production, one in three of them with a much higher price than in training."""
+    frame = customers(300, seed=7)
+    frame.loc[frame.index % 3 == 0, "charges"] = 420.0
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_token[1]}")
+    answer = client.post(
+        "/api/models/churn/predict/",
+        {"dataframe_records": frame.to_dict("records"), "entity_ids": [f"c{i}" for i in range(300)]},
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+    ids: list[str] = answer.json()["prediction_ids"]
+    actuals = [{"prediction_id": pid, "actual": int(i % 2)} for i, pid in enumerate(ids)]
+    posted = client.post("/api/models/churn/actuals/", {"rows": actuals}, format="json")
+    assert posted.status_code in (200, 201), posted.content
+    return ids
+
+
+def test_a_report_judges_drift_per_column_and_slice_with_performance_and_fairness(
+    traffic: list[str], production: ModelVersion, author: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    MonitoringConfig.objects.update_or_create(
+        model=production.model,
+        defaults={"slice_columns": ["contract"], "sensitive_columns": ["contract"], "min_slice_rows": 50},
+    )
+    client = APIClient()
+    client.force_authenticate(author)
+    now = timezone.now()
+    window = {"start": (now - timedelta(hours=1)).isoformat(), "end": (now + timedelta(minutes=1)).isoformat()}
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post("/api/models/churn/reports/", window, format="json")
+    assert created.status_code == 202, created.content
+    report = Report.objects.get(pk=created.json()["id"])
+    assert report.status == Report.Status.DONE, report.error
+
+    detail = client.get(f"/api/reports/{report.pk}/").json()
+    results = detail["results"]
+    assert results["baseline"]["kind"] == "reference"
+    assert results["correction"] in ("benjamini-hochberg", "none")
+    charges = results["dataset"]["columns"]["charges"]
+    assert charges["drifted"] is True and charges["test"] and charges["threshold"] > 0
+    assert set(results["slices"]) == {"contract=monthly", "contract=yearly"}
+    for piece in results["slices"].values():
+        assert piece["too_small"] == (piece["rows"] < 50)
+    assert detail["rows_current"] == 300 and detail["rows_with_actuals"] == 300
+    assert 0 <= results["performance"]["accuracy"] <= 1
+    assert "contract" in results["fairness"]
+    listed = client.get("/api/models/churn/reports/").json()
+    assert [row["id"] for row in listed["results"]] == [report.pk]
+
+
+def test_a_report_with_an_empty_window_is_stored_with_a_note(
+    production: ModelVersion, author: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = APIClient()
+    client.force_authenticate(author)
+    past = timezone.now() - timedelta(days=30)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post(
+            "/api/models/churn/reports/",
+            {"start": past.isoformat(), "end": (past + timedelta(days=1)).isoformat()},
+            format="json",
+        )
+    report = Report.objects.get(pk=created.json()["id"])
+    assert report.status == Report.Status.DONE, report.error
+    assert report.rows_current == 0 and "No production traffic" in report.results["note"]
+
+
+def test_a_bad_window_is_refused_by_field(production: ModelVersion, author: Any) -> None:
+    client = APIClient()
+    client.force_authenticate(author)
+    answer = client.post("/api/models/churn/reports/", {"start": "2026-01-02", "end": "2026-01-01"}, format="json")
+    assert answer.status_code == 400 and "end" in answer.json()
+    assert Report.objects.count() == 0
