@@ -18,5 +18,6 @@ urlpatterns = [
     path("api/", include(("scoring.api_urls", "scoring-api"))),
     path("api/", include(("monitoring.api_urls", "monitoring-api"))),
     path("", include("scoring.urls")),
+    path("", include("monitoring.urls")),
     path("", include("registry.urls")),
 ]

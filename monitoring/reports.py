@@ -5,7 +5,8 @@ Stored results (Report.results) have this shape, read by the pages, charts and a
     correction: "benjamini-hochberg" | "none"
     dataset: {drift_share, drifted, columns: {column: {test, statistic, threshold, drifted, kind}}}
     prediction_drift: {test, statistic, threshold, drifted} | null
-    slices: {"region=north": {rows, too_small, drift_share, drifted, columns: {...}, performance}}
+    slices: {"region=north": {rows, too_small, drift_share, drifted, columns: {...}, performance,
+             histograms: {column: current counts on the window histogram's bins}}}
     performance: {...} (also in Report.performance), registered_metrics: {...}
     fairness: {column: {groups, gaps, threshold, exceeded}}
     missing_share: {column: share}
@@ -84,6 +85,14 @@ def _histogram(reference: pd.Series, current: pd.Series) -> dict[str, Any]:
         "reference": [int(ref_counts.get(c, 0)) for c in categories],
         "current": [int(cur_counts.get(c, 0)) for c in categories],
     }
+
+
+def _recount(histogram: dict[str, Any], current: pd.Series) -> list[int]:
+    """Counts of a slice's values on the window histogram's bins, so the two overlay exactly."""
+    if histogram["kind"] == "numerical":
+        return np.histogram(current.dropna().astype(float), bins=np.asarray(histogram["edges"]))[0].tolist()
+    counts = current.astype(str).value_counts()
+    return [int(counts.get(c, 0)) for c in histogram["categories"]]
 
 
 def _performance(model: RegisteredModel, frame: pd.DataFrame) -> dict[str, Any]:
@@ -174,7 +183,12 @@ def _compute(report: Report) -> None:
             if not per_slice.get(name, {}).get("too_small"):
                 per_slice[name]["performance"] = _performance(model, frame[mask.to_numpy()])
         results["missing_share"] = {c: float(frame[c].isna().mean()) for c in columns}
-        results["histograms"] = {c: _histogram(reference[c], frame[c]) for c in columns}
+        histograms = {c: _histogram(reference[c], frame[c]) for c in columns}
+        results["histograms"] = histograms
+        for name, mask in masks.items():
+            if not per_slice.get(name, {}).get("too_small"):
+                rows = frame[mask.to_numpy()]
+                per_slice[name]["histograms"] = {c: _recount(histograms[c], rows[c]) for c in columns}
         results["fairness"] = _fairness(model, frame, config)
     perf = _performance(model, frame) if not frame.empty else {"rows": 0}
     results["performance"] = perf

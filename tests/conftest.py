@@ -233,3 +233,23 @@ def consumer_token(churn_model: RegisteredModel, author: Any) -> tuple[Consumer,
     return notifications.consumer_create(
         actor=author, model=churn_model, name="call-centre", contact_email="cc@example.com"
     )
+
+
+@pytest.fixture
+def traffic(production: ModelVersion, consumer_token: Any) -> list[str]:
+    """300 customers scored in production, one in three of them with a much higher price than in training."""
+    frame = customers(300, seed=7)
+    frame.loc[frame.index % 3 == 0, "charges"] = 420.0
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_token[1]}")
+    answer = client.post(
+        "/api/models/churn/predict/",
+        {"dataframe_records": frame.to_dict("records"), "entity_ids": [f"c{i}" for i in range(300)]},
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+    ids: list[str] = answer.json()["prediction_ids"]
+    actuals = [{"prediction_id": pid, "actual": int(i % 2)} for i, pid in enumerate(ids)]
+    posted = client.post("/api/models/churn/actuals/", {"rows": actuals}, format="json")
+    assert posted.status_code in (200, 201), posted.content
+    return ids

@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import plotly
 
 from config.env import env_bool, env_int, env_list, env_str
 
@@ -131,7 +132,8 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# plotly.js comes from the plotly package, at the version the charts are built for.
+STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent / "package_data")]
 MEDIA_ROOT = Path(env_str("MF_ARTIFACT_DIR", str(DATA_DIR / "artifacts"))).resolve()
 STORAGES = {
     # Artifacts are served only through views that check access, never from a public URL.

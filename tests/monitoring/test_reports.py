@@ -5,33 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from monitoring.models import MonitoringConfig, Report
 from registry.models import ModelVersion
-from tests.conftest import customers
-
-
-@pytest.fixture
-def traffic(production: ModelVersion, consumer_token: Any) -> list[str]:
-    """300 customers scored in production, one in three of them with a much higher price than in training."""
-    frame = customers(300, seed=7)
-    frame.loc[frame.index % 3 == 0, "charges"] = 420.0
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_token[1]}")
-    answer = client.post(
-        "/api/models/churn/predict/",
-        {"dataframe_records": frame.to_dict("records"), "entity_ids": [f"c{i}" for i in range(300)]},
-        format="json",
-    )
-    assert answer.status_code == 200, answer.content
-    ids: list[str] = answer.json()["prediction_ids"]
-    actuals = [{"prediction_id": pid, "actual": int(i % 2)} for i, pid in enumerate(ids)]
-    posted = client.post("/api/models/churn/actuals/", {"rows": actuals}, format="json")
-    assert posted.status_code in (200, 201), posted.content
-    return ids
 
 
 def test_a_report_judges_drift_per_column_and_slice_with_performance_and_fairness(

@@ -1,0 +1,265 @@
+"""Plotly figures of the monitoring pages, built from stored reports.
+
+Each function returns a figure as Plotly's JSON ({"data": [...], "layout": {...}}), which the page
+embeds with json_script and static/monitoring/charts.js draws with plotly.js: no inline script (the
+pages keep a Content-Security-Policy without 'unsafe-inline'), and plain dicts, because building
+graph_objects costs milliseconds per figure and the dashboard draws a sparkline per model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from monitoring.models import Report
+
+Figure = dict[str, Any]
+GREEN, AMBER, RED, GREY, BLUE = "#1f7a4d", "#b7791f", "#c53030", "#a0aec0", "#2b6cb0"
+
+
+def _layout(title: str = "", height: int = 320, **extra: Any) -> dict[str, Any]:
+    return {
+        "title": {"text": title, "font": {"size": 14}},
+        "height": height,
+        "margin": {"l": 50, "r": 20, "t": 40 if title else 10, "b": 40},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "legend": {"orientation": "h", "y": -0.2},
+        **extra,
+    }
+
+
+def sparkline(points: Sequence[tuple[Any, float | None]], color: str = BLUE) -> Figure:
+    """A tiny line of drift share over time for a dashboard tile."""
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": [when.isoformat() for when, _ in points],
+                "y": [value for _, value in points],
+                "line": {"color": color, "width": 2},
+                "hovertemplate": "%{x|%d %b}: %{y:.0%}<extra>drift share</extra>",
+            }
+        ],
+        "layout": {
+            "height": 60,
+            "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+            "xaxis": {"visible": False},
+            "yaxis": {"visible": False, "range": [0, 1]},
+            "paper_bgcolor": "rgba(0,0,0,0)",
+            "plot_bgcolor": "rgba(0,0,0,0)",
+            "showlegend": False,
+        },
+    }
+
+
+def performance_trend(reports: Sequence[Report], metrics: Sequence[str], registered: dict[str, Any]) -> Figure:
+    """Each metric per window, with its value at registration as a dashed line of the same colour."""
+    palette = [BLUE, GREEN, AMBER, RED, "#6b46c1", "#2c7a7b"]
+    data: list[dict[str, Any]] = []
+    x = [report.window_end.isoformat() for report in reports]
+    for index, metric in enumerate(metrics):
+        color = palette[index % len(palette)]
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": metric,
+                "x": x,
+                "y": [report.performance.get(metric) for report in reports],
+                "line": {"color": color},
+            }
+        )
+        if isinstance(registered.get(metric), int | float) and x:
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": f"{metric} at registration",
+                    "x": [x[0], x[-1]],
+                    "y": [registered[metric]] * 2,
+                    "line": {"color": color, "dash": "dash", "width": 1},
+                }
+            )
+    return {"data": data, "layout": _layout("Performance against actuals", yaxis={"rangemode": "tozero"})}
+
+
+def drift_over_time(reports: Sequence[Report], columns: Sequence[str]) -> Figure:
+    """Feature x window heatmap of drift verdicts (1 drifted, 0 not), the statistic on hover."""
+    z: list[list[float | None]] = []
+    text: list[list[str]] = []
+    for column in columns:
+        row: list[float | None] = []
+        labels: list[str] = []
+        for report in reports:
+            judged = report.results.get("dataset", {}).get("columns", {}).get(column)
+            row.append(None if judged is None else float(judged["drifted"]))
+            labels.append("" if judged is None else f"{judged['test']}: {judged['statistic']:.4g}")
+        z.append(row)
+        text.append(labels)
+    return {
+        "data": [
+            {
+                "type": "heatmap",
+                "x": [report.window_end.isoformat() for report in reports],
+                "y": list(columns),
+                "z": z,
+                "text": text,
+                "zmin": 0,
+                "zmax": 1,
+                "colorscale": [[0, "#e6f4ea"], [1, RED]],
+                "showscale": False,
+                "hovertemplate": "%{y} · %{x|%d %b %H:%M}<br>%{text}<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            "Drift per feature over time", height=max(220, 28 * len(columns) + 80), yaxis={"automargin": True}
+        ),
+    }
+
+
+def slice_heatmap(report: Report) -> Figure:
+    """Slice x feature drift verdicts of one report; too-small slices are shown as gaps, not judged."""
+    results = report.results
+    columns: list[str] = [c for c in results.get("columns", []) if c in results.get("dataset", {}).get("columns", {})]
+    slices = results.get("slices", {})
+    names = sorted(slices)
+    z: list[list[float | None]] = []
+    text: list[list[str]] = []
+    for name in names:
+        piece = slices[name]
+        row: list[float | None] = []
+        labels: list[str] = []
+        for column in columns:
+            judged = None if piece.get("too_small") else piece.get("columns", {}).get(column)
+            row.append(None if judged is None else float(judged["drifted"]))
+            if piece.get("too_small"):
+                labels.append(f"too small ({piece['rows']} rows)")
+            elif judged is None:
+                labels.append("not judged")
+            else:
+                labels.append(f"{judged['test']}: {judged['statistic']:.4g} (threshold {judged['threshold']})")
+        z.append(row)
+        text.append(labels)
+    return {
+        "data": [
+            {
+                "type": "heatmap",
+                "x": columns,
+                "y": names,
+                "z": z,
+                "text": text,
+                "zmin": 0,
+                "zmax": 1,
+                "colorscale": [[0, "#e6f4ea"], [1, RED]],
+                "showscale": False,
+                "hovertemplate": "%{y} · %{x}<br>%{text}<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            "Drift by slice and feature", height=max(240, 26 * len(names) + 100), yaxis={"automargin": True}
+        ),
+    }
+
+
+def distributions(report: Report, column: str, slice_name: str = "") -> Figure | None:
+    """Reference and current distribution of a column, overlaid (for the whole window or one slice)."""
+    histogram = report.results.get("histograms", {}).get(column)
+    if histogram is None:
+        return None
+    current = histogram["current"]
+    if slice_name:
+        current = report.results.get("slices", {}).get(slice_name, {}).get("histograms", {}).get(column)
+        if current is None:
+            return None
+    reference = histogram["reference"]
+    if histogram["kind"] == "numerical":
+        edges = histogram["edges"]
+        x: list[Any] = [(low + high) / 2 for low, high in itertools.pairwise(edges)]
+    else:
+        x = histogram["categories"]
+    ref_total, cur_total = sum(reference) or 1, sum(current) or 1
+    label = f"current ({slice_name})" if slice_name else "current"
+    return {
+        "data": [
+            {
+                "type": "bar",
+                "name": "reference",
+                "x": x,
+                "y": [count / ref_total for count in reference],
+                "marker": {"color": GREY},
+                "opacity": 0.75,
+            },
+            {
+                "type": "bar",
+                "name": label,
+                "x": x,
+                "y": [count / cur_total for count in current],
+                "marker": {"color": BLUE},
+                "opacity": 0.6,
+            },
+        ],
+        "layout": _layout(f"{column}: reference and current", barmode="overlay", yaxis={"tickformat": ".0%"}),
+    }
+
+
+def fairness_gaps(report: Report) -> Figure | None:
+    """Largest gap between slices per sensitive column and rate, against the threshold."""
+    fairness: dict[str, Any] = report.results.get("fairness", {})
+    if not fairness:
+        return None
+    data = []
+    threshold = None
+    for column, found in fairness.items():
+        gaps = found.get("gaps", {})
+        threshold = found.get("threshold", threshold)
+        data.append(
+            {
+                "type": "bar",
+                "name": column,
+                "x": list(gaps),
+                "y": [gaps[name] for name in gaps],
+                "hovertemplate": f"{column} · %{{x}}: %{{y:.3f}}<extra></extra>",
+            }
+        )
+    shapes = []
+    if threshold is not None:
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": threshold,
+                "y1": threshold,
+                "line": {"color": RED, "dash": "dash"},
+            }
+        )
+    return {"data": data, "layout": _layout("Fairness: largest gap between slices", shapes=shapes)}
+
+
+def volume_and_latency(days: Sequence[tuple[Any, int, int, float | None]]) -> Figure:
+    """Requests and errors per day as bars, p99 latency as a line on a second axis."""
+    x = [day.isoformat() for day, _, _, _ in days]
+    return {
+        "data": [
+            {"type": "bar", "name": "requests", "x": x, "y": [r for _, r, _, _ in days], "marker": {"color": BLUE}},
+            {"type": "bar", "name": "errors", "x": x, "y": [e for _, _, e, _ in days], "marker": {"color": RED}},
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "p99 latency (ms)",
+                "x": x,
+                "y": [p for _, _, _, p in days],
+                "yaxis": "y2",
+                "line": {"color": AMBER},
+            },
+        ],
+        "layout": _layout(
+            "Real-time predictions per day",
+            barmode="stack",
+            yaxis2={"overlaying": "y", "side": "right", "title": {"text": "ms"}, "rangemode": "tozero"},
+        ),
+    }

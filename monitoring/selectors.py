@@ -1,0 +1,131 @@
+"""Reads of the monitoring pages: a fixed number of queries per page, whatever the number of models."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from monitoring.models import Alert, Report
+from registry.choices import ModelTask, VersionStatus
+from registry.models import ModelVersion, RegisteredModel
+from scoring.models import ScoringStats
+from scoring.recorder import BUCKETS, percentile
+
+SPARKLINE_DAYS = 30
+
+
+def headline_metric(task: str) -> str:
+    """The one performance figure a tile shows: ranking quality for classifiers, error for regressors."""
+    return "roc_auc" if task == ModelTask.CLASSIFICATION else "rmse"
+
+
+@dataclass
+class Tile:
+    model: RegisteredModel
+    version: ModelVersion
+    latest: Report | None
+    open_alerts: int
+    sparkline: list[tuple[datetime, float | None]] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        metric = headline_metric(self.model.task)
+        if self.latest is not None and metric not in self.latest.performance:
+            return "accuracy" if self.model.task == ModelTask.CLASSIFICATION else "mae"
+        return metric
+
+    @property
+    def current(self) -> float | None:
+        return self.latest.performance.get(self.metric) if self.latest else None
+
+    @property
+    def registered(self) -> float | None:
+        value = self.version.metrics.get(self.metric)
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def health(self) -> str:
+        """red: an alert is open; amber: the latest report saw drift; green: neither; grey: no recent report."""
+        if self.open_alerts:
+            return "red"
+        if self.latest is None:
+            return "grey"
+        return "amber" if self.latest.dataset_drift or (self.latest.drift_share or 0) > 0 else "green"
+
+
+def dashboard_tiles(*, now: datetime | None = None) -> list[Tile]:
+    """Every production model with its latest report, open alerts and a drift-share sparkline: 3 queries."""
+    now = now or timezone.now()
+    versions = list(
+        ModelVersion.objects.filter(status=VersionStatus.PRODUCTION)
+        .select_related("model")
+        .annotate(
+            open_alerts=Count(
+                "model__alert_rules__alerts", filter=Q(model__alert_rules__alerts__status=Alert.Status.OPEN)
+            )
+        )
+        .order_by("model__name")
+    )
+    model_ids = [version.model_id for version in versions]
+    reports = (
+        Report.objects.filter(
+            model_id__in=model_ids, status=Report.Status.DONE, window_end__gte=now - timedelta(days=SPARKLINE_DAYS)
+        )
+        .only("id", "model_id", "window_end", "drift_share", "dataset_drift", "performance", "rows_current")
+        .order_by("model_id", "window_end")
+    )
+    by_model: dict[int, list[Report]] = defaultdict(list)
+    for report in reports:
+        by_model[report.model_id].append(report)
+    tiles = []
+    for version in versions:
+        recent = by_model.get(version.model_id, [])
+        latest = recent[-1] if recent else None  # none in SPARKLINE_DAYS: the tile says there is no recent report
+        tiles.append(
+            Tile(
+                model=version.model,
+                version=version,
+                latest=latest,
+                open_alerts=version.open_alerts,  # type: ignore[attr-defined]
+                sparkline=[(report.window_end, report.drift_share) for report in recent],
+            )
+        )
+    return tiles
+
+
+def model_reports(*, model: RegisteredModel, limit: int = 90) -> list[Report]:
+    """The latest finished reports of a model, oldest first (for trends)."""
+    reports = list(Report.objects.filter(model=model, status=Report.Status.DONE).order_by("-window_end")[:limit])
+    reports.reverse()
+    return reports
+
+
+def recent_reports(*, model: RegisteredModel, limit: int = 10) -> list[Report]:
+    return list(Report.objects.filter(model=model).select_related("requested_by").order_by("-created_at")[:limit])
+
+
+def open_alerts(*, model: RegisteredModel) -> list[Alert]:
+    return list(
+        Alert.objects.filter(rule__model=model, status=Alert.Status.OPEN).select_related("rule").order_by("-opened_at")
+    )
+
+
+def daily_usage(*, model: RegisteredModel, days: int = 30) -> list[tuple[date, int, int, float | None]]:
+    """Requests, errors and p99 latency (ms, bucket bound) per day over all versions of the model."""
+    since = timezone.now() - timedelta(days=days)
+    per_day: dict[date, list[Any]] = {}
+    rows = ScoringStats.objects.filter(version__model=model, minute__gte=since).values_list(
+        "minute", "requests", "errors", "latency_histogram"
+    )
+    for minute, requests, errors, histogram in rows:
+        day = minute.date()
+        totals = per_day.setdefault(day, [0, 0, [0] * (len(BUCKETS) + 1)])
+        totals[0] += requests
+        totals[1] += errors
+        totals[2] = [a + b for a, b in zip(totals[2], histogram, strict=True)]
+    return [(day, t[0], t[1], percentile(t[2], 0.99)) for day, t in sorted(per_day.items())]

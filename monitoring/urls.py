@@ -1,0 +1,11 @@
+from django.urls import path
+
+from monitoring import views
+
+app_name = "monitoring"
+
+urlpatterns = [
+    path("monitoring/", views.dashboard, name="dashboard"),
+    path("models/<slug:name>/monitoring/", views.model_monitoring, name="model"),
+    path("models/<slug:name>/monitoring/run/", views.run_report, name="run-report"),
+]

@@ -1,0 +1,97 @@
+"""Monitoring pages: the managers' dashboard and a model's monitoring page, read from stored reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from monitoring import charts, selectors, services
+from monitoring.models import MonitoringConfig, Report
+from registry.models import RegisteredModel
+
+TREND_METRICS = {"classification": ["roc_auc", "accuracy", "f1"], "regression": ["rmse", "mae", "r2"]}
+
+
+def dashboard(request: HttpRequest) -> HttpResponse:
+    tiles = selectors.dashboard_tiles()
+    for tile in tiles:
+        tile.chart = charts.sparkline(tile.sparkline)  # type: ignore[attr-defined]
+    return render(request, "monitoring/dashboard.html", {"tiles": tiles})
+
+
+def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    config = MonitoringConfig.objects.filter(model=model).first()
+    reports = selectors.model_reports(model=model)
+    requested = request.GET.get("report", "")
+    latest: Report | None = reports[-1] if reports else None
+    if requested.isdigit():
+        latest = Report.objects.filter(model=model, pk=int(requested), status=Report.Status.DONE).first() or latest
+    figures: dict[str, object] = {}
+    columns: list[str] = []
+    slices: list[str] = []
+    column = slice_name = ""
+    if reports:
+        registered = latest.version.metrics if latest and latest.version else {}
+        figures["performance"] = charts.performance_trend(reports, TREND_METRICS[model.task], registered)
+        columns = list(latest.results.get("columns", [])) if latest else []
+        figures["drift"] = charts.drift_over_time(reports, columns)
+    if latest is not None:
+        slices = sorted(latest.results.get("slices", {}))
+        if slices:
+            figures["slices"] = charts.slice_heatmap(latest)
+        column = request.GET.get("column", "")
+        if column not in columns:
+            drifted = [c for c, v in latest.results.get("dataset", {}).get("columns", {}).items() if v["drifted"]]
+            column = drifted[0] if drifted else (columns[0] if columns else "")
+        slice_name = request.GET.get("slice", "")
+        if slice_name not in slices:
+            slice_name = ""
+        distribution = charts.distributions(latest, column, slice_name) if column else None
+        if distribution:
+            figures["distribution"] = distribution
+        fairness = charts.fairness_gaps(latest)
+        if fairness:
+            figures["fairness"] = fairness
+    usage = selectors.daily_usage(model=model)
+    if usage:
+        figures["usage"] = charts.volume_and_latency(usage)
+    return render(
+        request,
+        "monitoring/model.html",
+        {
+            "model": model,
+            "config": config,
+            "latest": latest,
+            "figures": figures,
+            "columns": columns,
+            "slices": slices,
+            "column": column,
+            "slice_name": slice_name,
+            "slice_rows": latest.results.get("slices", {}) if latest else {},
+            "recent": selectors.recent_reports(model=model),
+            "alerts": selectors.open_alerts(model=model),
+        },
+    )
+
+
+@require_POST
+def run_report(request: HttpRequest, name: str) -> HttpResponse:
+    """Run now: a report over the configured window (default the last day) ending now."""
+    model = get_object_or_404(RegisteredModel, name=name)
+    config = MonitoringConfig.objects.filter(model=model).first()
+    days = config.window_days if config else 1
+    end = timezone.now()
+    try:
+        report = services.report_request(actor=request.user, model=model, start=end - timedelta(days=days), end=end)
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+    else:
+        messages.success(request, f"Report {report.pk} is running; refresh in a moment.")
+    return redirect("monitoring:model", name=model.name)

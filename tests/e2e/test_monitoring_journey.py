@@ -1,0 +1,49 @@
+"""A manager opens the dashboard and a model's monitoring page in a real browser; the charts render."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from monitoring import services
+from monitoring.models import MonitoringConfig, Report
+from registry import roles
+from registry.models import ModelVersion
+from tests.e2e.test_review_journey import sign_in
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_the_dashboard_and_monitoring_page_draw_their_charts(
+    live_server: Any, page: Any, production: ModelVersion, traffic: list[str], author: Any, screenshot: Any
+) -> None:
+    MonitoringConfig.objects.update_or_create(
+        model=production.model,
+        defaults={"slice_columns": ["contract"], "sensitive_columns": ["contract"], "min_slice_rows": 50},
+    )
+    now = timezone.now()
+    report = services.report_request(actor=author, model=production.model, start=now - timedelta(hours=1), end=now)
+    report.refresh_from_db()
+    assert report.status == Report.Status.DONE, report.error
+    manager = UserFactory(username="mona", role=roles.MANAGER)
+
+    sign_in(page, live_server, manager.username)
+    page.goto(f"{live_server.url}/monitoring/")
+    tile = page.wait_for_selector('[data-model="churn"]')
+    assert tile.get_attribute("data-health") == "amber"  # the charges of one customer in three moved
+    page.wait_for_selector('[data-model="churn"] .sparkline .main-svg')
+    screenshot("monitoring-dashboard")
+
+    tile.click()
+    page.wait_for_selector('[data-chart="chart-slices"] .main-svg')
+    for chart in ("performance", "drift", "slices", "distribution", "fairness"):
+        assert page.query_selector(f'[data-chart="chart-{chart}"] .main-svg'), chart
+    assert "charges" in page.inner_text("#drill")
+    page.click("#slices a >> text=contract=monthly")
+    page.wait_for_selector('[data-chart="chart-distribution"] .main-svg')
+    assert "current (contract=monthly)" in page.inner_text('[data-chart="chart-distribution"]')
+    screenshot("monitoring-model")
