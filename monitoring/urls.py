@@ -8,4 +8,9 @@ urlpatterns = [
     path("monitoring/", views.dashboard, name="dashboard"),
     path("models/<slug:name>/monitoring/", views.model_monitoring, name="model"),
     path("models/<slug:name>/monitoring/run/", views.run_report, name="run-report"),
+    path(
+        "models/<slug:name>/monitoring/reports/<int:report_id>/evidently/",
+        views.evidently_report,
+        name="evidently-report",
+    ),
 ]

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from monitoring import charts, selectors, services
+from monitoring import charts, reports, selectors, services
 from monitoring.models import MonitoringConfig, Report
 from registry.models import RegisteredModel
 
@@ -28,20 +28,20 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     config = MonitoringConfig.objects.filter(model=model).first()
-    reports = selectors.model_reports(model=model)
+    history = selectors.model_reports(model=model)
     requested = request.GET.get("report", "")
-    latest: Report | None = reports[-1] if reports else None
+    latest: Report | None = history[-1] if history else None
     if requested.isdigit():
         latest = Report.objects.filter(model=model, pk=int(requested), status=Report.Status.DONE).first() or latest
     figures: dict[str, object] = {}
     columns: list[str] = []
     slices: list[str] = []
     column = slice_name = ""
-    if reports:
+    if history:
         registered = latest.version.metrics if latest and latest.version else {}
-        figures["performance"] = charts.performance_trend(reports, TREND_METRICS[model.task], registered)
+        figures["performance"] = charts.performance_trend(history, TREND_METRICS[model.task], registered)
         columns = list(latest.results.get("columns", [])) if latest else []
-        figures["drift"] = charts.drift_over_time(reports, columns)
+        figures["drift"] = charts.drift_over_time(history, columns)
     if latest is not None:
         slices = sorted(latest.results.get("slices", {}))
         if slices:
@@ -95,3 +95,17 @@ def run_report(request: HttpRequest, name: str) -> HttpResponse:
     else:
         messages.success(request, f"Report {report.pk} is running; refresh in a moment.")
     return redirect("monitoring:model", name=model.name)
+
+
+def evidently_report(request: HttpRequest, name: str, report_id: int) -> HttpResponse:
+    """Evidently's HTML for the report's window, in a sandbox: its inline scripts run in an opaque
+    origin, with no access to the app's cookies or pages."""
+    report = get_object_or_404(Report, pk=report_id, model__name=name, status=Report.Status.DONE)
+    try:
+        html = reports.evidently_html(report)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("monitoring:model", name=name)
+    response = HttpResponse(html)
+    response["Content-Security-Policy"] = "sandbox allow-scripts"
+    return response

@@ -8,6 +8,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from monitoring import services
 from monitoring.models import MonitoringConfig, Report
 from registry.models import ModelVersion
 
@@ -68,3 +69,31 @@ def test_a_bad_window_is_refused_by_field(production: ModelVersion, author: Any)
     answer = client.post("/api/models/churn/reports/", {"start": "2026-01-02", "end": "2026-01-01"}, format="json")
     assert answer.status_code == 400 and "end" in answer.json()
     assert Report.objects.count() == 0
+
+
+def test_the_monitoring_page_and_evidently_report_open_for_a_stored_report(
+    traffic: list[str], production: ModelVersion, author: Any, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    now = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.report_request(
+            actor=author, model=production.model, start=now - timedelta(hours=1), end=now + timedelta(minutes=1)
+        )
+    client.force_login(author)
+    page = client.get("/models/churn/monitoring/")
+    assert page.status_code == 200
+    assert b'id="chart-drift"' in page.content and b"evidently" in page.content.lower()
+    html = client.get(f"/models/churn/monitoring/reports/{report.pk}/evidently/")
+    assert html.status_code == 200
+    assert html["Content-Security-Policy"] == "sandbox allow-scripts"
+    assert b"charges" in html.content
+    assert client.get("/models/churn/monitoring/reports/999/evidently/").status_code == 404
+
+
+def test_the_dashboard_reads_a_fixed_number_of_queries(
+    production: ModelVersion, author: Any, client: Any, django_assert_max_num_queries: Any
+) -> None:
+    client.force_login(author)
+    with django_assert_max_num_queries(12):
+        page = client.get("/monitoring/")
+    assert page.status_code == 200 and b'data-model="churn"' in page.content
