@@ -23,9 +23,11 @@ def rule_value(rule: AlertRule, report: Report) -> float | None:
     if rule.metric == AlertRule.Metric.PERFORMANCE:
         value = (report.performance or {}).get(rule.parameter)
     elif rule.metric == AlertRule.Metric.DRIFT_SHARE:
-        value = report.drift_share
+        slices = results.get("slices") or {}
+        value = (slices.get(rule.slice) or {}).get("drift_share") if rule.slice else report.drift_share
     elif rule.metric == AlertRule.Metric.FEATURE_DRIFT:
-        column = (results.get("dataset") or {}).get("columns", {}).get(rule.parameter)
+        scope = ((results.get("slices") or {}).get(rule.slice) or {}) if rule.slice else results.get("dataset") or {}
+        column = scope.get("columns", {}).get(rule.parameter)
         value = None if column is None else float(bool(column.get("drifted")))
     elif rule.metric == AlertRule.Metric.SLICE_PERFORMANCE:
         value = ((results.get("slices") or {}).get(rule.slice) or {}).get("performance", {}).get(rule.parameter)

@@ -65,12 +65,15 @@ def window_drift(
     masks: dict[str, pd.Series],
     min_rows: int,
     fdr: bool,
+    defined_by: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str]:
     """Evidently's drift verdicts for the whole window and each slice with at least `min_rows` rows.
 
     With `fdr`, the p-value tests of all slices and of the whole window are corrected together by
     Benjamini-Hochberg (see `drift.control_false_discoveries`); distance tests keep their verdicts.
-    A column with no value in a slice is left out of that slice's columns and drift share.
+    A column with no value in a slice is left out of that slice's columns and drift share, and so
+    is the column a slice is defined by (`defined_by`: slice name -> column): "region=south" holds
+    one region by construction, which is no drift.
     """
     rows_by_slice: dict[str | None, np.ndarray | None] = {OVERALL: None}
     sizes: dict[str | None, int] = {OVERALL: len(current_frame)}
@@ -87,6 +90,8 @@ def window_drift(
         for column, column_profile in profile.columns.items():
             current = drift.encode_current(column_profile, current_frame[column])
             for slice_name, rows in rows_by_slice.items():
+                if defined_by and slice_name is not None and defined_by.get(slice_name) == column:
+                    continue
                 verdict = drift.judge(column_profile, current, rows)
                 if verdict is not None:
                     judged.append((slice_name, column, verdict))

@@ -172,8 +172,14 @@ def _compute(report: Report) -> None:
         columns = [c for c in features if c in frame and c in reference]
         profile = drift_report.profile_for(version.pk, reference[columns], baseline["kind"])
         masks = _slices(frame, config)
+        defined_by = {name: name.partition("=")[0] for name in masks if name.partition("=")[0] in config.slice_columns}
         overall, per_slice, correction = drift_report.window_drift(
-            profile, frame[columns], masks, min_rows=config.min_slice_rows, fdr=config.fdr_correction
+            profile,
+            frame[columns],
+            masks,
+            min_rows=config.min_slice_rows,
+            fdr=config.fdr_correction,
+            defined_by=defined_by,
         )
         results["correction"] = correction
         results["dataset"] = overall

@@ -91,7 +91,7 @@ def dashboard_tiles(*, now: datetime | None = None) -> list[Tile]:
                 model=version.model,
                 version=version,
                 latest=latest,
-                open_alerts=version.open_alerts,  # type: ignore[attr-defined]
+                open_alerts=version.open_alerts,
                 sparkline=[(report.window_end, report.drift_share) for report in recent],
             )
         )

@@ -253,3 +253,14 @@ def traffic(production: ModelVersion, consumer_token: Any) -> list[str]:
     posted = client.post("/api/models/churn/actuals/", {"rows": actuals}, format="json")
     assert posted.status_code in (200, 201), posted.content
     return ids
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> None:
+    """Model cache and rate-limit counters live in the process, and tests reuse primary keys."""
+    from django.core.cache import caches
+
+    from scoring import runtime
+
+    runtime.models.clear()
+    caches["throttle"].clear()

@@ -341,3 +341,24 @@ def _version(
         golden_expected=pd.Series(estimator.predict(golden_inputs).astype(np.int64), name=TARGET),
         training_rows=training_rows,
     )
+
+
+def retrain(frame: pd.DataFrame) -> dict[str, Any]:
+    """The demo's retraining recipe (`registry.demo.churn:retrain`): version 1's pipeline on recent data.
+
+    `frame` holds recent production customers with their actual churn; the result is what
+    monitoring.retraining registers as a new draft version.
+    """
+    train, test = train_test_split(frame, test_size=TEST_SIZE, random_state=0, stratify=frame[TARGET])
+    estimator = Pipeline(
+        [("preprocess", _preprocessing()), ("classifier", LogisticRegression(**LOGISTIC, random_state=0))]
+    )
+    estimator.fit(train[FEATURES], train[TARGET])
+    golden = test[FEATURES].head(GOLDEN_ROWS).reset_index(drop=True)
+    return {
+        "estimator": estimator,
+        "X_sample": frame[FEATURES],  # the schema's ranges must cover the reference data registered with it
+        "metrics": _evaluate(estimator, test[FEATURES], test[TARGET]),
+        "golden": (golden, estimator.predict(golden)),
+        "reference": frame[[*FEATURES, TARGET]],
+    }

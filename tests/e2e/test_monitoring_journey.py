@@ -29,7 +29,7 @@ def test_the_dashboard_and_monitoring_page_draw_their_charts(
     report = services.report_request(actor=author, model=production.model, start=now - timedelta(hours=1), end=now)
     report.refresh_from_db()
     assert report.status == Report.Status.DONE, report.error
-    manager = UserFactory(username="mona", role=roles.MANAGER)
+    manager: Any = UserFactory(username="mona", role=roles.MANAGER)
 
     sign_in(page, live_server, manager.username)
     page.goto(f"{live_server.url}/monitoring/")

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.core.wsgi import get_wsgi_application
 from django.db import transaction
 
+from monitoring import demo as monitoring_demo
 from registry import roles
 from registry.client import ModelFactory
 from registry.demo.churn import FEATURES, TARGET, generate_customers, train_versions
@@ -113,3 +114,8 @@ class Command(BaseCommand):
                     parent=number - 1 if number > 1 else None,
                 )
                 self.stdout.write(f"  registered {DEMO_MODEL} v{number}: {version.metrics}")
+        self.stdout.write("Playing three months of production: go-live, traffic, a price change, reports…")
+        users = {
+            user.username: user for user in get_user_model().objects.filter(username__in=[u[0] for u in DEMO_USERS])
+        }
+        monitoring_demo.play(model=RegisteredModel.objects.get(name=DEMO_MODEL), users=users, say=self.stdout.write)

@@ -1,0 +1,35 @@
+"""The demo tells the monitoring story: go-live, traffic, a regional price change, an alert, a retrained version."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from monitoring.models import Alert, Report, RetrainingRun
+from registry.choices import VersionStatus
+from registry.models import RegisteredModel
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_demo_drifts_in_one_region_alerts_and_puts_a_retrained_version_in_review() -> None:
+    out = StringIO()
+    call_command("load_demo", customers=5000, stdout=out)
+    model = RegisteredModel.objects.get(name="customer-churn")
+    statuses = dict(model.versions.values_list("number", "status"))
+    assert statuses[1] == VersionStatus.PRODUCTION
+    assert statuses[3] == VersionStatus.IN_REVIEW, out.getvalue()[-2000:]
+    reports = list(Report.objects.filter(model=model).order_by("window_start"))
+    assert len(reports) == 12 and all(r.status == Report.Status.DONE for r in reports)
+    south = [r.results["slices"]["region=south"]["drift_share"] for r in reports]
+    assert all(share == 0 for share in south[:8]) and all(share > 0 for share in south[8:])
+    alert = Alert.objects.get(rule__model=model, status=Alert.Status.OPEN)
+    assert alert.opened_by_report == reports[8]
+    run = RetrainingRun.objects.get(alert=alert)
+    assert run.version is not None and run.version.number == 3 and run.version.parent is not None
+    assert "Retrained automatically" in run.version.release_notes
+
+    call_command("load_demo", stdout=StringIO())  # a second run adds nothing
+    assert Report.objects.count() == 12 and model.versions.count() == 3
