@@ -32,6 +32,7 @@ from registry.loading import verified_path
 from registry.models import ModelVersion, RegisteredModel
 from registry.profiling import read_table
 from registry.schema import parse_schema
+from scoring import runtime
 
 logger = logging.getLogger(__name__)
 HISTOGRAM_BINS = 20
@@ -196,6 +197,7 @@ def _compute(report: Report) -> None:
                 rows = frame[mask.to_numpy()]
                 per_slice[name]["histograms"] = {c: _recount(histograms[c], rows[c]) for c in columns}
         results["fairness"] = _fairness(model, frame, config)
+        results["prediction_drift"] = _prediction_drift(version, reference, frame, columns)
     perf = _performance(model, frame) if not frame.empty else {"rows": 0}
     results["performance"] = perf
     with transaction.atomic():
@@ -212,6 +214,26 @@ def _compute(report: Report) -> None:
             status=Report.Status.DONE,
             finished_at=timezone.now(),
         )
+
+
+def _prediction_drift(
+    version: ModelVersion, reference: pd.DataFrame, frame: pd.DataFrame, columns: list[str]
+) -> dict[str, Any] | None:
+    """Drift of the model's output: the window's predictions against the version's on the baseline.
+
+    A trailing baseline carries its own predictions; a reference dataset is scored here (reports
+    run on workers, where loading models is allowed).
+    """
+    if PREDICTION in reference:
+        expected = reference[PREDICTION]
+    else:
+        loaded = runtime.models.version(version.pk)
+        expected = pd.Series(np.asarray(loaded.predictor.predict(reference[columns])))
+    current = frame[PREDICTION]
+    if version.model.task == ModelTask.REGRESSION:
+        return drift_report.column_drift(expected.astype(float), current.astype(float))
+    # Labels compare as text, as for performance: a prediction stored as 1 equals a reference "1".
+    return drift_report.column_drift(expected.map(lambda v: _label(str(v))), current.map(lambda v: _label(str(v))))
 
 
 def _fairness(model: RegisteredModel, frame: pd.DataFrame, config: MonitoringConfig) -> dict[str, Any]:

@@ -12,8 +12,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from monitoring.models import Actual, AlertRule, Report
+from config import schedules
+from monitoring.models import Actual, AlertRule, MonitoringConfig, Report
 from registry.models import RegisteredModel
+from registry.schema import parse_schema
+from registry.selectors import production_version
 from registry.services import audit_event_create
 from scoring.models import Prediction
 
@@ -132,3 +135,99 @@ def report_request(*, actor: Any, model: RegisteredModel, start: datetime, end: 
 
     transaction.on_commit(lambda: compute_report.delay(report.pk))
     return report
+
+
+def may_configure(actor: Any, model: RegisteredModel) -> bool:
+    return bool(actor == model.owner or actor.has_perm("monitoring.change_monitoringconfig"))
+
+
+CONFIG_FIELDS = (
+    "baseline",
+    "trailing_days",
+    "slice_columns",
+    "sensitive_columns",
+    "min_slice_rows",
+    "fdr_correction",
+    "fairness_threshold",
+    "window_days",
+)
+
+
+@transaction.atomic
+def monitoring_configure(*, actor: Any, model: RegisteredModel, **fields: Any) -> MonitoringConfig:
+    """Change how a model is monitored; slice and sensitive columns must be inputs of its production version."""
+    if not may_configure(actor, model):
+        raise PermissionDenied("Only the model's owner or a monitoring admin changes its monitoring.")
+    unknown = set(fields) - set(CONFIG_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["Not a monitoring setting."] for name in sorted(unknown)})
+    production = production_version(model=model)
+    inputs = {field.name for field in parse_schema(production.input_schema)} if production else None
+    errors: dict[str, list[str]] = {}
+    for name in ("slice_columns", "sensitive_columns"):
+        columns = fields.get(name)
+        if columns is not None and production is not None and inputs is not None:
+            missing = [c for c in columns if c not in inputs]
+            if missing:
+                errors[name] = [f"Not an input of version {production.number}: {', '.join(missing)}."]
+    if set(fields.get("sensitive_columns") or []) - set(fields.get("slice_columns") or []):
+        errors.setdefault("sensitive_columns", []).append("Sensitive columns must also be slice columns.")
+    if errors:
+        raise ValidationError(errors)
+    config, _ = MonitoringConfig.objects.select_for_update().get_or_create(model=model)
+    old = {name: getattr(config, name) for name in CONFIG_FIELDS}
+    for name, value in fields.items():
+        setattr(config, name, value)
+    config.full_clean(exclude=["model", "periodic_task"])
+    config.save()
+    audit_event_create(
+        actor=actor,
+        action="monitoring.configured",
+        model=model,
+        old=old,
+        new={n: getattr(config, n) for n in CONFIG_FIELDS},
+    )
+    return config
+
+
+@transaction.atomic
+def report_schedule(
+    *, actor: Any, model: RegisteredModel, crontab: str | None, every_minutes: int | None, enabled: bool = True
+) -> MonitoringConfig:
+    """Compute a report over the last `window_days` on a cron schedule or every N minutes."""
+    if not may_configure(actor, model):
+        raise PermissionDenied("Only the model's owner or a monitoring admin schedules its reports.")
+    config, _ = MonitoringConfig.objects.select_for_update().get_or_create(model=model)
+    old = schedules.audited(config.periodic_task)
+    config.periodic_task = schedules.save(
+        task=config.periodic_task,
+        name=f"monitoring:{model.name}",
+        task_name="monitoring.tasks.run_scheduled_report",
+        args=[model.pk],
+        description=f"Monitoring report of {model.name} (managed on its monitoring page)",
+        crontab=crontab,
+        every_minutes=every_minutes,
+        enabled=enabled,
+    )
+    config.save(update_fields=["periodic_task"])
+    audit_event_create(
+        actor=actor,
+        action="monitoring.scheduled",
+        model=model,
+        old=old,
+        new=schedules.audited(config.periodic_task),
+    )
+    return config
+
+
+@transaction.atomic
+def report_unschedule(*, actor: Any, model: RegisteredModel) -> MonitoringConfig:
+    if not may_configure(actor, model):
+        raise PermissionDenied("Only the model's owner or a monitoring admin schedules its reports.")
+    config, _ = MonitoringConfig.objects.select_for_update().get_or_create(model=model)
+    old = schedules.audited(config.periodic_task)
+    if config.periodic_task is not None:
+        config.periodic_task.delete()  # SET_NULL clears the config's link
+        config.refresh_from_db()
+    audit_event_create(actor=actor, action="monitoring.unscheduled", model=model, old=old, new=None)
+    return config

@@ -17,3 +17,20 @@ def retrain_model(model_id: int, alert_id: int | None = None) -> None:
     from monitoring.retraining import retrain
 
     retrain(model_id=model_id, alert_id=alert_id)
+
+
+@shared_task(acks_late=True, time_limit=120, soft_time_limit=110)
+def run_scheduled_report(model_id: int) -> None:
+    """Beat's entry point: a report over the model's last `window_days`, computed by compute_report."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from monitoring import services
+    from monitoring.models import MonitoringConfig
+
+    config = MonitoringConfig.objects.select_related("model").filter(model_id=model_id).first()
+    if config is None:
+        return
+    end = timezone.now()
+    services.report_request(actor=None, model=config.model, start=end - timedelta(days=config.window_days), end=end)

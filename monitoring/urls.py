@@ -8,6 +8,8 @@ urlpatterns = [
     path("monitoring/", views.dashboard, name="dashboard"),
     path("models/<slug:name>/monitoring/", views.model_monitoring, name="model"),
     path("models/<slug:name>/monitoring/run/", views.run_report, name="run-report"),
+    path("models/<slug:name>/monitoring/settings/", views.configure, name="configure"),
+    path("models/<slug:name>/monitoring/schedule/", views.schedule, name="schedule"),
     path(
         "models/<slug:name>/monitoring/reports/<int:report_id>/evidently/",
         views.evidently_report,

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from config import schedules
 from monitoring import charts, reports, selectors, services
+from monitoring.forms import MonitoringConfigForm
 from monitoring.models import MonitoringConfig, Report
 from registry.models import RegisteredModel
+from scoring.forms import ScheduleForm
 
 TREND_METRICS = {"classification": ["roc_auc", "accuracy", "f1"], "regression": ["rmse", "mae", "r2"]}
 
@@ -77,6 +81,10 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "slice_rows": latest.results.get("slices", {}) if latest else {},
             "recent": selectors.recent_reports(model=model),
             "alerts": selectors.open_alerts(model=model),
+            "may_configure": services.may_configure(request.user, model),
+            "config_form": MonitoringConfigForm(instance=config or MonitoringConfig(model=model)),
+            "schedule_form": ScheduleForm.for_task(config.periodic_task if config else None),
+            "schedule": schedules.describe(config.periodic_task) if config else None,
         },
     )
 
@@ -109,3 +117,58 @@ def evidently_report(request: HttpRequest, name: str, report_id: int) -> HttpRes
     response = HttpResponse(html)
     response["Content-Security-Policy"] = "sandbox allow-scripts"
     return response
+
+
+def _form_errors(form: Any) -> str:
+    return "; ".join(f"{field}: {' '.join(str(e) for e in errors)}" for field, errors in form.errors.items())
+
+
+def _render_settings_error(request: HttpRequest, exc: Exception) -> None:
+    text = "; ".join(
+        f"{field}: {' '.join(errors)}" for field, errors in getattr(exc, "message_dict", {"": [str(exc)]}).items()
+    )
+    messages.error(request, text.lstrip(": "))
+
+
+@require_POST
+def configure(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    config = MonitoringConfig.objects.filter(model=model).first() or MonitoringConfig(model=model)
+    form = MonitoringConfigForm(request.POST, instance=config)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect("monitoring:model", name=name)
+    try:
+        services.monitoring_configure(actor=request.user, model=model, **form.cleaned_data)
+    except (ValidationError, PermissionDenied) as exc:
+        _render_settings_error(request, exc)
+    else:
+        messages.success(request, "Monitoring settings saved; they apply from the next report.")
+    return redirect("monitoring:model", name=name)
+
+
+@require_POST
+def schedule(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    form = ScheduleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect("monitoring:model", name=name)
+    data = form.cleaned_data
+    try:
+        if data["kind"] == "none":
+            services.report_unschedule(actor=request.user, model=model)
+            messages.success(request, "Reports now run only when started.")
+        else:
+            config = services.report_schedule(
+                actor=request.user,
+                model=model,
+                crontab=data["crontab"] if data["kind"] == "cron" else None,
+                every_minutes=data["every_minutes"] if data["kind"] == "interval" else None,
+                enabled=data["enabled"],
+            )
+            described = schedules.describe(config.periodic_task) or {}
+            messages.success(request, f"Reports now run {described.get('description', '')}.")
+    except (ValidationError, PermissionDenied) as exc:
+        _render_settings_error(request, exc)
+    return redirect("monitoring:model", name=name)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django_celery_beat.models import PeriodicTask
 
+from config import schedules
 from registry.models import RegisteredModel
 from scoring import batch, runtime
 from scoring.models import BatchJob
@@ -58,8 +60,9 @@ class ScheduleForm(forms.Form):
     enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
 
     @classmethod
-    def for_job(cls, job: BatchJob) -> ScheduleForm:
-        schedule = batch.schedule_of(job)
+    def for_task(cls, task: PeriodicTask | None) -> ScheduleForm:
+        """The form filled with a job's or a model's current schedule."""
+        schedule = schedules.describe(task)
         if schedule is None:
             return cls(initial={"kind": "none", "enabled": True})
         return cls(

@@ -87,7 +87,7 @@ def _render_job(request: HttpRequest, job: BatchJob, schedule_form: ScheduleForm
 
 def job_detail(request: HttpRequest, name: str, job: str) -> HttpResponse:
     found = batch.job_get(model=_model(request, name), name=job)
-    return _render_job(request, found, ScheduleForm.for_job(found))
+    return _render_job(request, found, ScheduleForm.for_task(found.periodic_task))
 
 
 @require_POST

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
-from monitoring import services
+from monitoring import services, tasks
 from monitoring.models import MonitoringConfig, Report
 from registry.models import ModelVersion
 
@@ -42,6 +44,8 @@ def test_a_report_judges_drift_per_column_and_slice_with_performance_and_fairnes
     assert detail["rows_current"] == 300 and detail["rows_with_actuals"] == 300
     assert 0 <= results["performance"]["accuracy"] <= 1
     assert "contract" in results["fairness"]
+    assert results["prediction_drift"]["test"] and isinstance(results["prediction_drift"]["drifted"], bool)
+    assert "contract" not in results["slices"]["contract=monthly"]["columns"]  # a slice's own column
     listed = client.get("/api/models/churn/reports/").json()
     assert [row["id"] for row in listed["results"]] == [report.pk]
 
@@ -97,3 +101,58 @@ def test_the_dashboard_reads_a_fixed_number_of_queries(
     with django_assert_max_num_queries(12):
         page = client.get("/monitoring/")
     assert page.status_code == 200 and b'data-model="churn"' in page.content
+
+
+def test_settings_and_schedule_are_changed_in_the_page_and_checked(
+    production: ModelVersion, author: Any, reviewer: Any, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    client.force_login(author)  # the owner
+    url = "/models/churn/monitoring/"
+    bad = client.post(
+        f"{url}settings/",
+        {
+            "baseline": "reference",
+            "trailing_days": 28,
+            "slice_columns": "region",
+            "min_slice_rows": 100,
+            "fairness_threshold": 0.1,
+            "window_days": 1,
+        },
+        follow=True,
+    )
+    assert "slice_columns: Not an input of version 1: region." in bad.content.decode()
+    assert not MonitoringConfig.objects.filter(slice_columns=["region"]).exists()
+
+    good = client.post(
+        f"{url}settings/",
+        {
+            "baseline": "reference",
+            "trailing_days": 28,
+            "slice_columns": "contract",
+            "sensitive_columns": "contract",
+            "min_slice_rows": 50,
+            "fdr_correction": "on",
+            "fairness_threshold": 0.2,
+            "window_days": 7,
+        },
+        follow=True,
+    )
+    assert "Monitoring settings saved" in good.content.decode()
+    config = MonitoringConfig.objects.get(model=production.model)
+    assert (config.slice_columns, config.window_days, config.fdr_correction) == (["contract"], 7, True)
+
+    wrong = client.post(f"{url}schedule/", {"kind": "cron", "crontab": "daily", "enabled": "on"}, follow=True)
+    assert "is not a valid schedule" in wrong.content.decode() or "five fields" in wrong.content.decode()
+    client.post(f"{url}schedule/", {"kind": "cron", "crontab": "0 6 * * *", "enabled": "on"})
+    task = PeriodicTask.objects.get(name="monitoring:churn")
+    assert task.task == "monitoring.tasks.run_scheduled_report" and json.loads(task.args) == [production.model.pk]
+    assert "0 6 * * *" in client.get(url).content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.run_scheduled_report(production.model.pk)
+    report = Report.objects.get()
+    assert report.requested_by is None and report.window_end - report.window_start == timedelta(days=7)
+
+    client.force_login(reviewer)  # not the owner: may read, not change
+    denied = client.post(f"{url}schedule/", {"kind": "none"}, follow=True)
+    assert "Only the model&#x27;s owner" in denied.content.decode()
+    assert PeriodicTask.objects.filter(name="monitoring:churn").exists()
