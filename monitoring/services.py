@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -231,3 +232,31 @@ def report_unschedule(*, actor: Any, model: RegisteredModel) -> MonitoringConfig
         config.refresh_from_db()
     audit_event_create(actor=actor, action="monitoring.unscheduled", model=model, old=old, new=None)
     return config
+
+
+def _typed(text: str) -> int | float | str:
+    """A CSV cell as the JSON value the API would have received: 1 stays a number, "yes" text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def actuals_from_csv(upload: Any) -> list[dict[str, Any]]:
+    """Rows of an uploaded CSV (prediction_id or entity_id, actual, optional observed_at), for actuals_ingest."""
+    try:
+        frame = pd.read_csv(upload, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError({"file": ["The file is not UTF-8 text."]}) from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValidationError({"file": [f"Not a readable CSV file: {exc}"]}) from exc
+    columns = set(frame.columns)
+    if "actual" not in columns or not columns & {"prediction_id", "entity_id"}:
+        raise ValidationError({"file": ["Give the columns actual and prediction_id or entity_id."]})
+    wanted = [c for c in ("prediction_id", "entity_id", "actual", "observed_at") if c in columns]
+    return [
+        {key: (_typed(value) if key == "actual" else value) for key, value in row.items() if value != ""}
+        for row in frame[wanted].to_dict("records")
+    ]

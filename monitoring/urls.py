@@ -10,6 +10,7 @@ urlpatterns = [
     path("models/<slug:name>/monitoring/run/", views.run_report, name="run-report"),
     path("models/<slug:name>/monitoring/settings/", views.configure, name="configure"),
     path("models/<slug:name>/monitoring/schedule/", views.schedule, name="schedule"),
+    path("models/<slug:name>/monitoring/actuals/", views.upload_actuals, name="upload-actuals"),
     path(
         "models/<slug:name>/monitoring/reports/<int:report_id>/evidently/",
         views.evidently_report,

@@ -172,3 +172,19 @@ def schedule(request: HttpRequest, name: str) -> HttpResponse:
     except (ValidationError, PermissionDenied) as exc:
         _render_settings_error(request, exc)
     return redirect("monitoring:model", name=name)
+
+
+@require_POST
+def upload_actuals(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, "file: choose a CSV file of actuals.")
+        return redirect("monitoring:model", name=name)
+    try:
+        result = services.actuals_ingest(actor=request.user, model=model, rows=services.actuals_from_csv(upload))
+    except (ValidationError, PermissionDenied) as exc:
+        _render_settings_error(request, exc)
+    else:
+        messages.success(request, f"{result.created} actuals stored, {result.unchanged} already known.")
+    return redirect("monitoring:model", name=name)

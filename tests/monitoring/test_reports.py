@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
@@ -156,3 +157,19 @@ def test_settings_and_schedule_are_changed_in_the_page_and_checked(
     denied = client.post(f"{url}schedule/", {"kind": "none"}, follow=True)
     assert "Only the model&#x27;s owner" in denied.content.decode()
     assert PeriodicTask.objects.filter(name="monitoring:churn").exists()
+
+
+def test_actuals_are_uploaded_as_csv_in_the_page(traffic: list[str], author: Any, client: Any) -> None:
+    client.force_login(author)
+    url = "/models/churn/monitoring/actuals/"
+    csv = "prediction_id,actual\n" + "".join(f"{pid},{i % 2}\n" for i, pid in enumerate(traffic[:5]))
+    again = client.post(url, {"file": SimpleUploadedFile("a.csv", csv.encode())}, follow=True)
+    assert "0 actuals stored, 5 already known." in again.content.decode()  # the fixture posted the same
+    bad = client.post(url, {"file": SimpleUploadedFile("a.csv", b"\xff\xfe\x00bad")}, follow=True)
+    assert "not UTF-8" in bad.content.decode()
+    wrong = client.post(url, {"file": SimpleUploadedFile("a.csv", b"id,label\n1,2\n")}, follow=True)
+    assert "Give the columns actual" in wrong.content.decode()
+    conflict = client.post(
+        url, {"file": SimpleUploadedFile("a.csv", f"prediction_id,actual\n{traffic[0]},7\n".encode())}, follow=True
+    )
+    assert "actuals are not overwritten" in conflict.content.decode()
