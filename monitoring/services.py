@@ -257,6 +257,6 @@ def actuals_from_csv(upload: Any) -> list[dict[str, Any]]:
         raise ValidationError({"file": ["Give the columns actual and prediction_id or entity_id."]})
     wanted = [c for c in ("prediction_id", "entity_id", "actual", "observed_at") if c in columns]
     return [
-        {key: (_typed(value) if key == "actual" else value) for key, value in row.items() if value != ""}
+        {str(key): (_typed(value) if key == "actual" else value) for key, value in row.items() if value != ""}
         for row in frame[wanted].to_dict("records")
     ]
