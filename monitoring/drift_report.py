@@ -2,13 +2,15 @@
 
 The reference profile of a version is built once and kept in-process, so that scheduled reports and
 every slice of a report reuse it; a trailing baseline changes with each window and is never kept.
+A slice is compared with the same slice of the reference ("contract=two-year" customers have long
+tenures in both), and with the whole reference only when the reference has no rows of it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,32 +28,50 @@ OVERALL = None  # the whole window, kept among the slices so that it shares thei
 @dataclass(frozen=True)
 class Profile:
     columns: dict[str, drift.ColumnProfile]
+    slices: dict[str, Profile] = field(default_factory=dict)
 
 
-_profiles: OrderedDict[tuple[int, str, tuple[str, ...]], Profile] = OrderedDict()
+_profiles: OrderedDict[tuple[int, str, tuple[str, ...], tuple[str, ...]], Profile] = OrderedDict()
 # Celery may run a report per thread; OrderedDict reordering is not safe to interleave.
 _profiles_lock = threading.Lock()
 
 
-def build_profile(reference_frame: pd.DataFrame) -> Profile:
+def build_profile(reference_frame: pd.DataFrame, slice_masks: dict[str, pd.Series] | None = None) -> Profile:
+    """Statistics of every reference column, and of every slice the reference has rows of."""
+    slices = {
+        name: build_profile(reference_frame[np.asarray(mask, dtype=bool)])
+        for name, mask in (slice_masks or {}).items()
+        if np.asarray(mask, dtype=bool).any()
+    }
     return Profile(
         columns={
             str(column): drift.profile_column(reference_frame[column], drift.column_kind(reference_frame[column]))
             for column in reference_frame.columns
-        }
+        },
+        slices=slices,
     )
 
 
-def profile_for(version_id: int, reference_frame: pd.DataFrame, kind: str) -> Profile:
-    """The reference profile of a version, from the cache when the same columns were profiled lately."""
+def profile_for(
+    version_id: int, reference_frame: pd.DataFrame, kind: str, slice_masks: dict[str, pd.Series] | None = None
+) -> Profile:
+    """The reference profile of a version, from the cache when the same columns and slices were profiled lately.
+
+    `slice_masks` select each slice's rows of `reference_frame`.
+    """
     if kind == "trailing":
-        return build_profile(reference_frame)
-    key = (version_id, kind, tuple(str(column) for column in reference_frame.columns))
+        return build_profile(reference_frame, slice_masks)
+    key = (
+        version_id,
+        kind,
+        tuple(str(column) for column in reference_frame.columns),
+        tuple(sorted(slice_masks or {})),
+    )
     with _profiles_lock:
         if key in _profiles:
             _profiles.move_to_end(key)
             return _profiles[key]
-    profile = build_profile(reference_frame)
+    profile = build_profile(reference_frame, slice_masks)
     with _profiles_lock:
         _profiles[key] = profile
         while len(_profiles) > PROFILE_CACHE_SIZE:
@@ -92,7 +112,11 @@ def window_drift(
             for slice_name, rows in rows_by_slice.items():
                 if defined_by and slice_name is not None and defined_by.get(slice_name) == column:
                     continue
-                verdict = drift.judge(column_profile, current, rows)
+                own = profile.slices[slice_name].columns[column] if slice_name in profile.slices else None
+                if own is not None and rows is not None:
+                    verdict = drift.judge(own, drift.encode_current(own, current_frame[column].iloc[rows]), None)
+                else:
+                    verdict = drift.judge(column_profile, current, rows)
                 if verdict is not None:
                     judged.append((slice_name, column, verdict))
 
@@ -105,7 +129,12 @@ def window_drift(
 
     per_slice = {
         name: (
-            {"rows": sizes[name], "too_small": False, **_summary(by_slice[name])}
+            {
+                "rows": sizes[name],
+                "too_small": False,
+                "baseline": "the same slice of the reference" if name in profile.slices else "the whole reference",
+                **_summary(by_slice[name]),
+            }
             if name in by_slice
             else {"rows": sizes[name], "too_small": True, "drift_share": None, "drifted": None, "columns": {}}
         )

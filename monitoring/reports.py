@@ -171,8 +171,9 @@ def _compute(report: Report) -> None:
         summary_drift: dict[str, Any] = {"drift_share": None, "drifted": None}
     else:
         columns = [c for c in features if c in frame and c in reference]
-        profile = drift_report.profile_for(version.pk, reference[columns], baseline["kind"])
         masks = _slices(frame, config)
+        reference_masks = {name: mask for name, mask in _slices(reference, config).items() if name in masks}
+        profile = drift_report.profile_for(version.pk, reference[columns], baseline["kind"], reference_masks)
         defined_by = {name: name.partition("=")[0] for name in masks if name.partition("=")[0] in config.slice_columns}
         overall, per_slice, correction = drift_report.window_drift(
             profile,

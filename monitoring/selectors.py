@@ -30,18 +30,23 @@ class Tile:
     version: ModelVersion
     latest: Report | None
     open_alerts: int
-    sparkline: list[tuple[datetime, float | None]] = field(default_factory=list)
+    recent: list[Report] = field(default_factory=list)
+
+    @property
+    def sparkline(self) -> list[tuple[datetime, float | None]]:
+        return [(report.window_end, report.drift_share) for report in self.recent]
 
     @property
     def metric(self) -> str:
-        metric = headline_metric(self.model.task)
-        if self.latest is not None and metric not in self.latest.performance:
-            return "accuracy" if self.model.task == ModelTask.CLASSIFICATION else "mae"
-        return metric
+        return headline_metric(self.model.task)
 
     @property
     def current(self) -> float | None:
-        return self.latest.performance.get(self.metric) if self.latest else None
+        """The metric in the latest report that had actuals: labels arrive weeks after predictions."""
+        for report in reversed(self.recent):
+            if report.performance.get(self.metric) is not None:
+                return float(report.performance[self.metric])
+        return None
 
     @property
     def registered(self) -> float | None:
@@ -92,7 +97,7 @@ def dashboard_tiles(*, now: datetime | None = None) -> list[Tile]:
                 version=version,
                 latest=latest,
                 open_alerts=version.open_alerts,
-                sparkline=[(report.window_end, report.drift_share) for report in recent],
+                recent=recent,
             )
         )
     return tiles

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_the_demo_drifts_in_one_region_alerts_and_puts_a_retrained_version_in_review() -> None:
     out = StringIO()
-    call_command("load_demo", customers=5000, stdout=out)
+    call_command("load_demo", customers=20_000, stdout=out)  # reference slices above 1,000 rows, as in the demo
     model = RegisteredModel.objects.get(name="customer-churn")
     statuses = dict(model.versions.values_list("number", "status"))
     assert statuses[1] == VersionStatus.PRODUCTION

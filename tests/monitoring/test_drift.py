@@ -179,6 +179,30 @@ def test_it_judges_each_slice_as_evidently_judges_that_slice_alone() -> None:
     assert per_slice["steady"]["columns"]["income"]["drifted"] is False
 
 
+def test_a_slice_is_compared_with_the_same_slice_of_the_reference() -> None:
+    rng = np.random.default_rng(6)
+    reference = mixed_frame(6000, 0.0, rng)
+    reference.loc[reference["plan"] == "premium", "income"] += 3.0  # premium customers earn more, always
+    current = mixed_frame(3000, 0.0, rng)
+    current.loc[current["plan"] == "premium", "income"] += 3.0
+    masks = {f"plan={plan}": current["plan"] == plan for plan in ("basic", "premium")}
+    reference_masks = {f"plan={plan}": reference["plan"] == plan for plan in ("basic", "premium", "gold")}
+
+    profile = drift_report.build_profile(reference, reference_masks)
+    assert set(profile.slices) == {"plan=basic", "plan=premium"}  # no reference rows of "gold"
+    _, per_slice, _ = drift_report.window_drift(
+        profile, current, masks, min_rows=100, fdr=False, defined_by=dict.fromkeys(masks, "plan")
+    )
+    for name, mask in masks.items():
+        assert per_slice[name]["baseline"] == "the same slice of the reference"
+        assert "plan" not in per_slice[name]["columns"]
+        theirs = evidently_drift(
+            reference[reference_masks[name]].drop(columns="plan"), current[mask].drop(columns="plan")
+        )
+        assert_same_as_evidently(per_slice[name], theirs)
+        assert per_slice[name]["columns"]["income"]["drifted"] is False
+
+
 def test_it_leaves_out_a_column_without_values_in_a_slice() -> None:
     rng = np.random.default_rng(5)
     reference = mixed_frame(500, 0.0, rng)
