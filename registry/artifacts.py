@@ -19,7 +19,7 @@ import pickletools
 import posixpath
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -502,34 +502,45 @@ class OnnxPredictor:
         self.proba_output = outputs[1] if len(outputs) > 1 else None
         self.classes: list[Any] | None = None
 
-    def _feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        if len(self.inputs) == 1 and self.inputs[0][0] not in frame.columns:
+    def _feed(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if len(self.inputs) == 1 and self.inputs[0][0] not in columns:
             name, kind = self.inputs[0]
-            return {name: frame.to_numpy().astype(_ONNX_DTYPES.get(kind, np.float32))}
-        feed = {}
+            return {name: np.column_stack(list(columns.values())).astype(_ONNX_DTYPES.get(kind, np.float32))}
+        feed: dict[str, np.ndarray] = {}
         for name, kind in self.inputs:
-            if name not in frame.columns:
+            if name not in columns:
                 raise ArtifactError(f"The ONNX model needs an input column {name!r}.")
             dtype = _ONNX_DTYPES.get(kind, np.float32)
-            column = frame[name].astype(str) if dtype is np.object_ else frame[name]
-            feed[name] = column.to_numpy().astype(dtype).reshape(-1, 1)
+            column = np.asarray(columns[name])
+            column = column.astype(str) if dtype is np.object_ else column
+            feed[name] = column.astype(dtype).reshape(-1, 1)
         return feed
 
-    def _run(self, frame: pd.DataFrame) -> list[Any]:
-        return list(self.session.run(None, self._feed(frame)))
+    def score(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels and class probabilities (None without a probability output) from one session run,
+        fed from one array per input column: no DataFrame, whose per-column cost dominates one row."""
+        rows = len(next(iter(columns.values()))) if columns else 0
+        if rows == 0:
+            return np.array([]), None
+        outputs = self.session.run(None, self._feed(columns))
+        labels = np.asarray(outputs[0]).reshape(rows, -1).squeeze(axis=1)
+        if self.proba_output is None:
+            return labels, None
+        probabilities = outputs[1]
+        if isinstance(probabilities, list):  # ZipMap output: one {class: probability} per row
+            keys = sorted(probabilities[0])
+            self.classes = keys
+            return labels, np.array([[row[k] for k in keys] for row in probabilities])
+        return labels, np.asarray(probabilities)
+
+    def _columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {str(name): frame[name].to_numpy() for name in frame.columns}
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self._run(frame)[0]).reshape(len(frame), -1).squeeze(axis=1) if len(frame) else np.array([])
+        return self.score(self._columns(frame))[0]
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None:
-        if self.proba_output is None:
-            return None
-        probabilities = self._run(frame)[1]
-        if isinstance(probabilities, list):  # ZipMap output: one {class: probability} per row
-            keys = sorted(probabilities[0]) if probabilities else []
-            self.classes = keys
-            return np.array([[row[k] for k in keys] for row in probabilities])
-        return np.asarray(probabilities)
+        return self.score(self._columns(frame))[1]
 
 
 def load_artifact(path: Path, fmt: str, *, trusted_types: list[str]) -> Predictor:

@@ -21,7 +21,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlparse
-from celery import schedules
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
@@ -39,10 +38,8 @@ from django.db import DatabaseError, IntegrityError, connection, connections, tr
 from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
-from django_celery_beat.validators import crontab_validator
-from threadpoolctl import threadpool_limits
 
+from config import schedules
 from config.api import ConflictError
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
@@ -362,64 +359,9 @@ def job_create(
 # --- schedules --------------------------------------------------------------------------------------
 
 
-def _crontab_fields(expression: str) -> dict[str, str]:
-    parts = expression.split()
-    if len(parts) != 5:
-        raise ValidationError(
-            {"crontab": ["Give five fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *'."]}
-        )
-    fields = dict(zip(("minute", "hour", "day_of_month", "month_of_year", "day_of_week"), parts, strict=True))
-    try:
-        crontab_validator(" ".join(parts))
-        schedules.crontab(**fields)  # Celery's own parser too: beat must be able to run it
-    except (ValidationError, ValueError) as exc:
-        detail = "; ".join(getattr(exc, "messages", [str(exc)]))
-        raise ValidationError({"crontab": [f"{expression!r} is not a valid schedule: {detail}"]}) from exc
-    return fields
-
-
 def schedule_of(job: BatchJob) -> dict[str, Any] | None:
-    """The job's schedule as shown and audited: cron text or minutes, enabled, next run."""
-    task = job.periodic_task
-    if task is None:
-        return None
-    crontab, interval = task.crontab, task.interval
-    expression = description = None
-    if crontab is not None:
-        expression = (
-            f"{crontab.minute} {crontab.hour} {crontab.day_of_month} {crontab.month_of_year} {crontab.day_of_week}"
-        )
-        description = crontab.human_readable
-    every = int(interval.every) if interval is not None else None
-    return {
-        "crontab": expression,
-        "every_minutes": every,
-        "enabled": task.enabled,
-        "description": description or (f"every {every} minute{'s' if every != 1 else ''}" if every else ""),
-        "next_run_at": next_run_at(task),
-    }
-
-
-def next_run_at(task: PeriodicTask | None, now: datetime | None = None) -> datetime | None:
-    """When beat will next start the task (an estimate from its schedule and last run)."""
-    if task is None or not task.enabled:
-        return None
-    now = now or timezone.now()
-    if task.crontab is not None:
-        remaining = task.crontab.schedule.remaining_estimate(task.last_run_at or now)
-        # Cron times fall on whole minutes; the estimate is off by the microseconds it took to compute.
-        estimate = now + max(remaining, timedelta(0)) + timedelta(seconds=30)
-        return estimate.replace(second=0, microsecond=0)
-    if task.interval is not None:
-        return max((task.last_run_at or now) + timedelta(minutes=task.interval.every), now)
-    return None
-
-
-def _audit_schedule(job: BatchJob) -> dict[str, Any] | None:
-    schedule = schedule_of(job)
-    if schedule is not None:
-        schedule = {key: value for key, value in schedule.items() if key not in ("next_run_at", "description")}
-    return schedule
+    """The job's schedule as shown: cron text or minutes, enabled, next run."""
+    return schedules.describe(job.periodic_task)
 
 
 @transaction.atomic
@@ -433,51 +375,32 @@ def job_schedule(
 ) -> BatchJob:
     """Run the job on a cron schedule ("m h dom mon dow", in CELERY_TIMEZONE) or every N minutes."""
     _require_manage(actor)
-    crontab = (crontab or "").strip() or None
-    if (crontab is None) == (every_minutes is None):
-        raise ValidationError({"crontab": ["Give either a cron expression or every_minutes (one of them)."]})
-    old = _audit_schedule(job)
-    cron_schedule: CrontabSchedule | None = None
-    interval_schedule: IntervalSchedule | None = None
-    if crontab is not None:
-        fields = _crontab_fields(crontab)
-        zone = getattr(settings, "CELERY_TIMEZONE", settings.TIME_ZONE)
-        # Schedules are shared rows; filter().first() because nothing stops duplicates existing.
-        cron_schedule = CrontabSchedule.objects.filter(**fields, timezone=zone).first()
-        if cron_schedule is None:
-            cron_schedule = CrontabSchedule.objects.create(**fields, timezone=zone)
-    else:
-        assert every_minutes is not None  # narrowed by the either/or check above
-        if not 1 <= every_minutes <= 366 * 24 * 60:
-            raise ValidationError({"every_minutes": ["Must be a whole number of minutes, from 1 to a year."]})
-        interval_schedule = IntervalSchedule.objects.filter(
-            every=every_minutes, period=IntervalSchedule.MINUTES
-        ).first()
-        if interval_schedule is None:
-            interval_schedule = IntervalSchedule.objects.create(every=every_minutes, period=IntervalSchedule.MINUTES)
-
-    # PeriodicTask names are at most 200 characters; model and job names together may be longer.
-    name = f"batch:{job.model.name}/{job.name}"[:200]
-    task = job.periodic_task or PeriodicTask.objects.filter(name=name).first() or PeriodicTask(name=name)
-    task.name = name
-    task.task = "scoring.tasks.run_batch_job"
-    task.args = json.dumps([job.pk])
-    task.kwargs = "{}"
-    task.crontab = cron_schedule
-    task.interval = interval_schedule
-    task.enabled = enabled
-    task.description = f"Batch scoring job {job} (managed on its page in Model Factory)"
-    task.save()  # save(), not update(): beat notices changes through PeriodicTask's save signal
-    job.periodic_task = task
+    old = schedules.audited(job.periodic_task)
+    job.periodic_task = schedules.save(
+        task=job.periodic_task,
+        name=f"batch:{job.model.name}/{job.name}",
+        task_name="scoring.tasks.run_batch_job",
+        args=[job.pk],
+        description=f"Batch scoring job {job} (managed on its page in Model Factory)",
+        crontab=crontab,
+        every_minutes=every_minutes,
+        enabled=enabled,
+    )
     job.save(update_fields=["periodic_task"])
-    audit_event_create(actor=actor, action="batch_job.scheduled", model=job.model, old=old, new=_audit_schedule(job))
+    audit_event_create(
+        actor=actor,
+        action="batch_job.scheduled",
+        model=job.model,
+        old=old,
+        new=schedules.audited(job.periodic_task),
+    )
     return job
 
 
 @transaction.atomic
 def job_unschedule(*, actor: Any, job: BatchJob) -> BatchJob:
     _require_manage(actor)
-    old = _audit_schedule(job)
+    old = schedules.audited(job.periodic_task)
     if job.periodic_task is not None:
         job.periodic_task.delete()  # the job's link is cleared by on_delete=SET_NULL
         job.periodic_task = None
@@ -730,11 +653,30 @@ def _plain(values: np.ndarray) -> list[Any]:
     return [None if isinstance(value, float) and not math.isfinite(value) else value for value in values.tolist()]
 
 
-def _positive_probability(predictor: Any, inputs: pd.DataFrame) -> np.ndarray | None:
-    probabilities = predictor.predict_proba(inputs)
-    if probabilities is None or np.ndim(probabilities) != 2 or np.shape(probabilities)[1] != 2:
-        return None  # only binary classifiers have one "positive class" probability
-    return np.asarray(probabilities)[:, 1]
+_COPY_NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(rows: list[tuple[int, int, int, str, Any, float | None, datetime]]) -> str:
+    """The rows in COPY's text format, built as one string: psycopg's write_row per row was a third of a chunk."""
+    prediction_json: dict[tuple[type, Any], str] = {}
+    # A chunk's rows share their run, model, version and time: formatted once, not per row.
+    shared: dict[tuple[int, int, int, datetime], tuple[str, str]] = {}
+    lines = []
+    for run_id, model_id, version_id, entity_id, prediction, probability, scored_at in rows:
+        key = (type(prediction), prediction)  # by type too: True == 1, but their JSON differs
+        encoded = prediction_json.get(key)
+        if encoded is None:
+            encoded = prediction_json[key] = json.dumps(prediction).translate(_COPY_ESCAPES)
+        ends = shared.get((run_id, model_id, version_id, scored_at))
+        if ends is None:
+            ends = shared[(run_id, model_id, version_id, scored_at)] = (
+                f"{run_id}\t{model_id}\t{version_id}\t",
+                f"\t{scored_at.isoformat()}\n",
+            )
+        number = _COPY_NULL if probability is None else repr(probability)
+        lines.append(f"{ends[0]}{entity_id.translate(_COPY_ESCAPES)}\t{encoded}\t{number}{ends[1]}")
+    return "".join(lines)
 
 
 def _write_scores(rows: list[tuple[int, int, int, str, Any, float | None, datetime]]) -> None:
@@ -744,8 +686,21 @@ def _write_scores(rows: list[tuple[int, int, int, str, Any, float | None, dateti
     if connection.vendor == "postgresql":
         table = BatchScore._meta.db_table
         columns = "run_id, model_id, version_id, entity_id, prediction, probability, scored_at"
+        data = _copy_text(rows)
+        try:
+            # The chunk's claim already keeps other deliveries out, so a conflict is not expected: COPY
+            # straight into the table, and only on a conflict go through a temporary table that skips it.
+            with (
+                transaction.atomic(),
+                connection.wrap_database_errors,
+                connection.cursor() as cursor,
+                cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+            ):
+                copy.write(data)
+            return
+        except IntegrityError:
+            pass
         with connection.cursor() as cursor:
-            # COPY cannot skip conflicts, so it fills a temporary table that is then inserted from.
             cursor.execute(
                 "CREATE TEMP TABLE batch_score_load (run_id bigint, model_id bigint, version_id bigint, "
                 "entity_id varchar(200), prediction jsonb, probability double precision, scored_at timestamptz) "
@@ -753,10 +708,7 @@ def _write_scores(rows: list[tuple[int, int, int, str, Any, float | None, dateti
             )
             # Django's cursor wraps psycopg's; COPY is on psycopg's own cursor.
             with cursor.cursor.copy(f"COPY batch_score_load ({columns}) FROM STDIN") as copy:
-                for run_id, model_id, version_id, entity_id, prediction, probability, scored_at in rows:
-                    copy.write_row(
-                        (run_id, model_id, version_id, entity_id, json.dumps(prediction), probability, scored_at)
-                    )
+                copy.write(data)
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) SELECT {columns} FROM batch_score_load "  # noqa: S608 - fixed names
                 "ON CONFLICT DO NOTHING"
@@ -823,12 +775,12 @@ def chunk_score(*, run_id: int, chunk_index: int) -> ChunkOutcome | None:
     scores: list[tuple[int, int, int, str, Any, float | None, datetime]] = []
     now = timezone.now()
     if good.any():
-        inputs = validation.frame[good]
-        # One thread: a worker runs beside others on few cores, and BLAS/OpenMP pools oversubscribe them.
-        with threadpool_limits(1):
-            predictions = _plain(np.asarray(loaded.predictor.predict(inputs)))
-            positive = _positive_probability(loaded.predictor, inputs) if loaded.is_classifier else None
-        probabilities = _plain(positive) if positive is not None else [None] * len(predictions)
+        labels, class_probabilities = loaded.score(validation.frame[good])
+        predictions = _plain(np.asarray(labels))
+        probabilities: list[Any] = [None] * len(predictions)
+        # Only binary classifiers have one "positive class" probability.
+        if class_probabilities is not None and class_probabilities.ndim == 2 and class_probabilities.shape[1] == 2:
+            probabilities = _plain(class_probabilities[:, 1])
         ids = entity[good].tolist()
         scores = [
             (run.pk, loaded.model_id, loaded.version_id, str(ids[i]), predictions[i], probabilities[i], now)

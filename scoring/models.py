@@ -196,9 +196,15 @@ class BatchChunk(models.Model):
 class BatchScore(models.Model):
     """The operational table: one prediction per entity and run, read back by entity id."""
 
-    run = models.ForeignKey(BatchRun, on_delete=models.CASCADE, related_name="scores")
-    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
-    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    # Batch runs insert millions of rows, and each index and each foreign-key check is paid per row.
+    # run and model need no index of their own: the unique constraint and score_lookup start with them.
+    # model and version are the run's own (PROTECT is enforced by Django), so the database does not
+    # check them again for every row at commit; the run's key is still checked.
+    run = models.ForeignKey(BatchRun, on_delete=models.CASCADE, related_name="scores", db_index=False)
+    model = models.ForeignKey(
+        RegisteredModel, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+", db_constraint=False)
     entity_id = models.CharField(max_length=200)
     prediction = models.JSONField()
     probability = models.FloatField(null=True, blank=True, help_text="Of the positive class, for binary classifiers")

@@ -11,9 +11,17 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import pandas as pd
 from django.conf import settings
+from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.pipeline import Pipeline
+from threadpoolctl import ThreadpoolController
 
 from registry import artifacts
 from registry.choices import FileKind, ModelTask, VersionStatus
@@ -41,6 +49,14 @@ class VersionNotServableError(Exception):
 # Pinned predictions are allowed for versions that passed review; "do not use" answers 410.
 SERVABLE = {VersionStatus.APPROVED, VersionStatus.CHECKS_PASSED, VersionStatus.PRODUCTION, VersionStatus.RETIRED}
 
+# Classifiers whose predict() is the argmax of scores that predict_proba() maps to probabilities without
+# changing their order, so a label can be read off the probabilities instead of running the model again.
+_PREDICT_IS_ARGMAX = (
+    RandomForestClassifier.predict,
+    ExtraTreesClassifier.predict,
+    HistGradientBoostingClassifier.predict,
+)
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -55,6 +71,51 @@ class LoadedModel:
     unknown_categories: str
     input_logging: str
     max_rows: int
+    # The BLAS/OpenMP libraries loaded with the model, found once: finding them costs ~5 ms a call.
+    # None for onnxruntime, whose sessions already run on one thread.
+    thread_pools: ThreadpoolController | None
+    labels_from_probabilities: bool
+
+    def single_threaded(self) -> AbstractContextManager[Any]:
+        """One BLAS/OpenMP thread for a call: a process serves many requests or chunks at once, and
+        the libraries' own pools oversubscribe the cores (tree models slow down 100x on 2 cores)."""
+        if self.thread_pools is None:
+            return nullcontext()
+        return self.thread_pools.limit(limits=1)
+
+    def score(self, inputs: Mapping[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels, and class probabilities for a classifier, of validated inputs (one array per field)."""
+        with self.single_threaded():
+            if isinstance(self.predictor, artifacts.OnnxPredictor):
+                columns = {str(name): np.asarray(values) for name, values in inputs.items()}
+                labels, probabilities = self.predictor.score(columns)
+                return labels, probabilities if self.is_classifier else None
+            frame = inputs if isinstance(inputs, pd.DataFrame) else pd.DataFrame(inputs)
+            probabilities = self.predictor.predict_proba(frame) if self.is_classifier else None
+            if probabilities is None or not self.labels_from_probabilities:
+                return self.predictor.predict(frame), probabilities
+            return _labels(self.predictor, frame, probabilities), probabilities
+
+
+def _labels(predictor: artifacts.Predictor, frame: pd.DataFrame, probabilities: np.ndarray) -> np.ndarray:
+    """predict()'s labels from predict_proba()'s output: where the top probability is tied (e.g. a
+    score that rounds to exactly 0.5), which class predict() picks depends on the score, so those rows
+    ask predict()."""
+    classes = np.asarray(getattr(predictor, "classes", None))
+    top = np.argmax(probabilities, axis=1)
+    labels = classes[top]
+    ordered = np.sort(probabilities, axis=1)
+    tied = np.flatnonzero(ordered[:, -1] == ordered[:, -2])
+    if len(tied):
+        labels[tied] = predictor.predict(frame.iloc[tied])
+    return labels
+
+
+def _argmax_predictor(predictor: artifacts.Predictor) -> bool:
+    estimator = getattr(predictor, "estimator", None)
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    classes = getattr(predictor, "classes", None)
+    return classes is not None and len(classes) >= 2 and getattr(type(final), "predict", None) in _PREDICT_IS_ARGMAX
 
 
 def _verified_onnx(version: ModelVersion) -> artifacts.Predictor | None:
@@ -86,6 +147,8 @@ def load(version: ModelVersion) -> LoadedModel:
         unknown_categories=policy.unknown_categories,
         input_logging=policy.input_logging,
         max_rows=policy.max_rows_per_request,
+        thread_pools=None if onnx is not None else ThreadpoolController(),
+        labels_from_probabilities=_argmax_predictor(predictor),
     )
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.utils import timezone
-from threadpoolctl import threadpool_limits
 
 from registry.models import Consumer
 from registry.schema import RowProblem, validate_records, validate_rows
@@ -88,13 +87,9 @@ def predict(
         raise InvalidInputError(
             f"The input does not match the schema of {loaded.model_name} v{loaded.number}.", validation.problems
         )
-    inputs = validation.frame
-    # One thread per call: the web process serves many requests at once, and BLAS/OpenMP pools
-    # oversubscribe the cores (tree models slow down 100x on 2 cores).
+    inputs = validation.columns
     try:
-        with threadpool_limits(1):
-            predictions = loaded.predictor.predict(inputs)
-            probabilities = loaded.predictor.predict_proba(inputs) if loaded.is_classifier else None
+        predictions, probabilities = loaded.score(inputs)
     except Exception as exc:  # e.g. an unseen category passed on by the model's policy
         recorder.record(
             version_id=loaded.version_id, rows=[], latency_ms=(time.perf_counter() - started) * 1e3, error=True
@@ -104,13 +99,13 @@ def predict(
     outputs = _plain(predictions)
     probability_rows = [_plain(row) for row in probabilities] if probabilities is not None else None
     now = timezone.now()
-    names = [str(name) for name in inputs.columns]
+    names = list(inputs)
     logged = [
         {
             name: None if isinstance(value, float) and value != value else value
             for name, value in zip(names, values, strict=True)
         }
-        for values in zip(*(inputs[name].tolist() for name in inputs.columns), strict=True)
+        for values in zip(*(column.tolist() for column in inputs.values()), strict=True)
     ]
     rows = [
         Prediction(
@@ -157,12 +152,10 @@ def reproduce(*, prediction: Prediction) -> Reproduction:
         )
     # Loaded afresh (not from the serving cache) exactly as it served: the ONNX export if verified.
     loaded = runtime.load(prediction.version)
-    predictor = loaded.predictor
     frame = pd.DataFrame([prediction.input])
     validation = validate_rows(frame, loaded.fields, unknown_categories="pass")
-    with threadpool_limits(1):
-        output = _plain(predictor.predict(validation.frame))[0]
-        proba = predictor.predict_proba(validation.frame) if loaded.is_classifier else None
+    labels, proba = loaded.score(validation.columns)
+    output = _plain(labels)[0]
     probabilities = _plain(proba[0]) if proba is not None else None
     identical = output == prediction.output and (
         prediction.probabilities is None
