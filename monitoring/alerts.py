@@ -10,7 +10,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from monitoring.models import Alert, AlertEvent, AlertRule, Report
+from monitoring.models import Alert, AlertEvent, AlertRule, MonitoringConfig, Report
 from registry import notifications
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,12 @@ def _notify(alert: Alert, kind: str, value: float) -> None:
         f"{'' if kind == 'opened' else 'no longer '}{comparison} {rule.threshold:g}."
     )
     url = f"/models/{model.name}/monitoring/"
-    notifications.notify_users(users=[model.owner], message=text, url=url)
-    if model.owner.email:
-        send_mail(f"[Model Factory] {text}", text, settings.DEFAULT_FROM_EMAIL, [model.owner.email])
+    config = MonitoringConfig.objects.filter(model=model).first()
+    users = list({user.pk: user for user in [model.owner, *(config.watchers.all() if config else [])]}.values())
+    notifications.notify_users(users=users, message=text, url=url)
+    emails = [user.email for user in users if user.email]
+    if emails:
+        send_mail(f"[Model Factory] {text}", text, settings.DEFAULT_FROM_EMAIL, emails)
     notifications.notify_consumers(
         model=model,
         event=f"alert.{kind}",

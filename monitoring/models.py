@@ -58,6 +58,9 @@ class MonitoringConfig(models.Model):
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    watchers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="watched_models", help_text="Told of alerts, with the owner"
+    )
 
     def __str__(self) -> str:
         return f"Monitoring of {self.model}"

@@ -260,3 +260,13 @@ def actuals_from_csv(upload: Any) -> list[dict[str, Any]]:
         {str(key): (_typed(value) if key == "actual" else value) for key, value in row.items() if value != ""}
         for row in frame[wanted].to_dict("records")
     ]
+
+
+def watch(*, actor: Any, model: RegisteredModel, watching: bool) -> MonitoringConfig:
+    """Start or stop telling `actor` of the model's alerts (in-app and email), as its owner is told."""
+    config, _ = MonitoringConfig.objects.get_or_create(model=model)
+    if watching:
+        config.watchers.add(actor)
+    else:
+        config.watchers.remove(actor)
+    return config

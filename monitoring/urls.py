@@ -11,6 +11,7 @@ urlpatterns = [
     path("models/<slug:name>/monitoring/settings/", views.configure, name="configure"),
     path("models/<slug:name>/monitoring/schedule/", views.schedule, name="schedule"),
     path("models/<slug:name>/monitoring/actuals/", views.upload_actuals, name="upload-actuals"),
+    path("models/<slug:name>/monitoring/watch/", views.watch, name="watch"),
     path(
         "models/<slug:name>/monitoring/reports/<int:report_id>/evidently/",
         views.evidently_report,

@@ -82,6 +82,7 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "recent": selectors.recent_reports(model=model),
             "alerts": selectors.open_alerts(model=model),
             "may_configure": services.may_configure(request.user, model),
+            "watching": bool(config and config.watchers.filter(pk=request.user.pk).exists()),
             "config_form": MonitoringConfigForm(instance=config or MonitoringConfig(model=model)),
             "schedule_form": ScheduleForm.for_task(config.periodic_task if config else None),
             "schedule": schedules.describe(config.periodic_task) if config else None,
@@ -187,4 +188,13 @@ def upload_actuals(request: HttpRequest, name: str) -> HttpResponse:
         _render_settings_error(request, exc)
     else:
         messages.success(request, f"{result.created} actuals stored, {result.unchanged} already known.")
+    return redirect("monitoring:model", name=name)
+
+
+@require_POST
+def watch(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    watching = request.POST.get("watch") == "1"
+    services.watch(actor=request.user, model=model, watching=watching)
+    messages.success(request, "You will be told of its alerts." if watching else "You no longer watch this model.")
     return redirect("monitoring:model", name=name)

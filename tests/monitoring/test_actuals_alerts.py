@@ -114,16 +114,48 @@ def test_alert_notifications_go_out_once_per_change(
     with django_capture_on_commit_callbacks(execute=True):
         alerts.evaluate(report_with(churn_model, performance={"roc_auc": 0.7}))
         alerts.evaluate(report_with(churn_model, performance={"roc_auc": 0.65}))
-    owner_mail = [m for m in mail.outbox if m.to == [author.email]]
+    owner_mail = [m for m in mail.outbox if author.email in m.to]
     assert len(owner_mail) == 1
     assert "Alert opened on churn: auc" in owner_mail[0].subject
     assert author.notifications.filter(message__contains="Alert opened").count() == 1
+
+
+def test_watchers_are_told_of_alerts_with_the_owner(
+    churn_model: RegisteredModel, author: Any, reviewer: Any, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    client.force_login(reviewer)
+    client.post("/models/churn/monitoring/watch/", {"watch": "1"})
+    assert b"Stop watching" in client.get("/models/churn/monitoring/").content
+    AlertRule.objects.create(
+        model=churn_model,
+        name="auc",
+        metric="performance",
+        parameter="roc_auc",
+        comparison="<",
+        threshold=0.8,
+        created_by=author,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        alerts.evaluate(report_with(churn_model, performance={"roc_auc": 0.7}))
+    assert sorted(mail.outbox[0].to) == sorted([author.email, reviewer.email])
+    assert reviewer.notifications.filter(message__contains="Alert opened").count() == 1
+    client.post("/models/churn/monitoring/watch/", {"watch": "0"})
+    assert b"Watch: tell me" in client.get("/models/churn/monitoring/").content
 
 
 @pytest.mark.parametrize(
     ("metric", "parameter", "slice_name", "values", "expected"),
     [
         ("feature_drift", "tenure", "", {"results": {"dataset": {"columns": {"tenure": {"drifted": True}}}}}, 1.0),
+        (
+            "feature_drift",
+            "tenure",
+            "region=north",
+            {"results": {"slices": {"region=north": {"columns": {"tenure": {"drifted": False}}}}}},
+            0.0,
+        ),
+        ("drift_share", "", "", {"drift_share": 0.25}, 0.25),
+        ("drift_share", "", "region=north", {"results": {"slices": {"region=north": {"drift_share": 0.5}}}}, 0.5),
         (
             "slice_performance",
             "accuracy",
