@@ -82,7 +82,7 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "recent": selectors.recent_reports(model=model),
             "alerts": selectors.open_alerts(model=model),
             "may_configure": services.may_configure(request.user, model),
-            "watching": bool(config and config.watchers.filter(pk=request.user.pk).exists()),
+            "watching": bool(config and config.watchers.filter(pk=request.user.pk or 0).exists()),
             "config_form": MonitoringConfigForm(instance=config or MonitoringConfig(model=model)),
             "schedule_form": ScheduleForm.for_task(config.periodic_task if config else None),
             "schedule": schedules.describe(config.periodic_task) if config else None,
