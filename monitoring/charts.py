@@ -99,25 +99,15 @@ def drift_over_time(reports: Sequence[Report], columns: Sequence[str]) -> Figure
             labels.append("" if judged is None else f"{judged['test']}: {judged['statistic']:.4g}")
         z.append(row)
         text.append(labels)
-    return {
-        "data": [
-            {
-                "type": "heatmap",
-                "x": [report.window_end.isoformat() for report in reports],
-                "y": list(columns),
-                "z": z,
-                "text": text,
-                "zmin": 0,
-                "zmax": 1,
-                "colorscale": [[0, "#e6f4ea"], [1, RED]],
-                "showscale": False,
-                "hovertemplate": "%{y} · %{x|%d %b %H:%M}<br>%{text}<extra></extra>",
-            }
-        ],
-        "layout": _layout(
-            "Drift per feature over time", height=max(220, 28 * len(columns) + 80), yaxis={"automargin": True}
-        ),
-    }
+    return _verdict_heatmap(
+        "Drift per feature over time",
+        x=[report.window_end.isoformat() for report in reports],
+        y=list(columns),
+        z=z,
+        text=text,
+        hover="%{y} · %{x|%d %b %H:%M}<br>%{text}<extra></extra>",
+        height=max(220, 28 * len(columns) + 80),
+    )
 
 
 def slice_heatmap(report: Report) -> Figure:
@@ -143,24 +133,44 @@ def slice_heatmap(report: Report) -> Figure:
                 labels.append(f"{judged['test']}: {judged['statistic']:.4g} (threshold {judged['threshold']})")
         z.append(row)
         text.append(labels)
+    return _verdict_heatmap(
+        "Drift by slice and feature",
+        x=columns,
+        y=names,
+        z=z,
+        text=text,
+        hover="%{y} · %{x}<br>%{text}<extra></extra>",
+        height=max(240, 26 * len(names) + 100),
+    )
+
+
+def _verdict_heatmap(
+    title: str,
+    *,
+    x: list[str],
+    y: list[str],
+    z: list[list[float | None]],
+    text: list[list[str]],
+    hover: str,
+    height: int,
+) -> Figure:
+    """Drift verdicts as cells: red drifted, pale green not, gaps where nothing was judged."""
     return {
         "data": [
             {
                 "type": "heatmap",
-                "x": columns,
-                "y": names,
+                "x": x,
+                "y": y,
                 "z": z,
                 "text": text,
                 "zmin": 0,
                 "zmax": 1,
                 "colorscale": [[0, "#e6f4ea"], [1, RED]],
                 "showscale": False,
-                "hovertemplate": "%{y} · %{x}<br>%{text}<extra></extra>",
+                "hovertemplate": hover,
             }
         ],
-        "layout": _layout(
-            "Drift by slice and feature", height=max(240, 26 * len(names) + 100), yaxis={"automargin": True}
-        ),
+        "layout": _layout(title, height=height, yaxis={"automargin": True}),
     }
 
 

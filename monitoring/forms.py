@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 
 from monitoring.models import MonitoringConfig
+from monitoring.services import CONFIG_FIELDS
 
 
 class ColumnsField(forms.CharField):
@@ -25,14 +26,5 @@ class MonitoringConfigForm(forms.ModelForm):
 
     class Meta:
         model = MonitoringConfig
-        fields = [
-            "baseline",
-            "trailing_days",
-            "slice_columns",
-            "sensitive_columns",
-            "min_slice_rows",
-            "fdr_correction",
-            "fairness_threshold",
-            "window_days",
-        ]
+        fields = list(CONFIG_FIELDS)
         labels = {"fdr_correction": "False-discovery-rate correction (Benjamini-Hochberg)"}

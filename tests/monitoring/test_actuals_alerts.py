@@ -99,10 +99,10 @@ def test_an_alert_opens_once_stays_open_and_closes(churn_model: RegisteredModel,
     assert AlertEvent.objects.count() == 2
 
 
-def test_alert_notifications_go_out_once_per_change(
-    churn_model: RegisteredModel, author: Any, django_capture_on_commit_callbacks: Any
-) -> None:
-    AlertRule.objects.create(
+@pytest.fixture
+def auc_rule(churn_model: RegisteredModel, author: Any) -> AlertRule:
+    """An alert when the AUROC falls below 0.8."""
+    return AlertRule.objects.create(
         model=churn_model,
         name="auc",
         metric="performance",
@@ -111,6 +111,11 @@ def test_alert_notifications_go_out_once_per_change(
         threshold=0.8,
         created_by=author,
     )
+
+
+def test_alert_notifications_go_out_once_per_change(
+    churn_model: RegisteredModel, author: Any, auc_rule: AlertRule, django_capture_on_commit_callbacks: Any
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         alerts.evaluate(report_with(churn_model, performance={"roc_auc": 0.7}))
         alerts.evaluate(report_with(churn_model, performance={"roc_auc": 0.65}))
@@ -121,20 +126,16 @@ def test_alert_notifications_go_out_once_per_change(
 
 
 def test_watchers_are_told_of_alerts_with_the_owner(
-    churn_model: RegisteredModel, author: Any, reviewer: Any, client: Any, django_capture_on_commit_callbacks: Any
+    churn_model: RegisteredModel,
+    author: Any,
+    reviewer: Any,
+    auc_rule: AlertRule,
+    client: Any,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     client.force_login(reviewer)
     client.post("/models/churn/monitoring/watch/", {"watch": "1"})
     assert b"Stop watching" in client.get("/models/churn/monitoring/").content
-    AlertRule.objects.create(
-        model=churn_model,
-        name="auc",
-        metric="performance",
-        parameter="roc_auc",
-        comparison="<",
-        threshold=0.8,
-        created_by=author,
-    )
     with django_capture_on_commit_callbacks(execute=True):
         alerts.evaluate(report_with(churn_model, performance={"roc_auc": 0.7}))
     assert sorted(mail.outbox[0].to) == sorted([author.email, reviewer.email])
