@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test test-e2e lint format migrate demo worker clean
+.PHONY: run test test-e2e lint format migrate demo worker clean drills
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ worker: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Restart drills: a private PostgreSQL (port 5440) and Redis (6390) stopped and started under load
+## (a few minutes; needs PostgreSQL's server binaries and redis-server). See tests/faults/README.md.
+drills: $(VENV)/.installed-dev
+	$(BIN)/python tests/faults/drills.py $(DRILLS_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

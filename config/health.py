@@ -4,8 +4,10 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 
 from config.celery import app as celery_app
+from config.errors import RETRY_AFTER_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ def _broker_ok() -> str | None:
 
 
 @login_not_required
+@require_safe
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database and the broker answer; 503 naming whichever is down."""
@@ -37,4 +40,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     failing = any(problem is not None for problem in problems.values())
     if failing:
         logger.warning("Health check failing: %s", body)
-    return JsonResponse({"status": "down" if failing else "ok", **body}, status=503 if failing else 200)
+    response = JsonResponse({"status": "down" if failing else "ok", **body}, status=503 if failing else 200)
+    if failing:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)  # as every 503 of config/errors.py
+    return response

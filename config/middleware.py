@@ -1,7 +1,9 @@
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.shortcuts import render
 
 
 class PagesLoginRequiredMiddleware(LoginRequiredMiddleware):
@@ -20,3 +22,23 @@ class PagesLoginRequiredMiddleware(LoginRequiredMiddleware):
         if request.path_info.startswith("/api/"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+def login_lockout_response(
+    request: HttpRequest, original_response: HttpResponseBase | None = None, credentials: dict[str, Any] | None = None
+) -> HttpResponse:
+    """What a locked-out login gets (axes' AXES_LOCKOUT_CALLABLE): 429 with Retry-After, as JSON on the
+    API (like DRF's throttling) and as a page in the browser, instead of axes' bare text."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    retry_after = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    detail = (
+        f"Too many failed sign-ins for this account from your address. "
+        f"Try again in {minutes} minutes, or ask an administrator to unlock it."
+    )
+    response: HttpResponse
+    if request.path_info.startswith("/api/"):
+        response = JsonResponse({"detail": detail, "retry_after_seconds": int(retry_after)}, status=429)
+    else:
+        response = render(request, "registration/locked_out.html", {"detail": detail, "minutes": minutes}, status=429)
+    response["Retry-After"] = retry_after
+    return response

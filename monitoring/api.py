@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config import schedules
 from config.api import paginated_response
+from config.authentication import UserTokenAuthentication
+from config.openapi import COMMON_ERRORS, error_responses
 from monitoring import services
-from monitoring.models import Alert, AlertRule, Report
+from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe
 from registry import selectors
 from scoring.authentication import ConsumerPrincipal, ConsumerTokenAuthentication
 
 
 class ActualsApi(APIView):
-    authentication_classes = [ConsumerTokenAuthentication, TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ConsumerTokenAuthentication, UserTokenAuthentication, SessionAuthentication]
 
     class ActualsInput(serializers.Serializer):
         rows = serializers.ListField(
@@ -33,7 +37,10 @@ class ActualsApi(APIView):
 
     @extend_schema(
         request=ActualsInput,
-        responses={200: ActualsOutput, 400: OpenApiResponse(description="Problems by row; nothing was stored")},
+        responses={
+            200: ActualsOutput,
+            **error_responses(400, *COMMON_ERRORS, 415, e400="Problems by row; nothing was stored"),
+        },
     )
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
@@ -48,7 +55,7 @@ class ActualsApi(APIView):
 
 class ReportSummaryOutput(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
-    version = serializers.IntegerField(source="version.number", default=None)
+    version = serializers.IntegerField(source="version.number", default=None, allow_null=True)
 
     class Meta:
         model = Report
@@ -88,7 +95,9 @@ class ReportListApi(APIView):
         reports = Report.objects.filter(model=model).select_related("model", "version")
         return paginated_response(request=request, view=self, queryset=reports, serializer_class=ReportSummaryOutput)
 
-    @extend_schema(request=ReportRequestInput, responses={202: ReportSummaryOutput})
+    @extend_schema(
+        request=ReportRequestInput, responses={202: ReportSummaryOutput, **error_responses(400, *COMMON_ERRORS, 415)}
+    )
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
         if not request.user.has_perm("registry.view_registeredmodel"):
@@ -147,7 +156,9 @@ class AlertRuleListApi(APIView):
         rules = AlertRule.objects.filter(model=model).select_related("model", "created_by")
         return Response(AlertRuleOutput(rules, many=True).data)
 
-    @extend_schema(request=AlertRuleInput, responses={201: AlertRuleOutput})
+    @extend_schema(
+        request=AlertRuleInput, responses={201: AlertRuleOutput, **error_responses(400, *COMMON_ERRORS, 415)}
+    )
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
         payload = self.AlertRuleInput(data=request.data)
@@ -182,3 +193,46 @@ class AlertListApi(APIView):
         if filters.validated_data["model"]:
             alerts = alerts.filter(rule__model__name=filters.validated_data["model"])
         return paginated_response(request=request, view=self, queryset=alerts, serializer_class=AlertOutput)
+
+
+class RetrainingRecipeOutput(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name")
+    schedule = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RetrainingRecipe
+        fields = ["model", "callable_path", "data_path", "data_query", "data_connection", "schedule"]
+
+    def get_schedule(self, recipe: RetrainingRecipe) -> str:
+        described = schedules.describe(recipe.periodic_task)
+        return described["description"] if described else ""
+
+
+class RetrainingRecipeApi(APIView):
+    class RecipeInput(serializers.Serializer):
+        callable_path = serializers.CharField(max_length=300, help_text='"package.module:function"')
+        data_path = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+        data_query = serializers.CharField(required=False, default="", allow_blank=True)
+        data_connection = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+
+    @extend_schema(responses=RetrainingRecipeOutput)
+    def get(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        recipe = get_object_or_404(RetrainingRecipe.objects.select_related("model", "periodic_task"), model=model)
+        return Response(RetrainingRecipeOutput(recipe).data)
+
+    @extend_schema(request=RecipeInput, responses=RetrainingRecipeOutput)
+    def put(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        payload = self.RecipeInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        recipe = services.retraining_recipe_save(actor=request.user, model=model, **payload.validated_data)
+        return Response(RetrainingRecipeOutput(recipe).data)
+
+
+class RetrainApi(APIView):
+    @extend_schema(request=None, responses={202: OpenApiResponse(description="Retraining queued")})
+    def post(self, request: Request, name: str) -> Response:
+        model = selectors.model_get(name=name)
+        services.retraining_request(actor=request.user, model=model)
+        return Response({"detail": "Retraining queued; the new version will wait in review."}, status=202)

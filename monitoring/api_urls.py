@@ -8,4 +8,6 @@ urlpatterns = [
     path("reports/<int:report_id>/", api.ReportDetailApi.as_view(), name="report-detail"),
     path("models/<slug:name>/alert-rules/", api.AlertRuleListApi.as_view(), name="alert-rule-list"),
     path("alerts/", api.AlertListApi.as_view(), name="alert-list"),
+    path("models/<slug:name>/retraining/", api.RetrainingRecipeApi.as_view(), name="retraining-recipe"),
+    path("models/<slug:name>/retraining/run/", api.RetrainApi.as_view(), name="retrain"),
 ]

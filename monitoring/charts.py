@@ -86,6 +86,28 @@ def performance_trend(reports: Sequence[Report], metrics: Sequence[str], registe
     return {"data": data, "layout": _layout("Performance against actuals", yaxis={"rangemode": "tozero"})}
 
 
+def slice_performance_trend(reports: Sequence[Report], metric: str) -> Figure | None:
+    """One line per slice of `metric` over windows, the whole window dashed; None when no slice has it."""
+    slice_names = sorted({name for report in reports for name in (report.results.get("slices") or {})})
+    x = [report.window_end.isoformat() for report in reports]
+    palette = [BLUE, GREEN, AMBER, RED, "#6b46c1", "#2c7a7b", "#d53f8c", "#4a5568"]
+    data: list[dict[str, Any]] = []
+    for index, name in enumerate(slice_names):
+        y = [
+            ((report.results.get("slices") or {}).get(name) or {}).get("performance", {}).get(metric)
+            for report in reports
+        ]
+        if any(value is not None for value in y):
+            line = {"color": palette[index % len(palette)]}
+            data.append({"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": y, "line": line})
+    if not data:
+        return None
+    whole = [report.performance.get(metric) for report in reports]
+    dashed = {"color": GREY, "dash": "dash"}
+    data.append({"type": "scatter", "mode": "lines", "name": "whole window", "x": x, "y": whole, "line": dashed})
+    return {"data": data, "layout": _layout(f"{metric} per slice", height=360)}
+
+
 def drift_over_time(reports: Sequence[Report], columns: Sequence[str]) -> Figure:
     """Feature x window heatmap of drift verdicts (1 drifted, 0 not), the statistic on hover."""
     z: list[list[float | None]] = []

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from django.conf import settings
 from django.utils import timezone
 
 from config.celery import app
@@ -26,7 +25,7 @@ from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, Retra
 from registry import services, workflow
 from registry.demo.churn import FEATURES, ID_COLUMN, TARGET, generate_customers
 from registry.models import RegisteredModel
-from scoring import runtime
+from scoring import batch, runtime
 from scoring.models import Prediction
 
 WEEKS = 12
@@ -64,9 +63,10 @@ def play(*, model: RegisteredModel, users: dict[str, Any], say: Callable[[str], 
         recent = _traffic(model, start)
         say(f"  {WEEKS} weeks of production traffic ({WEEKS * 7 * CUSTOMERS_PER_DAY:,} predictions)")
 
-        data_path = Path(settings.DATA_DIR) / "demo" / "churn-recent-customers.parquet"
-        data_path.parent.mkdir(parents=True, exist_ok=True)
-        recent.to_parquet(data_path, index=False)
+        # Under the batch input folder, the only place a recipe may read training files from.
+        data_path = Path("demo") / "churn-recent-customers.parquet"
+        (batch.batch_input_dir() / data_path).parent.mkdir(parents=True, exist_ok=True)
+        recent.to_parquet(batch.batch_input_dir() / data_path, index=False)
         RetrainingRecipe.objects.create(
             model=model, callable_path="registry.demo.churn:retrain", data_path=str(data_path), created_by=users["ada"]
         )

@@ -6,8 +6,9 @@ from typing import Any
 
 from django import forms
 
-from monitoring.models import MonitoringConfig
-from monitoring.services import CONFIG_FIELDS
+from monitoring.models import AlertRule, MonitoringConfig, RetrainingRecipe
+from monitoring.services import CONFIG_FIELDS, RECIPE_FIELDS
+from scoring import batch
 
 
 class ColumnsField(forms.CharField):
@@ -28,3 +29,30 @@ class MonitoringConfigForm(forms.ModelForm):
         model = MonitoringConfig
         fields = list(CONFIG_FIELDS)
         labels = {"fdr_correction": "False-discovery-rate correction (Benjamini-Hochberg)"}
+
+
+class AlertRuleForm(forms.ModelForm):
+    class Meta:
+        model = AlertRule
+        fields = ["name", "metric", "parameter", "slice", "comparison", "threshold", "retrain"]
+        help_texts = {
+            "parameter": "The metric (roc_auc, f1, rmse…), the feature, or column:measure for fairness "
+            "(e.g. senior_citizen:true_positive_rate)",
+        }
+
+
+class RetrainingRecipeForm(forms.ModelForm):
+    data_connection = forms.ChoiceField(label="Database", required=False)
+
+    class Meta:
+        model = RetrainingRecipe
+        fields = list(RECIPE_FIELDS)
+        labels = {"callable_path": "Function", "data_path": "Training data file", "data_query": "Or a SQL query"}
+        widgets = {"data_query": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["data_connection"].choices = [("", "—")] + [  # type: ignore[attr-defined]
+            (name, name) for name in sorted(batch.scoring_databases())
+        ]
+        self.fields["data_path"].help_text = f"CSV or Parquet, relative to {batch.batch_input_dir()}"

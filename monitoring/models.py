@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from registry.models import ModelVersion, RegisteredModel
-from scoring.models import Prediction
+from scoring.models import MAX_ENTITY_ID_LENGTH, Prediction
 
 
 class Actual(models.Model):
@@ -16,7 +16,7 @@ class Actual(models.Model):
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="actuals")
     prediction = models.ForeignKey(Prediction, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    entity_id = models.CharField(max_length=200, blank=True)
+    entity_id = models.CharField(max_length=MAX_ENTITY_ID_LENGTH, blank=True)
     value = models.JSONField()
     observed_at = models.DateTimeField(default=timezone.now)
     received_at = models.DateTimeField(default=timezone.now)
@@ -189,6 +189,9 @@ class RetrainingRecipe(models.Model):
     data_query = models.TextField(blank=True, help_text="Or a SQL query on MF_SCORING_DATABASES' connection")
     data_connection = models.CharField(max_length=100, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     def __str__(self) -> str:
         return f"Retraining of {self.model}"
@@ -200,8 +203,17 @@ class RetrainingRun(models.Model):
         REGISTERED = "registered", "Registered a version"
         FAILED = "failed", "Failed"
 
+    class Trigger(models.TextChoices):
+        ALERT = "alert", "An alert"
+        SCHEDULE = "schedule", "The schedule"
+        MANUAL = "manual", "Started by hand"
+
     recipe = models.ForeignKey(RetrainingRecipe, on_delete=models.PROTECT, related_name="runs")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.ALERT)
     alert = models.ForeignKey(Alert, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     error = models.TextField(blank=True)

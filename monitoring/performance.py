@@ -10,6 +10,7 @@ from sklearn import metrics
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "brier")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
+FAIRNESS_MEASURES = ("positive_rate", "true_positive_rate", "false_positive_rate")
 # Metrics where lower is better (alerts and "worse than registration" read this).
 LOWER_IS_BETTER = {"brier", "mae", "rmse"}
 CALIBRATION_BINS = 10
@@ -83,7 +84,7 @@ def fairness(
             row["false_positive_rate"] = float(predicted[~actual].mean()) if (~actual).any() else None
         per_group[group] = row
     gaps = {}
-    for measure in ("positive_rate", "true_positive_rate", "false_positive_rate"):
+    for measure in FAIRNESS_MEASURES:
         values = [g[measure] for g in per_group.values() if g.get(measure) is not None]
         gaps[measure] = float(max(values) - min(values)) if len(values) >= 2 else None
     return {"groups": per_group, "gaps": gaps}

@@ -140,6 +140,11 @@ def _slices(frame: pd.DataFrame, config: MonitoringConfig) -> dict[str, pd.Serie
 
 
 def compute(*, report_id: int) -> Report | None:
+    """Compute a running report once: a redelivered or concurrent task finds it done and returns.
+
+    The results, the status change and the alert changes they cause commit together, so a worker
+    killed at any point leaves either nothing (the redelivered task does it all) or everything.
+    """
     report = Report.objects.select_related("model").filter(pk=report_id).first()
     if report is None or report.status != Report.Status.RUNNING:
         return report
@@ -147,12 +152,11 @@ def compute(*, report_id: int) -> Report | None:
         _compute(report)
     except Exception as exc:  # the report says why instead of staying "running"
         logger.exception("Report %s failed", report_id)
-        Report.objects.filter(pk=report.pk).update(
+        Report.objects.filter(pk=report.pk, status=Report.Status.RUNNING).update(
             status=Report.Status.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
         )
         return Report.objects.get(pk=report.pk)
     report.refresh_from_db()
-    alerts.evaluate(report)
     return report
 
 
@@ -202,7 +206,9 @@ def _compute(report: Report) -> None:
     perf = _performance(model, frame) if not frame.empty else {"rows": 0}
     results["performance"] = perf
     with transaction.atomic():
-        Report.objects.filter(pk=report.pk, status=Report.Status.RUNNING).update(
+        # Compare-and-set: of two deliveries computing the same report, only the first to commit
+        # stores it and evaluates its alerts; the other's update finds it done and changes nothing.
+        stored = Report.objects.filter(pk=report.pk, status=Report.Status.RUNNING).update(
             version=version,
             baseline=baseline["description"],
             rows_current=len(frame),
@@ -215,6 +221,9 @@ def _compute(report: Report) -> None:
             status=Report.Status.DONE,
             finished_at=timezone.now(),
         )
+        if stored:
+            report.refresh_from_db()
+            alerts.evaluate(report)  # notifications go out after the commit (on_commit)
 
 
 def _prediction_drift(

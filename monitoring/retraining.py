@@ -10,13 +10,11 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import skops.io as sio
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connections
 from django.utils import timezone
 
 from monitoring.models import Alert, RetrainingRecipe, RetrainingRun
@@ -25,6 +23,7 @@ from registry.choices import VersionStatus
 from registry.client import capture_environment, estimator_params, output_schema
 from registry.profiling import read_table
 from registry.schema import infer_schema
+from scoring import batch
 
 
 def load_callable(path: str) -> Callable[[pd.DataFrame], dict[str, Any]]:
@@ -34,25 +33,28 @@ def load_callable(path: str) -> Callable[[pd.DataFrame], dict[str, Any]]:
     return getattr(importlib.import_module(module_name), function)
 
 
-def _training_data(recipe: RetrainingRecipe) -> pd.DataFrame:
+def training_data(recipe: RetrainingRecipe) -> pd.DataFrame:
+    """The recipe's training data: a file under the batch input folder, or a SELECT on a scoring database."""
     if recipe.data_path:
-        return read_table(Path(recipe.data_path))
-    connection = connections[recipe.data_connection or "default"]
-    connection.ensure_connection()
-    return pd.read_sql_query(recipe.data_query, connection.connection)
+        return read_table(batch.resolve_input_path(recipe.data_path))
+    return batch.sql_input_frame(recipe.data_connection, recipe.data_query)
 
 
 def _table(frame: pd.DataFrame, name: str) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, frame.to_parquet(index=False))
 
 
-def _release_notes(recipe: RetrainingRecipe, alert: Alert | None, parent: Any, metrics: dict[str, float]) -> str:
-    trigger = (
-        f"the alert **{alert.rule.name}** ({alert.rule.get_metric_display()} {alert.rule.parameter} "
-        f"{alert.rule.slice} at {alert.last_value:.4g}, threshold {alert.rule.threshold:g})"
-        if alert is not None
-        else "a scheduled or manual retraining"
-    )
+def _release_notes(run: RetrainingRun, parent: Any, metrics: dict[str, float]) -> str:
+    recipe, alert = run.recipe, run.alert
+    if alert is not None:
+        trigger = (
+            f"the alert **{alert.rule.name}** ({alert.rule.get_metric_display()} {alert.rule.parameter} "
+            f"{alert.rule.slice} at {alert.last_value:.4g}, threshold {alert.rule.threshold:g})"
+        )
+    elif run.trigger == RetrainingRun.Trigger.SCHEDULE:
+        trigger = "the retraining schedule"
+    else:
+        trigger = f"{run.requested_by or 'someone'} starting it by hand"
     lines = [
         "## Retrained automatically",
         "",
@@ -70,17 +72,28 @@ def _release_notes(recipe: RetrainingRecipe, alert: Alert | None, parent: Any, m
     return "\n".join(lines)
 
 
-def retrain(*, model_id: int, alert_id: int | None = None) -> RetrainingRun:
+def retrain(
+    *,
+    model_id: int,
+    alert_id: int | None = None,
+    trigger: str = RetrainingRun.Trigger.ALERT,
+    requested_by_id: int | None = None,
+) -> RetrainingRun:
     recipe = RetrainingRecipe.objects.select_related("model__owner").get(model_id=model_id)
     alert = Alert.objects.select_related("rule").filter(pk=alert_id).first() if alert_id else None
     if alert is not None:
         earlier = RetrainingRun.objects.filter(alert=alert).first()
         if earlier is not None:  # a redelivered task: one retraining per alert
             return earlier
-    run = RetrainingRun.objects.create(recipe=recipe, alert=alert)
+    run = RetrainingRun.objects.create(
+        recipe=recipe,
+        alert=alert,
+        trigger=RetrainingRun.Trigger.ALERT if alert is not None else trigger,
+        requested_by_id=requested_by_id,
+    )
     model = recipe.model
     try:
-        frame = _training_data(recipe)
+        frame = training_data(recipe)
         result = load_callable(recipe.callable_path)(frame)
         estimator, sample = result["estimator"], result["X_sample"]
         metrics = {k: float(v) for k, v in (result.get("metrics") or {}).items()}
@@ -100,7 +113,7 @@ def retrain(*, model_id: int, alert_id: int | None = None) -> RetrainingRun:
             upload=services.VersionUpload(
                 artifact=SimpleUploadedFile(f"{model.name}.skops", sio.dumps(estimator)),
                 format="skops",
-                release_notes=_release_notes(recipe, alert, parent, metrics),
+                release_notes=_release_notes(run, parent, metrics),
                 golden_set=golden_file,
                 reference_data=_table(reference, "reference_data.parquet") if reference is not None else None,
                 training_data=_table(frame, "training_data.parquet"),
@@ -109,7 +122,7 @@ def retrain(*, model_id: int, alert_id: int | None = None) -> RetrainingRun:
                 params=json.dumps(estimator_params(estimator)),
                 metrics=json.dumps(metrics),
                 environment=json.dumps(capture_environment(estimator)),
-                training_data_uri=recipe.data_path or f"sql:{recipe.data_connection or 'default'}",
+                training_data_uri=recipe.data_path or f"sql:{recipe.data_connection}",
                 training_data_rows=len(frame),
                 parent=parent.number if parent is not None else None,
             ),

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from monitoring.models import Alert, Report
+from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe, RetrainingRun
 from registry.choices import ModelTask, VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from scoring.models import ScoringStats
@@ -117,6 +117,25 @@ def recent_reports(*, model: RegisteredModel, limit: int = 10) -> list[Report]:
 def open_alerts(*, model: RegisteredModel) -> list[Alert]:
     return list(
         Alert.objects.filter(rule__model=model, status=Alert.Status.OPEN).select_related("rule").order_by("-opened_at")
+    )
+
+
+def alert_rules(*, model: RegisteredModel) -> list[AlertRule]:
+    """The model's rules, each with `is_open`: whether its alert is open now."""
+    open_alert = Alert.objects.filter(rule=OuterRef("pk"), status=Alert.Status.OPEN)
+    return list(AlertRule.objects.filter(model=model).annotate(is_open=Exists(open_alert)).order_by("name"))
+
+
+def retraining_recipe(*, model: RegisteredModel) -> RetrainingRecipe | None:
+    recipes = RetrainingRecipe.objects.filter(model=model)
+    return recipes.select_related("periodic_task__crontab", "periodic_task__interval").first()
+
+
+def retraining_runs(*, model: RegisteredModel, limit: int = 10) -> list[RetrainingRun]:
+    return list(
+        RetrainingRun.objects.filter(recipe__model=model)
+        .select_related("version", "alert__rule", "requested_by")
+        .order_by("-started_at")[:limit]
     )
 
 

@@ -14,12 +14,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from config import schedules
-from monitoring.models import Actual, AlertRule, MonitoringConfig, Report
+from monitoring import performance
+from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, RetrainingRecipe, RetrainingRun
 from registry.models import RegisteredModel
 from registry.schema import parse_schema
 from registry.selectors import production_version
 from registry.services import audit_event_create
-from scoring.models import Prediction
+from scoring import batch
+from scoring.models import MAX_ENTITY_ID_LENGTH, Prediction
 
 MAX_ACTUALS_PER_REQUEST = 50_000
 
@@ -61,6 +63,9 @@ def _key(row: Any, index: int, problems: list[dict[str, Any]]) -> tuple[str | No
             problem("observed_at: not an ISO 8601 time")
         elif timezone.is_naive(observed_at):
             observed_at = timezone.make_aware(observed_at)
+    if entity_id not in (None, "") and len(str(entity_id)) > MAX_ENTITY_ID_LENGTH:
+        problem(f"entity_id: longer than {MAX_ENTITY_ID_LENGTH} characters")
+        entity_id = None
     return prediction_id, (str(entity_id) if entity_id not in (None, "") else None), row.get("actual"), observed_at
 
 
@@ -76,10 +81,12 @@ def actuals_ingest(*, actor: Any, model: RegisteredModel, rows: list[Any]) -> Ac
     parsed = [_key(row, index, problems) for index, row in enumerate(rows)]
     by_prediction = {p: (i, v, t) for i, (p, _e, v, t) in enumerate(parsed) if p}
     by_entity = {e: (i, v, t) for i, (_p, e, v, t) in enumerate(parsed) if e}
-    known = {
-        str(pk)
-        for pk in Prediction.objects.filter(model=model, pk__in=list(by_prediction)).values_list("pk", flat=True)
-    }
+    predictions = Prediction.objects.filter(model=model, pk__in=list(by_prediction))
+    consumer = getattr(actor, "consumer", None)
+    if consumer is not None:
+        # A consumer labels its own predictions only; another consumer's do not exist for it.
+        predictions = predictions.filter(consumer=consumer)
+    known = {str(pk) for pk in predictions.values_list("pk", flat=True)}
     for prediction_id, (index, _value, _at) in by_prediction.items():
         if prediction_id not in known:
             problems.append({"row": index, "error": f"prediction_id: no prediction {prediction_id} of {model.name}"})
@@ -112,11 +119,56 @@ def actuals_ingest(*, actor: Any, model: RegisteredModel, rows: list[Any]) -> Ac
     return ActualsResult(created=len(new), unchanged=len(rows) - len(new))
 
 
+_SLICED = {AlertRule.Metric.DRIFT_SHARE, AlertRule.Metric.FEATURE_DRIFT, AlertRule.Metric.SLICE_PERFORMANCE}
+
+
+def _rule_errors(model: RegisteredModel, rule: AlertRule) -> dict[str, list[str]]:
+    """What would make a rule watch nothing: a metric the model does not have, a column or slice it lacks."""
+    errors: dict[str, list[str]] = {}
+    Metric = AlertRule.Metric  # noqa: N806  (the enum, read as in the model)
+    production = production_version(model=model)
+    inputs = [field.name for field in parse_schema(production.input_schema)] if production else None
+    metrics: tuple[str, ...] = (
+        performance.CLASSIFICATION_METRICS if model.task == "classification" else performance.REGRESSION_METRICS
+    )
+    if rule.metric in (Metric.PERFORMANCE, Metric.SLICE_PERFORMANCE) and rule.parameter not in metrics:
+        errors["parameter"] = [f"Give one of the {model.task} metrics: {', '.join(metrics)}."]
+    elif rule.metric == Metric.FEATURE_DRIFT and not rule.parameter:
+        errors["parameter"] = ["Give the feature whose drift is watched."]
+    elif rule.metric in (Metric.FEATURE_DRIFT, Metric.MISSING_SHARE) and rule.parameter and inputs is not None:
+        if rule.parameter not in inputs:
+            errors["parameter"] = [f"Not an input of version {production.number}: {', '.join(inputs)}."]  # type: ignore[union-attr]
+    elif rule.metric == Metric.FAIRNESS_GAP:
+        column, _, measure = rule.parameter.partition(":")
+        config = MonitoringConfig.objects.filter(model=model).first()
+        sensitive = config.sensitive_columns if config else []
+        if column not in sensitive or (measure and measure not in performance.FAIRNESS_MEASURES):
+            errors["parameter"] = [
+                f"Give a sensitive column ({', '.join(sensitive) or 'none are set'}), optionally with "
+                f"':' and one of {', '.join(performance.FAIRNESS_MEASURES)}."
+            ]
+    if rule.slice and rule.metric not in _SLICED:
+        errors["slice"] = ["This metric is for the whole window; leave the slice empty."]
+    elif rule.metric == Metric.SLICE_PERFORMANCE and not rule.slice:
+        errors["slice"] = ['Give the slice, e.g. "region=south".']
+    elif rule.slice:
+        config = MonitoringConfig.objects.filter(model=model).first()
+        column, equals, _value = rule.slice.partition("=")
+        columns, named = (config.slice_columns, config.slice_expressions) if config else ([], {})
+        if not ((equals and column in columns) or rule.slice in named):
+            known = ", ".join([*columns, *named]) or "none are set"
+            errors["slice"] = [f"Give column=value of a slice column, or a named slice (slices: {known})."]
+    return errors
+
+
 def alert_rule_create(*, actor: Any, model: RegisteredModel, **fields: Any) -> AlertRule:
     if not (actor.has_perm("registry.change_registeredmodel") or actor.pk == model.owner_id):
         raise PermissionDenied("Only the model's owner and data scientists may define alert rules.")
     rule = AlertRule(model=model, created_by=actor, **fields)
     rule.full_clean()
+    errors = _rule_errors(model, rule)
+    if errors:
+        raise ValidationError(errors)
     with transaction.atomic():
         rule.save()
         audit_event_create(
@@ -132,9 +184,9 @@ def report_request(*, actor: Any, model: RegisteredModel, start: datetime, end: 
     if end <= start:
         raise ValidationError({"end": ["Must be after start."]})
     report = Report.objects.create(model=model, window_start=start, window_end=end, requested_by=actor)
-    from monitoring.tasks import compute_report
+    from monitoring.tasks import queue_report
 
-    transaction.on_commit(lambda: compute_report.delay(report.pk))
+    transaction.on_commit(lambda: queue_report(report.pk))
     return report
 
 
@@ -191,6 +243,44 @@ def monitoring_configure(*, actor: Any, model: RegisteredModel, **fields: Any) -
     return config
 
 
+def _scheduled(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    holder: MonitoringConfig | RetrainingRecipe,
+    what: str,
+    task_name: str,
+    args: list[Any],
+    crontab: str | None,
+    every_minutes: int | None,
+    enabled: bool,
+) -> None:
+    """Give `holder` (locked by the caller) a beat schedule running `task_name(*args)`, audited."""
+    old = schedules.audited(holder.periodic_task)
+    holder.periodic_task = schedules.save(
+        task=holder.periodic_task,
+        name=f"{what}:{model.name}",
+        task_name=task_name,
+        args=args,
+        description=f"{what.capitalize()} of {model.name} (managed on its monitoring page)",
+        crontab=crontab,
+        every_minutes=every_minutes,
+        enabled=enabled,
+    )
+    holder.save(update_fields=["periodic_task"])
+    audit_event_create(
+        actor=actor, action=f"{what}.scheduled", model=model, old=old, new=schedules.audited(holder.periodic_task)
+    )
+
+
+def _unscheduled(*, actor: Any, model: RegisteredModel, holder: MonitoringConfig | RetrainingRecipe, what: str) -> None:
+    old = schedules.audited(holder.periodic_task)
+    if holder.periodic_task is not None:
+        holder.periodic_task.delete()  # SET_NULL clears the holder's link
+        holder.refresh_from_db()
+    audit_event_create(actor=actor, action=f"{what}.unscheduled", model=model, old=old, new=None)
+
+
 @transaction.atomic
 def report_schedule(
     *, actor: Any, model: RegisteredModel, crontab: str | None, every_minutes: int | None, enabled: bool = True
@@ -199,24 +289,16 @@ def report_schedule(
     if not may_configure(actor, model):
         raise PermissionDenied("Only the model's owner or a monitoring admin schedules its reports.")
     config, _ = MonitoringConfig.objects.select_for_update().get_or_create(model=model)
-    old = schedules.audited(config.periodic_task)
-    config.periodic_task = schedules.save(
-        task=config.periodic_task,
-        name=f"monitoring:{model.name}",
+    _scheduled(
+        actor=actor,
+        model=model,
+        holder=config,
+        what="monitoring",
         task_name="monitoring.tasks.run_scheduled_report",
         args=[model.pk],
-        description=f"Monitoring report of {model.name} (managed on its monitoring page)",
         crontab=crontab,
         every_minutes=every_minutes,
         enabled=enabled,
-    )
-    config.save(update_fields=["periodic_task"])
-    audit_event_create(
-        actor=actor,
-        action="monitoring.scheduled",
-        model=model,
-        old=old,
-        new=schedules.audited(config.periodic_task),
     )
     return config
 
@@ -226,12 +308,108 @@ def report_unschedule(*, actor: Any, model: RegisteredModel) -> MonitoringConfig
     if not may_configure(actor, model):
         raise PermissionDenied("Only the model's owner or a monitoring admin schedules its reports.")
     config, _ = MonitoringConfig.objects.select_for_update().get_or_create(model=model)
-    old = schedules.audited(config.periodic_task)
-    if config.periodic_task is not None:
-        config.periodic_task.delete()  # SET_NULL clears the config's link
-        config.refresh_from_db()
-    audit_event_create(actor=actor, action="monitoring.unscheduled", model=model, old=old, new=None)
+    _unscheduled(actor=actor, model=model, holder=config, what="monitoring")
     return config
+
+
+# --- retraining -----------------------------------------------------------------------------------
+
+RECIPE_FIELDS = ("callable_path", "data_path", "data_query", "data_connection")
+
+
+def _recipe_errors(fields: dict[str, str]) -> dict[str, list[str]]:
+    """What is wrong with a recipe, checked as far as possible without training anything."""
+    from monitoring.retraining import load_callable
+
+    errors: dict[str, list[str]] = {}
+    try:
+        if not callable(load_callable(fields["callable_path"])):
+            errors["callable_path"] = ["That name is not a function."]
+    except (ImportError, AttributeError, ValueError) as exc:
+        errors["callable_path"] = [f"Cannot import it: {exc}"]
+    if bool(fields["data_path"]) == bool(fields["data_query"]):
+        errors["data_path"] = ["Give either a training-data file or a SQL query (one of them)."]
+    elif fields["data_path"]:
+        try:
+            batch.resolve_input_path(fields["data_path"])
+        except ValueError as exc:
+            errors["data_path"] = [str(exc)]
+    else:
+        try:
+            batch.sql_input_columns(fields["data_connection"], fields["data_query"])
+        except ValueError as exc:
+            errors["data_query"] = [str(exc)]
+    return errors
+
+
+@transaction.atomic
+def retraining_recipe_save(*, actor: Any, model: RegisteredModel, **fields: str) -> RetrainingRecipe:
+    """Set how a model is retrained: a function in an installed module and its training data."""
+    if not may_configure(actor, model):
+        raise PermissionDenied("Only the model's owner or a monitoring admin sets its retraining recipe.")
+    unknown = set(fields) - set(RECIPE_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["Not a recipe field."] for name in sorted(unknown)})
+    cleaned = {name: (fields.get(name) or "").strip() for name in RECIPE_FIELDS}
+    errors = _recipe_errors(cleaned)
+    if errors:
+        raise ValidationError(errors)
+    recipe = RetrainingRecipe.objects.select_for_update().filter(model=model).first()
+    old = {name: getattr(recipe, name) for name in RECIPE_FIELDS} if recipe else None
+    if recipe is None:
+        recipe = RetrainingRecipe(model=model, created_by=actor)
+    for name, value in cleaned.items():
+        setattr(recipe, name, value)
+    recipe.full_clean(exclude=["model", "created_by", "periodic_task"])
+    recipe.save()
+    audit_event_create(actor=actor, action="retraining.recipe_saved", model=model, old=old, new=cleaned)
+    return recipe
+
+
+def _recipe_for_change(actor: Any, model: RegisteredModel) -> RetrainingRecipe:
+    if not may_configure(actor, model):
+        raise PermissionDenied("Only the model's owner or a monitoring admin retrains it.")
+    recipe = RetrainingRecipe.objects.select_for_update().filter(model=model).first()
+    if recipe is None:
+        raise ValidationError({"recipe": [f"{model.name} has no retraining recipe yet."]})
+    return recipe
+
+
+@transaction.atomic
+def retraining_schedule(
+    *, actor: Any, model: RegisteredModel, crontab: str | None, every_minutes: int | None, enabled: bool = True
+) -> RetrainingRecipe:
+    """Retrain on a cron schedule or every N minutes; each result waits in review like any version."""
+    recipe = _recipe_for_change(actor, model)
+    _scheduled(
+        actor=actor,
+        model=model,
+        holder=recipe,
+        what="retraining",
+        task_name="monitoring.tasks.retrain_model",
+        args=[model.pk, None, RetrainingRun.Trigger.SCHEDULE],
+        crontab=crontab,
+        every_minutes=every_minutes,
+        enabled=enabled,
+    )
+    return recipe
+
+
+@transaction.atomic
+def retraining_unschedule(*, actor: Any, model: RegisteredModel) -> RetrainingRecipe:
+    recipe = _recipe_for_change(actor, model)
+    _unscheduled(actor=actor, model=model, holder=recipe, what="retraining")
+    return recipe
+
+
+@transaction.atomic
+def retraining_request(*, actor: Any, model: RegisteredModel) -> None:
+    """Retrain now, on a worker; the run appears on the monitoring page."""
+    _recipe_for_change(actor, model)
+    audit_event_create(actor=actor, action="retraining.requested", model=model)
+    from monitoring.tasks import retrain_model
+
+    transaction.on_commit(lambda: retrain_model.delay(model.pk, None, RetrainingRun.Trigger.MANUAL, actor.pk))
 
 
 def _typed(text: str) -> int | float | str:

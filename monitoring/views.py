@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -9,12 +10,13 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from config import schedules
 from monitoring import charts, reports, selectors, services
-from monitoring.forms import MonitoringConfigForm
+from monitoring.forms import AlertRuleForm, MonitoringConfigForm, RetrainingRecipeForm
 from monitoring.models import MonitoringConfig, Report
 from registry.models import RegisteredModel
 from scoring.forms import ScheduleForm
@@ -22,6 +24,7 @@ from scoring.forms import ScheduleForm
 TREND_METRICS = {"classification": ["roc_auc", "accuracy", "f1"], "regression": ["rmse", "mae", "r2"]}
 
 
+@require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     tiles = selectors.dashboard_tiles()
     for tile in tiles:
@@ -29,6 +32,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "monitoring/dashboard.html", {"tiles": tiles})
 
 
+@require_GET
 def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     config = MonitoringConfig.objects.filter(model=model).first()
@@ -63,9 +67,14 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
         fairness = charts.fairness_gaps(latest)
         if fairness:
             figures["fairness"] = fairness
+    if history:
+        slice_trend = charts.slice_performance_trend(history, TREND_METRICS[model.task][0])
+        if slice_trend:
+            figures["slice_performance"] = slice_trend
     usage = selectors.daily_usage(model=model)
     if usage:
         figures["usage"] = charts.volume_and_latency(usage)
+    recipe = selectors.retraining_recipe(model=model)
     return render(
         request,
         "monitoring/model.html",
@@ -86,6 +95,15 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "config_form": MonitoringConfigForm(instance=config or MonitoringConfig(model=model)),
             "schedule_form": ScheduleForm.for_task(config.periodic_task if config else None),
             "schedule": schedules.describe(config.periodic_task) if config else None,
+            "rules": selectors.alert_rules(model=model),
+            "rule_form": AlertRuleForm(),
+            "recipe": recipe,
+            "recipe_form": RetrainingRecipeForm(instance=recipe),
+            "retraining_schedule": schedules.describe(recipe.periodic_task) if recipe else None,
+            "retraining_schedule_form": ScheduleForm.for_task(
+                recipe.periodic_task if recipe else None, prefix="retraining"
+            ),
+            "retraining_runs": selectors.retraining_runs(model=model),
         },
     )
 
@@ -106,6 +124,7 @@ def run_report(request: HttpRequest, name: str) -> HttpResponse:
     return redirect("monitoring:model", name=model.name)
 
 
+@require_GET
 def evidently_report(request: HttpRequest, name: str, report_id: int) -> HttpResponse:
     """Evidently's HTML for the report's window, in a sandbox: its inline scripts run in an opaque
     origin, with no access to the app's cookies or pages."""
@@ -148,31 +167,108 @@ def configure(request: HttpRequest, name: str) -> HttpResponse:
     return redirect("monitoring:model", name=name)
 
 
-@require_POST
-def schedule(request: HttpRequest, name: str) -> HttpResponse:
-    model = get_object_or_404(RegisteredModel, name=name)
-    form = ScheduleForm(request.POST)
+def _save_schedule(
+    request: HttpRequest,
+    model: RegisteredModel,
+    *,
+    prefix: str | None,
+    what: str,
+    set_schedule: Callable[..., Any],
+    unset_schedule: Callable[..., Any],
+) -> HttpResponse:
+    """The schedule forms of the page: reports' and retraining's, both kept as beat rows."""
+    form = ScheduleForm(request.POST, prefix=prefix)
     if not form.is_valid():
         messages.error(request, _form_errors(form))
-        return redirect("monitoring:model", name=name)
+        return redirect("monitoring:model", name=model.name)
     data = form.cleaned_data
     try:
         if data["kind"] == "none":
-            services.report_unschedule(actor=request.user, model=model)
-            messages.success(request, "Reports now run only when started.")
+            unset_schedule(actor=request.user, model=model)
+            messages.success(request, f"{what} now runs only when started.")
         else:
-            config = services.report_schedule(
+            holder = set_schedule(
                 actor=request.user,
                 model=model,
                 crontab=data["crontab"] if data["kind"] == "cron" else None,
                 every_minutes=data["every_minutes"] if data["kind"] == "interval" else None,
                 enabled=data["enabled"],
             )
-            described = schedules.describe(config.periodic_task) or {}
-            messages.success(request, f"Reports now run {described.get('description', '')}.")
+            described = schedules.describe(holder.periodic_task) or {}
+            messages.success(request, f"{what} now runs {described.get('description', '')}.")
     except (ValidationError, PermissionDenied) as exc:
         _render_settings_error(request, exc)
-    return redirect("monitoring:model", name=name)
+    return redirect("monitoring:model", name=model.name)
+
+
+@require_POST
+def schedule(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    return _save_schedule(
+        request,
+        model,
+        prefix=None,
+        what="Reporting",
+        set_schedule=services.report_schedule,
+        unset_schedule=services.report_unschedule,
+    )
+
+
+@require_POST
+def retraining_schedule(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    return _save_schedule(
+        request,
+        model,
+        prefix="retraining",
+        what="Retraining",
+        set_schedule=services.retraining_schedule,
+        unset_schedule=services.retraining_unschedule,
+    )
+
+
+@require_POST
+def retraining_recipe(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    form = RetrainingRecipeForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect("monitoring:model", name=name)
+    try:
+        services.retraining_recipe_save(actor=request.user, model=model, **form.cleaned_data)
+    except (ValidationError, PermissionDenied) as exc:
+        _render_settings_error(request, exc)
+    else:
+        messages.success(request, "Retraining recipe saved.")
+    return redirect(reverse("monitoring:model", args=[name]) + "#retraining")
+
+
+@require_POST
+def retrain_now(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    try:
+        services.retraining_request(actor=request.user, model=model)
+    except (ValidationError, PermissionDenied) as exc:
+        _render_settings_error(request, exc)
+    else:
+        messages.success(request, "Retraining started; the new version will wait in review.")
+    return redirect(reverse("monitoring:model", args=[name]) + "#retraining")
+
+
+@require_POST
+def alert_rule_create(request: HttpRequest, name: str) -> HttpResponse:
+    model = get_object_or_404(RegisteredModel, name=name)
+    form = AlertRuleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect(reverse("monitoring:model", args=[name]) + "#alert-rules")
+    try:
+        rule = services.alert_rule_create(actor=request.user, model=model, **form.cleaned_data)
+    except (ValidationError, PermissionDenied) as exc:
+        _render_settings_error(request, exc)
+    else:
+        messages.success(request, f"Alert rule {rule.name!r} added; the next report evaluates it.")
+    return redirect(reverse("monitoring:model", args=[name]) + "#alert-rules")
 
 
 @require_POST

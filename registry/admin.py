@@ -41,9 +41,9 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     list_display = ["name", "title", "task", "owner", "updated_at"]
     list_filter = ["task", "tags"]
     search_fields = ["name", "title", "description"]
-    # The approval quorum is part of four-eyes: it changes through the audited API, not here.
-    readonly_fields = ["name", "task", "required_approvals", "created_at", "updated_at"]
-    autocomplete_fields = ["tags"]
+    # The approval quorum is part of four-eyes, and the high-risk tag sets it: both change through the
+    # audited API, not here, where an edit would leave no audit row.
+    readonly_fields = ["name", "task", "required_approvals", "tags", "created_at", "updated_at"]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import Conflict, paginated_response
+from config.openapi import COMMON_ERRORS, error_responses
 from registry import selectors, services
 from registry.choices import ArtifactFormat, ModelTask, VersionStatus
 from registry.loading import ArtifactIntegrityError
@@ -23,9 +24,11 @@ from registry.views import file_response
 class ModelOutput(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username")
     tags = serializers.SerializerMethodField()
-    version_count = serializers.IntegerField(read_only=True, default=None)
-    latest_version = serializers.IntegerField(source="latest_number", read_only=True, default=None)
-    production_version = serializers.IntegerField(source="production_number", read_only=True, default=None)
+    version_count = serializers.IntegerField(read_only=True, default=None, allow_null=True)
+    latest_version = serializers.IntegerField(source="latest_number", read_only=True, default=None, allow_null=True)
+    production_version = serializers.IntegerField(
+        source="production_number", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = RegisteredModel
@@ -84,7 +87,7 @@ class ModelListApi(APIView):
         )
         return paginated_response(request=request, view=self, queryset=models, serializer_class=ModelOutput)
 
-    @extend_schema(request=ModelCreateInput, responses={201: ModelOutput})
+    @extend_schema(request=ModelCreateInput, responses={201: ModelOutput, **error_responses(400, 401, 403, 415)})
     def post(self, request: Request) -> Response:
         payload = self.ModelCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -104,7 +107,7 @@ class ModelDetailApi(APIView):
         selectors.model_get(name=name)
         return Response(_model_output(name))
 
-    @extend_schema(request=UpdateInput, responses=ModelOutput)
+    @extend_schema(request=UpdateInput, responses={200: ModelOutput, **error_responses(400, *COMMON_ERRORS, 415)})
     def patch(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
         payload = self.UpdateInput(data=request.data)
@@ -131,9 +134,9 @@ class VersionOutput(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
     author = serializers.CharField(source="author.username")
     # DRF's Field.parent is the enclosing serializer; a field of that name shadows it for mypy only.
-    parent = serializers.IntegerField(source="parent.number", default=None)  # type: ignore[assignment]
+    parent = serializers.IntegerField(source="parent.number", default=None, allow_null=True)  # type: ignore[assignment]
     requires_trust = serializers.BooleanField()
-    trust_accepted_by = serializers.CharField(source="trust_accepted_by.username", default=None)
+    trust_accepted_by = serializers.CharField(source="trust_accepted_by.username", default=None, allow_null=True)
     files = VersionFileOutput(many=True)
 
     class Meta:
@@ -224,7 +227,10 @@ class VersionListApi(APIView):
         versions = selectors.version_list(model=model, **filters.validated_data).prefetch_related("files")
         return paginated_response(request=request, view=self, queryset=versions, serializer_class=VersionOutput)
 
-    @extend_schema(request={"multipart/form-data": VersionCreateInput}, responses={201: VersionOutput})
+    @extend_schema(
+        request={"multipart/form-data": VersionCreateInput},
+        responses={201: VersionOutput, **error_responses(400, *COMMON_ERRORS, 413, 415)},
+    )
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
         data = request.data

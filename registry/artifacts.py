@@ -30,12 +30,17 @@ import yaml
 
 SKOPS, ONNX, PICKLE, MLFLOW = "skops", "onnx", "pickle", "mlflow"
 
-# A zip member must not expand more than this much; real models compress 2-10x, bombs 1000x.
+# Zip safety defaults, used when no Django settings say otherwise (MF_ZIP_MAX_UNCOMPRESSED_MB,
+# MF_ZIP_MAX_COMPRESSION_RATIO). Real models compress 2-10x; a bomb compresses ~1000x.
 MAX_COMPRESSION_RATIO = 200
-MAX_UNCOMPRESSED_BYTES = 4 * 1024**3
+MAX_UNCOMPRESSED_BYTES = 2 * 1024**3
 MAX_ZIP_MEMBERS = 10_000
+# Below this size a member (or archive) may compress as much as it likes: it cannot hurt.
+_RATIO_FREE_BYTES = 1024 * 1024
 # Bytes of a pickle scanned for globals; a model's class references sit in its first frames.
 _PICKLE_SCAN_BYTES = 64 * 1024 * 1024
+# Listed among a pickle's untrusted types when the scan could not read past joblib's raw buffers.
+_INCOMPLETE_SCAN = "<more globals after binary data>"
 
 # MLflow column types -> our schema types (binary and datetime have no equivalent).
 _MLFLOW_TYPES = {
@@ -58,6 +63,32 @@ class UntrustedArtifactError(ArtifactError):
 
 
 @dataclass(frozen=True)
+class ZipLimits:
+    """How far a zip upload may expand before it is refused as a decompression bomb."""
+
+    max_uncompressed_bytes: int = MAX_UNCOMPRESSED_BYTES
+    max_compression_ratio: int = MAX_COMPRESSION_RATIO
+    max_members: int = MAX_ZIP_MEMBERS
+
+    @classmethod
+    def from_settings(cls) -> ZipLimits:
+        """The limits of the Django settings when they are configured, else the defaults.
+
+        Imported lazily so that scripts and benchmarks keep using this module without Django.
+        """
+        try:
+            from django.conf import settings
+        except ImportError:  # pragma: no cover - Django is always installed with the app
+            return cls()
+        if not settings.configured:
+            return cls()
+        return cls(
+            max_uncompressed_bytes=getattr(settings, "MF_ZIP_MAX_UNCOMPRESSED_BYTES", MAX_UNCOMPRESSED_BYTES),
+            max_compression_ratio=getattr(settings, "MF_ZIP_MAX_COMPRESSION_RATIO", MAX_COMPRESSION_RATIO),
+        )
+
+
+@dataclass(frozen=True)
 class MlflowModelInfo:
     input_schema: list[dict[str, Any]] | None
     output_schema: list[dict[str, Any]] | None
@@ -74,6 +105,11 @@ class ArtifactInspection:
     untrusted_types: list[str] = field(default_factory=list)
     framework: str = ""
     mlflow: MlflowModelInfo | None = None
+
+    @property
+    def runs_code_on_load(self) -> bool:
+        """Whether loading unpickles (a joblib/pickle file, or an MLflow model saved with pickle)."""
+        return self.format == PICKLE or (self.mlflow is not None and self.mlflow.serialization_format != "skops")
 
 
 class Predictor(Protocol):
@@ -128,8 +164,15 @@ def _joblib_compression(head: bytes) -> str | None:
 _FORMAT_NAMES = {SKOPS: "skops", ONNX: "ONNX", PICKLE: "joblib/pickle", MLFLOW: "MLflow model zip"}
 
 
-def inspect_artifact(path: Path, declared_format: str | None = None) -> ArtifactInspection:
-    """What the artifact is and what loading it would trust; raises ArtifactError if unusable."""
+def inspect_artifact(
+    path: Path, declared_format: str | None = None, *, zip_limits: ZipLimits | None = None
+) -> ArtifactInspection:
+    """What the artifact is and what loading it would trust; raises ArtifactError if unusable.
+
+    Nothing in the file is executed: pickles are only scanned, zips are checked for unsafe
+    names and decompression bombs before any member is read.
+    """
+    limits = zip_limits or ZipLimits.from_settings()
     if path.stat().st_size == 0:
         raise ArtifactError("The file is empty.")
     detected = detect_format(path)
@@ -149,13 +192,13 @@ def inspect_artifact(path: Path, declared_format: str | None = None) -> Artifact
             "Not a recognised model artifact: expected skops, ONNX, joblib/pickle or a zipped MLflow model directory."
         )
     if fmt == SKOPS:
-        return _inspect_skops(path)
+        return _inspect_skops(path, limits)
     if fmt == ONNX:
         model = _load_onnx(path)
         return ArtifactInspection(format=ONNX, framework=model.producer_name or "onnx")
     if fmt == PICKLE:
         return _inspect_pickle(path)
-    return _inspect_mlflow(path)
+    return _inspect_mlflow(path, limits)
 
 
 # --- skops --------------------------------------------------------------------------------------
@@ -170,10 +213,10 @@ def _skops_untrusted(data: bytes) -> list[str]:
         raise ArtifactError(f"The skops file cannot be read: {exc}") from exc
 
 
-def _inspect_skops(path: Path) -> ArtifactInspection:
+def _inspect_skops(path: Path, limits: ZipLimits) -> ArtifactInspection:
     if not zipfile.is_zipfile(path):
         raise ArtifactError("The file is not a skops file (skops files are zip archives).")
-    _check_zip(path)
+    check_zip(path, limits)
     data = path.read_bytes()
     untrusted = _skops_untrusted(data)
     with zipfile.ZipFile(path) as archive:
@@ -281,7 +324,7 @@ def _inspect_pickle(path: Path) -> ArtifactInspection:
     if not found:
         raise ArtifactError("The joblib/pickle file holds no model (it imports no classes).")
     # Any pickle can run code when loaded, so it always needs a reviewer's acceptance.
-    untrusted = found if complete else [*found, "<more globals after binary data>"]
+    untrusted = found if complete else [*found, _INCOMPLETE_SCAN]
     modules = {name.split(".")[0] for name in found}
     framework = next((_FRAMEWORKS[m] for m in _FRAMEWORKS if m in modules), "")
     return ArtifactInspection(format=PICKLE, untrusted_types=untrusted, framework=framework)
@@ -290,34 +333,63 @@ def _inspect_pickle(path: Path) -> ArtifactInspection:
 # --- zips and MLflow ----------------------------------------------------------------------------
 
 
-def _check_zip(path: Path) -> None:
-    """Refuse path traversal, links and decompression bombs before reading any member."""
+def _megabytes(size: int) -> str:
+    return f"{size / 1024**2:,.0f} MB"
+
+
+def check_zip(path: Path, limits: ZipLimits | None = None) -> None:
+    """Refuse path traversal, links and decompression bombs before reading any member.
+
+    The sizes checked are those the archive declares; zipfile never inflates a member past its
+    declared size, so they bound the work done by any later read (the CRC test comes last).
+    """
+    limits = limits or ZipLimits()
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+        raise ArtifactError("The zip file is corrupt.") from exc
+    if len(members) > limits.max_members:
+        raise ArtifactError(f"The zip file has more than {limits.max_members} members.")
+    seen: set[str] = set()
+    total = 0
+    for member in members:
+        name = member.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":") or "\0" in name:
+            raise ArtifactError(f"The zip file contains an unsafe path: {name!r}.")
+        if (member.external_attr >> 16) & 0o170000 == 0o120000:
+            raise ArtifactError(f"The zip file contains a symbolic link: {name!r}.")
+        if name in seen:
+            # Two members of one name: what a reviewer inspects and what a worker loads could differ.
+            raise ArtifactError(f"The zip file contains {name!r} twice.")
+        seen.add(name)
+        total += member.file_size
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > _RATIO_FREE_BYTES and ratio > limits.max_compression_ratio:
+            raise ArtifactError(
+                f"The zip file looks like a decompression bomb: {name!r} expands {ratio:,.0f}x "
+                f"(the limit is {limits.max_compression_ratio}x, MF_ZIP_MAX_COMPRESSION_RATIO)."
+            )
+    if total > limits.max_uncompressed_bytes:
+        raise ArtifactError(
+            f"The zip file expands to {_megabytes(total)}, more than the limit of "
+            f"{_megabytes(limits.max_uncompressed_bytes)} (MF_ZIP_MAX_UNCOMPRESSED_MB)."
+        )
+    archive_size = path.stat().st_size
+    if total > _RATIO_FREE_BYTES and total > limits.max_compression_ratio * max(archive_size, 1):
+        # Many small members can each stay under the per-member check and still add up to a bomb.
+        raise ArtifactError(
+            f"The zip file looks like a decompression bomb: it expands {total / max(archive_size, 1):,.0f}x "
+            f"(the limit is {limits.max_compression_ratio}x, MF_ZIP_MAX_COMPRESSION_RATIO)."
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
         raise ArtifactError("The zip file is corrupt.") from exc
     if bad is not None:
         raise ArtifactError(f"The zip file is corrupt: {bad} fails its checksum.")
-    if len(members) > MAX_ZIP_MEMBERS:
-        raise ArtifactError(f"The zip file has more than {MAX_ZIP_MEMBERS} members.")
-    total = 0
-    for member in members:
-        name = member.filename
-        parts = name.replace("\\", "/").split("/")
-        if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
-            raise ArtifactError(f"The zip file contains an unsafe path: {name!r}.")
-        if (member.external_attr >> 16) & 0o170000 == 0o120000:
-            raise ArtifactError(f"The zip file contains a symbolic link: {name!r}.")
-        total += member.file_size
-        if member.file_size > 1024 * 1024 and member.file_size > MAX_COMPRESSION_RATIO * max(member.compress_size, 1):
-            raise ArtifactError(
-                f"The zip file looks like a decompression bomb: {name!r} expands "
-                f"{member.file_size // max(member.compress_size, 1)}x."
-            )
-    if total > MAX_UNCOMPRESSED_BYTES:
-        raise ArtifactError("The zip file expands to more than 4 GB.")
 
 
 def _mlflow_root(archive: zipfile.ZipFile) -> str:
@@ -395,12 +467,12 @@ def _requirement_versions(requirements: str) -> dict[str, str]:
     return pins
 
 
-def _inspect_mlflow(path: Path) -> ArtifactInspection:
+def _inspect_mlflow(path: Path, limits: ZipLimits) -> ArtifactInspection:
     if not zipfile.is_zipfile(path):
         if path.read_bytes()[:2] == b"PK":
             raise ArtifactError("The zip file is corrupt.")
         raise ArtifactError("An MLflow model must be uploaded as a zip of its model directory.")
-    _check_zip(path)
+    check_zip(path, limits)
     with zipfile.ZipFile(path) as archive:
         root = _mlflow_root(archive)
         try:
@@ -431,7 +503,7 @@ def _inspect_mlflow(path: Path) -> ArtifactInspection:
         untrusted = _skops_untrusted(model_bytes)
     elif serialization in {"pickle", "cloudpickle"}:
         found, complete = pickle_globals(io.BytesIO(model_bytes))
-        untrusted = found if complete else [*found, "<more globals after binary data>"]
+        untrusted = found if complete else [*found, _INCOMPLETE_SCAN]
         untrusted = untrusted or ["<pickle>"]
     else:
         raise ArtifactError(f"Unsupported sklearn serialization_format {serialization!r} in MLmodel.")
@@ -550,18 +622,19 @@ def load_artifact(path: Path, fmt: str, *, trusted_types: list[str]) -> Predicto
     if fmt == SKOPS:
         return EstimatorPredictor(_skops_load(path.read_bytes(), trusted_types))
     if fmt == PICKLE:
-        _require_pickle_trust(trusted_types)
+        with _pickle_stream(path) as stream:
+            _require_pickle_trust(pickle_globals(stream), trusted_types)
         import joblib
 
         return EstimatorPredictor(joblib.load(path))
     if fmt == MLFLOW:
-        inspection = _inspect_mlflow(path)
+        inspection = _inspect_mlflow(path, ZipLimits.from_settings())
         assert inspection.mlflow is not None
         with zipfile.ZipFile(path) as archive:
             data = _read_member(archive, _mlflow_root(archive), inspection.mlflow.model_path) or b""
         if inspection.mlflow.serialization_format == "skops":
             return EstimatorPredictor(_skops_load(data, trusted_types))
-        _require_pickle_trust(trusted_types)
+        _require_pickle_trust(pickle_globals(io.BytesIO(data)), trusted_types)
         return EstimatorPredictor(pickle.loads(data))  # noqa: S301 - a reviewer accepted this pickle
     raise ArtifactError(f"Unknown artifact format {fmt!r}.")
 
@@ -575,6 +648,18 @@ def _skops_load(data: bytes, trusted_types: list[str]) -> Any:
     return sio.loads(data, trusted=sorted(trusted_types))
 
 
-def _require_pickle_trust(trusted_types: list[str]) -> None:
+def _require_pickle_trust(scan: tuple[list[str], bool], trusted_types: list[str]) -> None:
+    """Refuse a pickle unless a reviewer accepted every global it imports, found by a fresh scan.
+
+    Checked against the bytes about to be loaded rather than only against the version's flag, so
+    a caller passing the wrong list (or a file swapped under the same name) cannot load code
+    nobody looked at.
+    """
     if not trusted_types:
         raise UntrustedArtifactError("A pickle is loaded only after a reviewer has accepted it.")
+    found, complete = scan
+    missing = set(found) - set(trusted_types)
+    if not complete and _INCOMPLETE_SCAN not in trusted_types:
+        missing.add(_INCOMPLETE_SCAN)
+    if missing:
+        raise UntrustedArtifactError(f"The pickle imports globals nobody accepted: {', '.join(sorted(missing))}.")

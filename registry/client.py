@@ -140,15 +140,25 @@ class ModelFactory:
         self.url = url.rstrip("/")
         self.session = session or requests.Session()
         self.timeout = timeout
+        # When the token stops working (ISO 8601), as the server said at login; None for a given token.
+        self.token_expiry: str | None = None
         if token:
             self.session.headers["Authorization"] = f"Token {token}"
 
     @classmethod
     def login(cls, url: str, username: str, password: str, *, session: requests.Session | None = None) -> ModelFactory:
+        """Sign in for a new API token of this client's own; it expires (see `token_expiry`), and
+        `logout()` revokes it. Too many wrong passwords lock the account out for a while (HTTP 429)."""
         client = cls(url, session=session)
         token = client._request("POST", "/api/auth/token/", data={"username": username, "password": password})
         client.session.headers["Authorization"] = f"Token {token['token']}"
+        client.token_expiry = token.get("expiry")
         return client
+
+    def logout(self) -> None:
+        """Revoke this client's API token on the server; the client cannot be used afterwards."""
+        self._request("POST", "/api/auth/token/revoke/")
+        self.session.headers.pop("Authorization", None)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)

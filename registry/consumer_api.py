@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,6 +23,9 @@ class ConsumerOutput(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username")
     pinned_version = serializers.IntegerField(source="pinned_version.number", default=None)
     has_webhook_secret = serializers.SerializerMethodField()
+    token_status = serializers.SerializerMethodField(
+        help_text='"active", or why the token is refused: "expired", "revoked" or "deactivated" (the consumer)'
+    )
 
     class Meta:
         model = Consumer
@@ -36,12 +40,22 @@ class ConsumerOutput(serializers.ModelSerializer):
             "has_webhook_secret",
             "pinned_version",
             "token_prefix",
+            "token_expires_at",
+            "token_revoked_at",
+            "token_status",
             "active",
             "created_at",
         ]
 
     def get_has_webhook_secret(self, consumer: Consumer) -> bool:
         return bool(consumer.webhook_secret)
+
+    def get_token_status(self, consumer: Consumer) -> str:
+        if not consumer.active:
+            return "deactivated"
+        if consumer.token_revoked_at is not None:
+            return "revoked"
+        return "expired" if consumer.token_refusal() else "active"
 
 
 class ConsumerCreatedOutput(ConsumerOutput):
@@ -66,6 +80,7 @@ class ConsumerUpdatedOutput(ConsumerOutput):
 class TokenOutput(serializers.Serializer):
     token = serializers.CharField(help_text="The new API token; shown once. The old one no longer works.")
     token_prefix = serializers.CharField()
+    token_expires_at = serializers.DateTimeField()
 
 
 class DeliveryOutput(serializers.ModelSerializer):
@@ -114,6 +129,9 @@ class ConsumerListApi(APIView):
         contact_email = serializers.EmailField(required=False, default="", allow_blank=True)
         webhook_url = serializers.URLField(required=False, default="", allow_blank=True, max_length=500)
         pinned_version = serializers.IntegerField(required=False, default=None, allow_null=True, min_value=1)
+        token_expires_at = serializers.DateTimeField(
+            required=False, default=None, allow_null=True, help_text="When the token expires; default in a year"
+        )
 
     @extend_schema(responses=ConsumerOutput(many=True), summary="List a model's consumers")
     def get(self, request: Request, name: str) -> Response:
@@ -142,6 +160,9 @@ class ConsumerDetailApi(APIView):
             required=False, allow_null=True, min_value=1, help_text="A version number, or null to unpin"
         )
         active = serializers.BooleanField(required=False)
+        token_expires_at = serializers.DateTimeField(
+            required=False, help_text="Move the current token's expiry (it must be in the future)"
+        )
         reason = serializers.CharField(required=False, default="", allow_blank=True)
 
     @extend_schema(responses=ConsumerOutput)
@@ -159,7 +180,12 @@ class ConsumerDetailApi(APIView):
         if "pinned_version" in data:
             data["pinned_version"] = _pinned_version(model, data["pinned_version"])
         had_secret = bool(target.webhook_secret)
+        expires_at = data.pop("token_expires_at", None)
         target = notifications.consumer_update(actor=request.user, consumer=target, **data)
+        if expires_at is not None:
+            target = notifications.consumer_set_token_expiry(
+                actor=request.user, consumer=target, expires_at=expires_at, reason=data["reason"]
+            )
         # A webhook added after creation gets its secret now; this response is the only place it shows.
         once = {"webhook_secret": target.webhook_secret} if target.webhook_secret and not had_secret else {}
         return Response(_consumer_output(target, **once))
@@ -167,6 +193,12 @@ class ConsumerDetailApi(APIView):
 
 class ConsumerTokenApi(APIView):
     class TokenRotateInput(serializers.Serializer):
+        reason = serializers.CharField(required=False, default="", allow_blank=True)
+        expires_at = serializers.DateTimeField(
+            required=False, default=None, allow_null=True, help_text="When the new token expires; default in a year"
+        )
+
+    class TokenRevokeInput(serializers.Serializer):
         reason = serializers.CharField(required=False, default="", allow_blank=True)
 
     @extend_schema(request=TokenRotateInput, responses=TokenOutput, summary="Replace a consumer's API token")
@@ -176,7 +208,25 @@ class ConsumerTokenApi(APIView):
         payload = self.TokenRotateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         token = notifications.consumer_rotate_token(actor=request.user, consumer=target, **payload.validated_data)
-        return Response(TokenOutput({"token": token, "token_prefix": target.token_prefix}).data)
+        return Response(
+            TokenOutput(
+                {"token": token, "token_prefix": target.token_prefix, "token_expires_at": target.token_expires_at}
+            ).data
+        )
+
+    @extend_schema(
+        request=TokenRevokeInput,
+        responses=ConsumerOutput,
+        summary="Revoke a consumer's API token",
+        description="The token stops working; the consumer stays registered. POST issues a new token.",
+    )
+    def delete(self, request: Request, name: str, consumer: str) -> Response:
+        model = selectors.model_get(name=name)
+        target = notifications.consumer_get(model=model, name=consumer)
+        payload = self.TokenRevokeInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        target = notifications.consumer_revoke_token(actor=request.user, consumer=target, **payload.validated_data)
+        return Response(_consumer_output(target))
 
 
 class ConsumerDeliveryListApi(APIView):
@@ -189,6 +239,9 @@ class ConsumerDeliveryListApi(APIView):
 
 
 class NotificationListApi(APIView):
+    # Everyone signed in has their own notifications, with a role or without one.
+    permission_classes = [IsAuthenticated]
+
     class NotificationFilterInput(serializers.Serializer):
         unread = serializers.BooleanField(required=False, default=False, help_text="Only unread notifications")
 

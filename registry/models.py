@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
@@ -306,6 +307,10 @@ class CheckRun(models.Model):
         return f"Checks of {self.version}: {self.status}"
 
 
+def _utc(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat(timespec="seconds")
+
+
 class Consumer(models.Model):
     """An application or batch job that uses a model's predictions and must hear about changes."""
 
@@ -324,6 +329,11 @@ class Consumer(models.Model):
     )
     token_prefix = models.CharField(max_length=12, blank=True)
     token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    # The token stops working at this time (null: it never expires; only tokens issued before expiry
+    # existed, and the migration that added it gave those a date too).
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set when the owner revokes the token; a rotation issues a new token and clears it.
+    token_revoked_at = models.DateTimeField(null=True, blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -333,6 +343,17 @@ class Consumer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.model})"
+
+    def token_refusal(self, now: datetime.datetime | None = None) -> str:
+        """Why this consumer's token may not be used now, or "" when it may."""
+        now = now or timezone.now()
+        if not self.active:
+            return f"Consumer {self.name!r} is deactivated."
+        if self.token_revoked_at is not None:
+            return f"This consumer token was revoked at {_utc(self.token_revoked_at)}; ask its owner for a new one."
+        if self.token_expires_at is not None and self.token_expires_at <= now:
+            return f"This consumer token expired at {_utc(self.token_expires_at)}; ask its owner for a new one."
+        return ""
 
 
 class WebhookDelivery(models.Model):

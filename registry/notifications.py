@@ -7,6 +7,7 @@ notifies anyone.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import hashlib
 import hmac
@@ -68,17 +69,36 @@ def _new_token() -> tuple[str, str, str]:
     return token, token[:TOKEN_PREFIX_LENGTH], _token_hash(token)
 
 
-def consumer_for_token(token: str) -> Consumer | None:
-    """The active consumer holding this API token, or None. Only the token's sha256 is stored."""
+def consumer_token_holder(token: str) -> Consumer | None:
+    """The consumer whose current token this is, whether or not it may be used now (see
+    Consumer.token_refusal), or None. Only the token's sha256 is stored."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     digest = _token_hash(token)
-    consumer = Consumer.objects.select_related("model").filter(token_hash=digest, active=True).first()
+    consumer = Consumer.objects.select_related("model").filter(token_hash=digest).first()
     # The lookup is by a hash of the token, so its timing tells an attacker nothing about the token;
     # the constant-time compare keeps it that way should the lookup ever change.
     if consumer is None or not hmac.compare_digest(consumer.token_hash, digest):
         return None
     return consumer
+
+
+def consumer_for_token(token: str) -> Consumer | None:
+    """The consumer holding this API token if the token may be used now (active consumer, token
+    neither revoked nor expired), else None."""
+    consumer = consumer_token_holder(token)
+    if consumer is None or consumer.token_refusal():
+        return None
+    return consumer
+
+
+def default_token_expiry() -> datetime.datetime:
+    return timezone.now() + datetime.timedelta(days=settings.MF_CONSUMER_TOKEN_DAYS)
+
+
+def _check_token_expiry(expires_at: datetime.datetime) -> None:
+    if expires_at <= timezone.now():
+        raise ValidationError({"token_expires_at": ["Must be in the future."]})
 
 
 def webhook_body(payload: dict[str, Any]) -> bytes:
@@ -195,13 +215,17 @@ def consumer_create(
     contact_email: str = "",
     webhook_url: str = "",
     pinned_version: ModelVersion | None = None,
+    token_expires_at: datetime.datetime | None = None,
 ) -> tuple[Consumer, str]:
     """Register a consumer of `model`; returns it with its API token, which is never shown again.
 
-    The consumer's webhook secret (when it has a webhook) is readable once, on the returned object.
+    The token expires at `token_expires_at` (default: MF_CONSUMER_TOKEN_DAYS from now). The
+    consumer's webhook secret (when it has a webhook) is readable once, on the returned object.
     """
     if not consumer_may_create(actor=actor, model=model):
         raise PermissionDenied("Only the model's owner or a registry admin may register consumers.")
+    if token_expires_at is not None:
+        _check_token_expiry(token_expires_at)
     token, prefix, digest = _new_token()
     consumer = Consumer(
         model=model,
@@ -214,6 +238,7 @@ def consumer_create(
         pinned_version=pinned_version,
         token_prefix=prefix,
         token_hash=digest,
+        token_expires_at=token_expires_at or default_token_expiry(),
     )
     errors: dict[str, list[str]] = {}
     try:
@@ -290,23 +315,86 @@ def consumer_deactivate(*, actor: Any, consumer: Consumer, reason: str = "") -> 
     return consumer_update(actor=actor, consumer=consumer, active=False, reason=reason)
 
 
+def _token_snapshot(consumer: Consumer) -> dict[str, Any]:
+    # The prefix tells tokens apart; the hash never goes into the audit log.
+    return {
+        "name": consumer.name,
+        "token_prefix": consumer.token_prefix,
+        "token_expires_at": consumer.token_expires_at.isoformat() if consumer.token_expires_at else None,
+        "token_revoked_at": consumer.token_revoked_at.isoformat() if consumer.token_revoked_at else None,
+    }
+
+
 @transaction.atomic
-def consumer_rotate_token(*, actor: Any, consumer: Consumer, reason: str = "") -> str:
-    """Replace the consumer's API token; the old one stops working at once. Returns the new token."""
+def consumer_rotate_token(
+    *, actor: Any, consumer: Consumer, reason: str = "", expires_at: datetime.datetime | None = None
+) -> str:
+    """Replace the consumer's API token; the old one stops working at once (revoked or not, the new
+    one works). It expires at `expires_at`, default MF_CONSUMER_TOKEN_DAYS from now. Returns it."""
     if not consumer_may_manage(actor=actor, consumer=consumer):
         raise PermissionDenied("Only the owner of the model or of the consumer may rotate its token.")
-    old_prefix = consumer.token_prefix
+    if expires_at is not None:
+        _check_token_expiry(expires_at)
+    old = _token_snapshot(consumer)
     token, consumer.token_prefix, consumer.token_hash = _new_token()
-    consumer.save(update_fields=["token_prefix", "token_hash"])
+    consumer.token_expires_at = expires_at or default_token_expiry()
+    consumer.token_revoked_at = None
+    consumer.save(update_fields=["token_prefix", "token_hash", "token_expires_at", "token_revoked_at"])
     audit_event_create(
         actor=actor,
         action="consumer.token_rotated",
         model=consumer.model,
-        old={"name": consumer.name, "token_prefix": old_prefix},
-        new={"name": consumer.name, "token_prefix": consumer.token_prefix},
+        old=old,
+        new=_token_snapshot(consumer),
         reason=reason,
     )
     return token
+
+
+@transaction.atomic
+def consumer_revoke_token(*, actor: Any, consumer: Consumer, reason: str = "") -> Consumer:
+    """Revoke the consumer's token: it stops working (within MF_CONSUMER_TOKEN_CACHE_SECONDS in
+    every web process) until its owner rotates it. The consumer itself stays registered."""
+    if not consumer_may_manage(actor=actor, consumer=consumer):
+        raise PermissionDenied("Only the owner of the model or of the consumer may revoke its token.")
+    # Compare-and-set, so that two revocations at once write one audit row, not two.
+    revoked_at = timezone.now()
+    if not Consumer.objects.filter(pk=consumer.pk, token_revoked_at=None).update(token_revoked_at=revoked_at):
+        consumer.refresh_from_db()
+        return consumer
+    old = _token_snapshot(consumer)
+    consumer.token_revoked_at = revoked_at
+    audit_event_create(
+        actor=actor,
+        action="consumer.token_revoked",
+        model=consumer.model,
+        old=old,
+        new=_token_snapshot(consumer),
+        reason=reason,
+    )
+    return consumer
+
+
+@transaction.atomic
+def consumer_set_token_expiry(
+    *, actor: Any, consumer: Consumer, expires_at: datetime.datetime, reason: str = ""
+) -> Consumer:
+    """Move the current token's expiry (earlier, to phase it out; later, to extend it)."""
+    if not consumer_may_manage(actor=actor, consumer=consumer):
+        raise PermissionDenied("Only the owner of the model or of the consumer may change its token's expiry.")
+    _check_token_expiry(expires_at)
+    old = _token_snapshot(consumer)
+    consumer.token_expires_at = expires_at
+    consumer.save(update_fields=["token_expires_at"])
+    audit_event_create(
+        actor=actor,
+        action="consumer.token_expiry_changed",
+        model=consumer.model,
+        old=old,
+        new=_token_snapshot(consumer),
+        reason=reason,
+    )
+    return consumer
 
 
 # --- notifying consumers --------------------------------------------------------------------

@@ -275,7 +275,9 @@ def _check_schema(raw: Any, field_name: str, errors: _Errors) -> list[FieldSpec]
 
 def _check_notebook(staged: _StagedFile, errors: _Errors) -> None:
     try:
-        raw = json.loads(staged.path.read_bytes())
+        # Decoded here rather than by json.loads, which would also accept UTF-16 and UTF-32 bytes
+        # that the pages rendering notebooks (and Jupyter itself) read as UTF-8.
+        raw = json.loads(staged.path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError:
         errors.add("notebook", "Not a Jupyter notebook: the file is not UTF-8 text.")
         return
@@ -353,11 +355,12 @@ def _register(
         inspection = artifacts.inspect_artifact(artifact.path, declared)
     except artifacts.ArtifactError as exc:
         errors.add("artifact", str(exc))
-    if inspection and inspection.format == ArtifactFormat.PICKLE and not actor.has_perm("registry.upload_pickle"):
+    # An MLflow model saved with (cloud)pickle runs code when loaded just like a joblib file.
+    if inspection and inspection.runs_code_on_load and not actor.has_perm("registry.upload_pickle"):
         errors.add(
             "artifact",
-            "joblib/pickle artifacts can run code when loaded; only users with the "
-            "'may upload pickles' permission can register them. Save the model with skops instead.",
+            "joblib/pickle artifacts (and MLflow models saved with pickle) can run code when loaded; only users "
+            "with the 'may upload pickles' permission can register them. Save the model with skops instead.",
         )
     mlflow = inspection.mlflow if inspection else None
 
@@ -373,6 +376,9 @@ def _register(
             staged.append(_stage(file, kind, staging))
     staged.extend(_stage(document, FileKind.DOCUMENT, staging) for document in upload.documents)
     by_kind = {item.kind: item for item in staged if item.kind != FileKind.DOCUMENT}
+    for item in staged:
+        if item.kind == FileKind.DOCUMENT and item.size == 0:
+            errors.add("documents", f"{item.filename} is empty.")
 
     if FileKind.NOTEBOOK in by_kind:
         _check_notebook(by_kind[FileKind.NOTEBOOK], errors)
@@ -389,7 +395,11 @@ def _register(
                 tables[kind] = read_table(by_kind[kind].path)
                 by_kind[kind].rows = len(tables[kind])
             except ValueError as exc:
-                errors.add(kind, f"The file {exc}.")
+                reason = str(exc)
+                errors.add(kind, f"{reason[:1].upper()}{reason[1:]}.")
+            else:
+                if kind == FileKind.TRAINING_DATA and tables[kind].empty:
+                    errors.add(kind, "Has no rows.")
 
     input_fields = _check_schema(upload.input_schema, "input_schema", errors)
     if input_fields is None and upload.input_schema in (None, "") and "input_schema" not in errors.by_field:

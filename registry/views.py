@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import pandas as pd
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -13,6 +12,7 @@ from registry import selectors, services
 from registry.choices import FileKind, ModelTask, VersionStatus
 from registry.loading import ArtifactIntegrityError, verified_path
 from registry.models import Tag, VersionFile
+from registry.profiling import read_table
 from registry.rendering import render_markdown, render_notebook
 from scoring import selectors as scoring_selectors
 
@@ -109,8 +109,9 @@ def version_detail(request: HttpRequest, name: str, number: int) -> HttpResponse
 
 def _table_preview(version_file: VersionFile) -> dict[str, object] | str:
     try:
-        frame = pd.read_csv(verified_path(version_file), nrows=GOLDEN_PREVIEW_ROWS)
-    except ArtifactIntegrityError as exc:
+        # read_table, as registration did: a golden set may be Parquet as well as CSV.
+        frame = read_table(verified_path(version_file)).head(GOLDEN_PREVIEW_ROWS)
+    except (ArtifactIntegrityError, ValueError) as exc:
         return str(exc)
     return {"columns": list(frame.columns), "rows": frame.astype(object).where(frame.notna(), "").values.tolist()}
 

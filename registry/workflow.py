@@ -92,6 +92,18 @@ def allowed_actions(status: str) -> list[str]:
     return [action for action, t in TRANSITIONS.items() if status in t.sources]
 
 
+def _same_person(one: Any, other: Any) -> bool:
+    """Two accounts are one person if they are the same row or share an email (case-insensitive):
+    a second account must not give a second signature."""
+    if one.pk == other.pk:
+        return True
+    first, second = (
+        (getattr(one, "email", "") or "").strip().lower(),
+        (getattr(other, "email", "") or "").strip().lower(),
+    )
+    return bool(first) and first == second
+
+
 def _refusal(actor: Any, version: ModelVersion, transition: Transition) -> str | None:
     """Why `actor` may not take `transition` on `version`, or None."""
     if not getattr(actor, "is_authenticated", False):
@@ -104,11 +116,41 @@ def _refusal(actor: Any, version: ModelVersion, transition: Transition) -> str |
         author = version.author
         if actor.pk == author.pk:
             return "Four-eyes: the author of a version cannot sign it off."
-        if author.email and actor.email and author.email.strip().lower() == actor.email.strip().lower():
+        if _same_person(actor, author):
             return "Four-eyes: this account has the same email as the author of the version."
+        if transition.action == APPROVE:
+            for signoff in _round_approvals(version).select_related("user"):
+                if signoff.user_id != actor.pk and _same_person(actor, signoff.user):
+                    return (
+                        f"Four-eyes: this account has the same email as {signoff.user}, who already approved "
+                        "in this review round; approvals must come from different people."
+                    )
     if not actor.has_perm(transition.permission):
         return f"You do not have the permission to {transition.label.lower()}."
     return None
+
+
+def _round_approvals(version: ModelVersion) -> Any:
+    return version.signoffs.filter(kind=SignOff.Kind.APPROVAL, review_round=version.review_round)
+
+
+def approvals_needed(version: ModelVersion) -> int:
+    """The quorum of the current review round: the model's, but never fewer than when it was submitted.
+
+    Removing the high-risk tag or lowering required_approvals while a version is in review must not
+    let it through on fewer approvals; the quorum at submission is read back from the audit trail,
+    which nobody can rewrite.
+    """
+    needed = version.model.approvals_needed
+    submitted = (
+        AuditEvent.objects.filter(version=version, action=f"version.{SUBMIT}", new__review_round=version.review_round)
+        .order_by("-at", "-id")
+        .values_list("new", flat=True)
+        .first()
+    )
+    if isinstance(submitted, dict) and isinstance(submitted.get("approvals_needed"), int):
+        needed = max(needed, submitted["approvals_needed"])
+    return needed
 
 
 def available_actions(*, user: Any, version: ModelVersion) -> list[Transition]:
@@ -169,12 +211,15 @@ def version_transition(*, actor: Any, version: ModelVersion, action: str, commen
                 )
             old_status = locked.status
             _HANDLERS[action](actor, locked, transition, comment)
+            new: dict[str, Any] = {"status": locked.status, "review_round": locked.review_round}
+            if action == SUBMIT:
+                new["approvals_needed"] = locked.model.approvals_needed  # the round's quorum, for approvals_needed()
             audit_event_create(
                 actor=actor,
                 action=f"version.{action}",
                 version=locked,
                 old={"status": old_status},
-                new={"status": locked.status, "review_round": locked.review_round},
+                new=new,
                 reason=comment,
             )
     except IntegrityError as exc:
@@ -202,7 +247,7 @@ def _submit(actor: Any, version: ModelVersion, transition: Transition, comment: 
 
 
 def _approve(actor: Any, version: ModelVersion, transition: Transition, comment: str) -> None:
-    approvals = version.signoffs.filter(kind=SignOff.Kind.APPROVAL, review_round=version.review_round)
+    approvals = _round_approvals(version)
     if approvals.filter(user=actor).exists():
         raise ConflictError(f"You already approved {version} in this review round.")
     SignOff.objects.create(
@@ -213,7 +258,7 @@ def _approve(actor: Any, version: ModelVersion, transition: Transition, comment:
         comment=comment,
         evidence=_evidence(version),
     )
-    if approvals.values("user").distinct().count() >= version.model.approvals_needed:
+    if approvals.values("user").distinct().count() >= approvals_needed(version):
         _set_status(version, S.APPROVED)
         check_run = CheckRun.objects.create(version=version, requested_by=actor)
         _queue_checks(check_run)
@@ -260,6 +305,10 @@ def _promote(actor: Any, version: ModelVersion, kind: str, comment: str) -> None
         comment=comment,
         evidence=_evidence(version),
     )
+    # Go-lives of one model are serialised on the model's row: one that arrives at the same moment waits,
+    # then retires the version the first put live, exactly as if clicked a moment later. Without this
+    # lock both would read the same "previous" and the loser would fail on the one-production index.
+    RegisteredModel.objects.select_for_update().only("pk").get(pk=version.model_id)
     previous = ModelVersion.objects.select_for_update().filter(model=version.model, status=S.PRODUCTION).first()
     if previous is not None:
         _set_status(previous, S.RETIRED)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import paginated_response
+from config.openapi import error_responses
 from registry import audit, selectors, workflow
 from registry.models import AuditEvent, CheckRun, Comment, SignOff
 
@@ -29,7 +30,7 @@ class SignOffOutput(serializers.ModelSerializer):
 
 
 class CheckRunOutput(serializers.ModelSerializer):
-    requested_by = serializers.CharField(source="requested_by.username", default=None)
+    requested_by = serializers.CharField(source="requested_by.username", default=None, allow_null=True)
 
     class Meta:
         model = CheckRun
@@ -47,7 +48,7 @@ class CheckRunOutput(serializers.ModelSerializer):
 
 class CommentOutput(serializers.ModelSerializer):
     author = serializers.CharField(source="author.username")
-    parent = serializers.IntegerField(source="parent_id", default=None)  # type: ignore[assignment]
+    parent = serializers.IntegerField(source="parent_id", default=None, allow_null=True)  # type: ignore[assignment]
 
     class Meta:
         model = Comment
@@ -55,9 +56,9 @@ class CommentOutput(serializers.ModelSerializer):
 
 
 class AuditEventOutput(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", default=None)
-    model = serializers.CharField(source="model.name", default=None)
-    version = serializers.IntegerField(source="version.number", default=None)
+    actor = serializers.CharField(source="actor.username", default=None, allow_null=True)
+    model = serializers.CharField(source="model.name", default=None, allow_null=True)
+    version = serializers.IntegerField(source="version.number", default=None, allow_null=True)
 
     class Meta:
         model = AuditEvent
@@ -84,6 +85,7 @@ class VersionTransitionApi(APIView):
             400: OpenApiResponse(description="Unknown action or missing comment"),
             403: OpenApiResponse(description="You may not take this action (role or four-eyes)"),
             409: OpenApiResponse(description="Not allowed from the current status; names the allowed actions"),
+            **error_responses(401, 404, 415),
         },
     )
     def post(self, request: Request, name: str, number: int) -> Response:
@@ -98,7 +100,7 @@ class VersionTransitionApi(APIView):
                 "number": version.number,
                 "status": version.status,
                 "approvals": approvals.count(),
-                "approvals_needed": version.model.approvals_needed,
+                "approvals_needed": workflow.approvals_needed(version),
                 "allowed_actions": workflow.allowed_actions(version.status),
             }
         )
@@ -136,7 +138,7 @@ class VersionCommentsApi(APIView):
         version = selectors.version_get(model_name=name, number=number)
         return Response(CommentOutput(version.comments.select_related("author"), many=True).data)
 
-    @extend_schema(request=CommentInput, responses={201: CommentOutput})
+    @extend_schema(request=CommentInput, responses={201: CommentOutput, **error_responses(400, 401, 403, 404, 415)})
     def post(self, request: Request, name: str, number: int) -> Response:
         version = selectors.version_get(model_name=name, number=number)
         payload = self.CommentInput(data=request.data)
@@ -190,7 +192,7 @@ class ProductionAtApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("t", OpenApiTypes.DATETIME, required=True, description="ISO 8601 time")],
-        responses=ProductionAtOutput,
+        responses={200: ProductionAtOutput, **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
@@ -219,4 +221,9 @@ def _parse_time(raw: str) -> datetime:
         value = None
     if value is None:
         raise serializers.ValidationError({"t": ["Give a time in ISO 8601, e.g. 2026-11-23T09:30:00Z."]})
-    return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.get_default_timezone())
+    value = value if timezone.is_aware(value) else timezone.make_aware(value, timezone.get_default_timezone())
+    # In UTC: PostgreSQL refuses offsets beyond ±15:59 (e.g. -21:28) that Python accepts.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise serializers.ValidationError({"t": ["Out of range: give a time between years 1 and 9999."]}) from exc

@@ -7,9 +7,9 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -17,6 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.authentication import UserTokenAuthentication
+from config.openapi import error_responses
 from registry.models import ModelVersion
 from scoring import formats, runtime, services
 from scoring.authentication import ConsumerPrincipal, ConsumerRateThrottle, ConsumerTokenAuthentication
@@ -41,7 +43,7 @@ class JsonOnly(DefaultContentNegotiation):
 class ScoringView(APIView):
     """Shared by the scoring endpoints: consumer tokens, throttling, JSON only (no browsable API)."""
 
-    authentication_classes = [ConsumerTokenAuthentication, TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ConsumerTokenAuthentication, UserTokenAuthentication, SessionAuthentication]
     throttle_classes = [ConsumerRateThrottle]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonOnly
@@ -100,18 +102,69 @@ class PredictOutput(serializers.Serializer):
     model = serializers.CharField()
     version = serializers.IntegerField()
     predictions = serializers.ListField(child=serializers.JSONField())
-    probabilities = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()), allow_null=True)
+    # Only classifiers give probabilities; the key is absent for the others.
+    probabilities = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()), allow_null=True, required=False
+    )
     prediction_ids = serializers.ListField(child=serializers.UUIDField())
 
 
+# The request body, described so that clients (and the fuzzing tests) know its four shapes.
+_ANY_ROWS: dict[str, Any] = {"type": "array", "items": {}}
+PREDICT_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "description": "Exactly one of dataframe_split, dataframe_records, instances or inputs (MLflow's formats).",
+    "properties": {
+        "dataframe_split": {
+            "type": "object",
+            "properties": {
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "data": {"type": "array", "items": _ANY_ROWS},
+            },
+            "required": ["data"],
+        },
+        "dataframe_records": {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
+        "instances": _ANY_ROWS,
+        "inputs": {"oneOf": [_ANY_ROWS, {"type": "object", "additionalProperties": _ANY_ROWS}]},
+        "entity_ids": {"type": "array", "items": {"type": "string"}, "description": "One per row"},
+    },
+}
+
+_REFUSED_VERSION = inline_serializer(
+    "RefusedVersion", {"detail": serializers.CharField(), "use_version": serializers.IntegerField(allow_null=True)}
+)
 PREDICT_RESPONSES = {
     200: PredictOutput,
-    400: OpenApiResponse(description="Bad format, or rows that do not match the input schema (by row and field)"),
-    403: OpenApiResponse(description="This token may not score with this model"),
-    404: OpenApiResponse(description="No such model or version, or nothing in production"),
-    409: OpenApiResponse(description="The pinned version has not passed review"),
-    410: OpenApiResponse(description="The pinned version is marked do not use; names the version to use"),
-    429: OpenApiResponse(description="Rate limit of this consumer"),
+    **error_responses(
+        400,
+        401,
+        403,
+        404,
+        415,
+        429,
+        e400="Bad format, or rows that do not match the input schema (by row and field)",
+        e403="This token may not score with this model",
+        e404="No such model or version, or nothing in production",
+    ),
+    409: OpenApiResponse(_REFUSED_VERSION, description="The pinned version has not passed review"),
+    410: OpenApiResponse(_REFUSED_VERSION, description="The pinned version is marked do not use; names the one to use"),
+}
+_MLFLOW_ERROR = inline_serializer(
+    "MlflowError",
+    {
+        "error_code": serializers.CharField(),
+        "message": serializers.CharField(),
+        "detail": serializers.CharField(required=False),
+        "use_version": serializers.IntegerField(required=False, allow_null=True),
+    },
+)
+INVOCATIONS_RESPONSES = {
+    200: inline_serializer("MlflowPredictions", {"predictions": serializers.ListField(child=serializers.JSONField())}),
+    **error_responses(401, 403, 404, 415, 429),
+    # MLflow's error shape for the refusals of the scoring itself; parse errors answer DRF's {"detail"}.
+    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad format or rows: MLflow's error_code and message"),
+    409: OpenApiResponse(_MLFLOW_ERROR, description="The version may not score"),
+    410: OpenApiResponse(_MLFLOW_ERROR, description="The version is marked do not use"),
 }
 
 
@@ -128,7 +181,7 @@ def _native(scored: services.Scored) -> dict[str, Any]:
 
 
 class PredictApi(ScoringView):
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=PREDICT_RESPONSES, examples=[EXAMPLE])
+    @extend_schema(request={"application/json": PREDICT_REQUEST}, responses=PREDICT_RESPONSES, examples=[EXAMPLE])
     def post(self, request: Request, name: str) -> Response:
         """Score rows with the production version (or the version this consumer pinned)."""
         scored, refusal = self._score(request, name, None)
@@ -136,7 +189,7 @@ class PredictApi(ScoringView):
 
 
 class VersionPredictApi(ScoringView):
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=PREDICT_RESPONSES, examples=[EXAMPLE])
+    @extend_schema(request={"application/json": PREDICT_REQUEST}, responses=PREDICT_RESPONSES, examples=[EXAMPLE])
     def post(self, request: Request, name: str, number: int) -> Response:
         """Score rows with a pinned version (approved, checks passed, production or retired)."""
         scored, refusal = self._score(request, name, number)
@@ -144,7 +197,7 @@ class VersionPredictApi(ScoringView):
 
 
 class InvocationsApi(ScoringView):
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT}, examples=[EXAMPLE])
+    @extend_schema(request={"application/json": PREDICT_REQUEST}, responses=INVOCATIONS_RESPONSES, examples=[EXAMPLE])
     def post(self, request: Request, name: str) -> Response:
         """MLflow's scoring protocol: the same request bodies, answered `{"predictions": [...]}`."""
         scored, refusal = self._score(request, name, None)
@@ -164,7 +217,7 @@ class InvocationsApi(ScoringView):
 class PredictionOutput(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
     version = serializers.IntegerField(source="version.number")
-    consumer = serializers.CharField(source="consumer.name", default=None)
+    consumer = serializers.CharField(source="consumer.name", default=None, allow_null=True)
 
     class Meta:
         model = Prediction

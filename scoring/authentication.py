@@ -1,4 +1,9 @@
-"""Applications authenticate as their consumer: `Authorization: Bearer mfc_...` (or `Token mfc_...`)."""
+"""Applications authenticate as their consumer: `Authorization: Bearer mfc_...` (or `Token mfc_...`).
+
+A token is refused with 401 and the reason (unknown, revoked, expired, consumer deactivated). The
+consumer behind a token is cached per process for MF_CONSUMER_TOKEN_CACHE_SECONDS, so a revocation
+takes up to that long to reach every web process; expiry is checked against the clock on every request.
+"""
 
 from __future__ import annotations
 
@@ -44,12 +49,13 @@ _cache_lock = threading.Lock()
 
 
 def _consumer(token: str) -> Consumer | None:
+    """The consumer holding `token` in any state (the caller asks whether it may be used)."""
     key = hashlib.sha256(token.encode()).hexdigest()
     now = time.monotonic()
     cached = _cache.get(key)
     if cached is not None and cached[1] > now:
         return cached[0]
-    consumer = notifications.consumer_for_token(token)
+    consumer = notifications.consumer_token_holder(token)
     with _cache_lock:
         _cache[key] = (consumer, now + settings.MF_CONSUMER_TOKEN_CACHE_SECONDS)
     return consumer
@@ -65,7 +71,10 @@ class ConsumerTokenAuthentication(BaseAuthentication):
             return None  # a user's token: TokenAuthentication takes it
         consumer = _consumer(token)
         if consumer is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked consumer token.")
+            raise exceptions.AuthenticationFailed("Unknown consumer token (it may have been replaced by a new one).")
+        refusal = consumer.token_refusal()
+        if refusal:
+            raise exceptions.AuthenticationFailed(refusal)
         return ConsumerPrincipal(consumer), token
 
     def authenticate_header(self, request: Request) -> str:

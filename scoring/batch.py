@@ -21,7 +21,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.db import DatabaseError, IntegrityError, connection, connections, transaction
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -48,7 +48,7 @@ from registry.schema import parse_schema, validate_rows
 from registry.selectors import production_version
 from registry.services import audit_event_create
 from scoring import runtime
-from scoring.models import BatchChunk, BatchJob, BatchReject, BatchRun, BatchScore
+from scoring.models import MAX_ENTITY_ID_LENGTH, BatchChunk, BatchJob, BatchReject, BatchRun, BatchScore
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ MANAGE_PERMISSIONS = ("scoring.add_batchjob", "registry.add_modelversion")
 DEFAULT_CHUNK_ROWS = 50_000
 # pyarrow's largest default row group; a chunk is one row group of the snapshot.
 MAX_CHUNK_ROWS = 1_000_000
-MAX_ENTITY_ID_LENGTH = BatchScore._meta.get_field("entity_id").max_length or 200
 WRITE_BATCH_SIZE = 5000
 # Hidden columns of a snapshot: the entity id as text, and the row where a repeated id first appeared.
 ENTITY_ID_COLUMN = "__mf_entity_id"
@@ -205,6 +204,28 @@ def _query_frame(alias: str, query: str) -> pd.DataFrame:
         return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
 
 
+def _database_alias(database: str) -> str:
+    alias = scoring_databases().get(database)
+    if alias is None:
+        known = ", ".join(sorted(scoring_databases())) or "none are configured (MF_SCORING_DATABASES)"
+        raise ValueError(f"{database!r} is not a scoring database; choose one of: {known}.")
+    return alias
+
+
+def sql_input_columns(database: str, query: str) -> list[str]:
+    """The columns one SELECT on a configured scoring database returns; ValueError saying what is wrong."""
+    alias = _database_alias(database)
+    try:
+        return _query_columns(alias, _single_select(query))
+    except DatabaseError as exc:
+        raise ValueError(f"The database refused the query: {exc}".strip()) from exc
+
+
+def sql_input_frame(database: str, query: str) -> pd.DataFrame:
+    """The rows of one SELECT on a configured scoring database, read on a read-only connection."""
+    return _query_frame(_database_alias(database), _single_select(query))
+
+
 def _read_input(job: BatchJob) -> pd.DataFrame:
     if job.input_kind == BatchJob.InputKind.UPLOAD:
         with contextlib.suppress(NotImplementedError):  # storages without local files have no path
@@ -296,7 +317,10 @@ def job_create(
             # An upload never changes, so it is read whole now: a bad file is refused before any run.
             try:
                 with _local_path(input_file) as path:
-                    columns = [str(column) for column in read_table(path).columns]
+                    table = read_table(path)
+                if table.empty:
+                    raise ValueError("the file has no rows")
+                columns = [str(column) for column in table.columns]
             except ValueError as exc:
                 refuse("input_file", f"{input_file.name}: {exc}.")
     elif input_kind == BatchJob.InputKind.PATH:
@@ -412,9 +436,18 @@ def job_unschedule(*, actor: Any, job: BatchJob) -> BatchJob:
 
 
 def _queue_start(run_id: int) -> None:
+    """Queue a committed run's start (on commit); a broker that refuses fails the run, so it can resume.
+
+    Left pending with no task queued, the run would never start and would block every later run
+    of its job as "already running".
+    """
     from scoring.tasks import start_batch_run
 
-    start_batch_run.delay(run_id)
+    try:
+        start_batch_run.delay(run_id)
+    except Exception as exc:
+        run_fail(run_id=run_id, error=f"Could not be queued ({type(exc).__name__}: {exc}); resume it.")
+        raise
 
 
 def _run_version(job: BatchJob) -> ModelVersion:
@@ -501,6 +534,29 @@ def run_resume(*, actor: Any, run: BatchRun) -> BatchRun:
         transaction.on_commit(partial(_queue_start, locked.pk))
     locked.refresh_from_db()
     return locked
+
+
+def stalled_chunks(*, quiet_for: timedelta) -> dict[int, list[int]]:
+    """Chunks still to score of running runs where nothing has finished for `quiet_for`, by run.
+
+    A chunk task lost by the broker (a Redis restart without persistence) would otherwise leave its run
+    running for ever; scoring a chunk is a compare-and-set, so queueing one that is merely slow is harmless.
+    """
+    cutoff = timezone.now() - quiet_for
+    runs = (
+        BatchRun.objects.filter(status=Status.RUNNING, started_at__lt=cutoff)
+        .annotate(last_finished=Max("chunks__finished_at"))
+        .filter(Q(last_finished__isnull=True) | Q(last_finished__lt=cutoff))
+    )
+    pending: dict[int, list[int]] = {}
+    for run_id, index in (
+        BatchChunk.objects.filter(run__in=runs)
+        .exclude(status=BatchChunk.Status.DONE)
+        .order_by("run_id", "index")
+        .values_list("run_id", "index")
+    ):
+        pending.setdefault(run_id, []).append(index)
+    return pending
 
 
 def run_fail(*, run_id: int, error: str) -> bool:

@@ -8,7 +8,7 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -16,6 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import paginated_response
+from config.authentication import UserTokenAuthentication
+from config.openapi import COMMON_ERRORS, error_responses
 from registry import selectors
 from registry.models import RegisteredModel
 from scoring import batch
@@ -49,8 +51,8 @@ class BatchScheduleOutput(serializers.Serializer):
 class BatchRunOutput(serializers.ModelSerializer):
     job = serializers.CharField(source="job.name")
     model = serializers.CharField(source="job.model.name")
-    version = serializers.IntegerField(source="version.number", default=None)
-    triggered_by = serializers.CharField(source="triggered_by.username", default=None)
+    version = serializers.IntegerField(source="version.number", default=None, allow_null=True)
+    triggered_by = serializers.CharField(source="triggered_by.username", default=None, allow_null=True)
     progress = serializers.FloatField(help_text="Chunks done / chunks total, 0 to 1")
     duration_seconds = serializers.FloatField(allow_null=True)
     rejects = serializers.IntegerField(source="rows_rejected", help_text="Rows refused by validation")
@@ -119,7 +121,7 @@ class BatchJobOutput(serializers.Serializer):
     sql_connection = serializers.CharField(source="job.sql_connection")
     sql_query = serializers.CharField(source="job.sql_query")
     entity_column = serializers.CharField(source="job.entity_column")
-    pinned_version = serializers.IntegerField(source="job.pinned_version.number", default=None)
+    pinned_version = serializers.IntegerField(source="job.pinned_version.number", default=None, allow_null=True)
     write_parquet = serializers.BooleanField(source="job.write_parquet")
     chunk_rows = serializers.IntegerField(source="job.chunk_rows")
     schedule = BatchScheduleOutput(allow_null=True)
@@ -183,7 +185,7 @@ class BatchJobListApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": BatchJobCreateInput, "application/json": BatchJobCreateInput},
-        responses={201: BatchJobOutput, 400: OpenApiResponse(description="Bad fields, by field")},
+        responses={201: BatchJobOutput, **error_responses(400, *COMMON_ERRORS, 413, 415, e400="Bad fields, by field")},
         summary="Create a batch scoring job",
     )
     def post(self, request: Request, name: str) -> Response:
@@ -302,7 +304,7 @@ class BatchRunOutputApi(APIView):
 class EntityScoreApi(APIView):
     """Applications read their entities' latest batch score with their consumer token."""
 
-    authentication_classes = [ConsumerTokenAuthentication, TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ConsumerTokenAuthentication, UserTokenAuthentication, SessionAuthentication]
     throttle_classes = [ConsumerRateThrottle]
 
     @extend_schema(

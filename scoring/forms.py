@@ -60,16 +60,17 @@ class ScheduleForm(forms.Form):
     enabled = forms.BooleanField(label="Enabled", required=False, initial=True)
 
     @classmethod
-    def for_task(cls, task: PeriodicTask | None) -> ScheduleForm:
+    def for_task(cls, task: PeriodicTask | None, prefix: str | None = None) -> ScheduleForm:
         """The form filled with a job's or a model's current schedule."""
         schedule = schedules.describe(task)
         if schedule is None:
-            return cls(initial={"kind": "none", "enabled": True})
+            return cls(initial={"kind": "none", "enabled": True}, prefix=prefix)
         return cls(
             initial={
                 "kind": "cron" if schedule["crontab"] else "interval",
                 "crontab": schedule["crontab"] or "",
                 "every_minutes": schedule["every_minutes"],
                 "enabled": schedule["enabled"],
-            }
+            },
+            prefix=prefix,
         )

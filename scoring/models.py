@@ -11,6 +11,9 @@ from django.utils import timezone
 
 from registry.models import Consumer, ModelVersion, RegisteredModel
 
+# Entity ids are the caller's keys (customer numbers and the like); longer ones are refused with a 400.
+MAX_ENTITY_ID_LENGTH = 200
+
 
 class ScoringPolicy(models.Model):
     """Per-model settings of the scoring endpoints (created with defaults on first use)."""
@@ -45,7 +48,7 @@ class Prediction(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    entity_id = models.CharField(max_length=200, blank=True, db_index=True)
+    entity_id = models.CharField(max_length=MAX_ENTITY_ID_LENGTH, blank=True, db_index=True)
     input = models.JSONField(null=True, blank=True)
     input_sha256 = models.CharField(max_length=64)
     output = models.JSONField()
@@ -205,7 +208,7 @@ class BatchScore(models.Model):
         RegisteredModel, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
     )
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+", db_constraint=False)
-    entity_id = models.CharField(max_length=200)
+    entity_id = models.CharField(max_length=MAX_ENTITY_ID_LENGTH)
     prediction = models.JSONField()
     probability = models.FloatField(null=True, blank=True, help_text="Of the positive class, for binary classifiers")
     scored_at = models.DateTimeField()
@@ -221,7 +224,7 @@ class BatchScore(models.Model):
 class BatchReject(models.Model):
     run = models.ForeignKey(BatchRun, on_delete=models.CASCADE, related_name="rejects")
     row_number = models.PositiveBigIntegerField()
-    entity_id = models.CharField(max_length=200, blank=True)
+    entity_id = models.CharField(max_length=MAX_ENTITY_ID_LENGTH, blank=True)
     reason = models.TextField()
 
     class Meta:

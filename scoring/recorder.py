@@ -3,6 +3,10 @@
 Requests append to an in-memory buffer; a daemon thread writes it with one bulk insert every
 MF_PREDICTION_LOG_FLUSH_SECONDS (and at exit), so logging costs a list append per request. A
 process killed with SIGKILL loses at most that interval of log rows.
+
+While the database is down the rows stay in the buffer and are written once it is back (each
+round retries everything not yet written); predictions themselves answer 503 meanwhile, since
+finding the production version needs the database, so the buffer cannot grow without bound.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
 from scoring.models import Prediction, ScoringStats
@@ -87,8 +91,15 @@ class Recorder:
             try:
                 close_old_connections()
                 self.flush()
+            except DatabaseError as exc:  # e.g. the database is restarting: the next round retries
+                logger.warning("Prediction log not written yet (%s rows kept, retrying): %r", self.pending(), exc)
             except Exception:  # the next round retries what was put back
                 logger.exception("Could not write the prediction log; retrying")
+
+    def pending(self) -> int:
+        """Rows waiting to be written."""
+        with self._lock:
+            return len(self._rows)
 
     def flush(self) -> int:
         with self._lock:
@@ -103,7 +114,9 @@ class Recorder:
                         # Building the inserts holds the GIL; a request waiting for it would wait a whole
                         # switch interval (5 ms) each time it gets it back, so the thread pauses between slices.
                         time.sleep(FLUSH_PAUSE_SECONDS)
-                    Prediction.objects.bulk_create(rows[start : start + FLUSH_SLICE_ROWS])
+                    # A commit whose acknowledgement was lost (the connection dropped) is retried
+                    # with the same ids: rows already written are skipped, not a reason to fail.
+                    Prediction.objects.bulk_create(rows[start : start + FLUSH_SLICE_ROWS], ignore_conflicts=True)
                 for (version_id, minute), (requests, count, errors, histogram) in stats.items():
                     row, _ = ScoringStats.objects.select_for_update().get_or_create(
                         version_id=version_id, minute=minute, defaults={"latency_histogram": [0] * len(histogram)}

@@ -17,7 +17,7 @@ from django.utils import timezone
 from registry.models import Consumer
 from registry.schema import RowProblem, validate_records, validate_rows
 from scoring import runtime
-from scoring.models import Prediction, ScoringPolicy
+from scoring.models import MAX_ENTITY_ID_LENGTH, Prediction, ScoringPolicy
 from scoring.recorder import recorder
 
 # A 400 lists at most this many problems (and says how many there were).
@@ -75,6 +75,16 @@ def predict(
         raise InvalidInputError(f"At most {loaded.max_rows} rows per request; send the rest in another request.", [])
     if entity_ids is not None and len(entity_ids) != len(records):
         raise InvalidInputError(f"entity_ids has {len(entity_ids)} values for {len(records)} rows.", [])
+    if entity_ids is not None:
+        too_long = [
+            RowProblem(
+                row=row, field="entity_ids", code="too_long", message=f"longer than {MAX_ENTITY_ID_LENGTH} characters"
+            )
+            for row, entity in enumerate(entity_ids)
+            if len(str(entity)) > MAX_ENTITY_ID_LENGTH
+        ]
+        if too_long:
+            raise InvalidInputError("Some entity ids are too long.", too_long)
     if len(records) <= FAST_VALIDATION_ROWS:
         validation = validate_records(records, loaded.fields, unknown_categories=loaded.unknown_categories)
     else:

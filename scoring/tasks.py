@@ -7,18 +7,27 @@ and each chunk task, after committing, finalizes the run if it was the last one.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, group, shared_task
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from config.errors import unavailable_dependency
 from scoring import batch
 from scoring.models import BatchJob
 
 logger = logging.getLogger(__name__)
 
 CHUNK_MAX_RETRIES = 3
+# While the database or the broker is down a task waits for it instead of failing: it is tried again
+# every DEPENDENCY_RETRY_SECONDS, for up to an hour, without using up a chunk's own retries (a chunk
+# that failed "for good" because PostgreSQL restarted would fail its run, or, with the database still
+# down, not even record that, leaving the run running with nothing queued).
+DEPENDENCY_RETRY_SECONDS = 10
+DEPENDENCY_MAX_RETRIES = 360
 
 
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=110)
@@ -39,12 +48,31 @@ def queue_chunks(run_id: int, chunk_indexes: list[int]) -> None:
         group(score_batch_chunk.s(run_id, index) for index in chunk_indexes).apply_async()
 
 
-@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3540)
-def start_batch_run(run_id: int) -> None:
+@shared_task(time_limit=120, soft_time_limit=110)
+def requeue_stalled_chunks() -> None:
+    """Beat, every few minutes: queue again the chunks of runs that stopped moving (lost by the broker)."""
+    stalled = batch.stalled_chunks(quiet_for=timedelta(minutes=settings.MF_BATCH_STALL_MINUTES))
+    for run_id, indexes in stalled.items():
+        logger.warning("Batch run %s made no progress; queueing its %s remaining chunks again", run_id, len(indexes))
+        queue_chunks(run_id, indexes)
+
+
+def _wait_for_dependency(task: Task[Any, Any], exc: Exception) -> None:
+    """Retry later if `exc` means the database or broker is unreachable; otherwise return."""
+    if unavailable_dependency(exc) is not None:
+        logger.warning(
+            "%s: %s unavailable, retrying in %s s", task.name, unavailable_dependency(exc), DEPENDENCY_RETRY_SECONDS
+        )
+        raise task.retry(exc=exc, countdown=DEPENDENCY_RETRY_SECONDS, max_retries=DEPENDENCY_MAX_RETRIES)
+
+
+@shared_task(bind=True, acks_late=True, time_limit=3600, soft_time_limit=3540)
+def start_batch_run(self: Task[Any, Any], run_id: int) -> None:
     """Snapshot the input, split it into chunks and queue them; for a prepared run, requeue what is left."""
     try:
         pending = batch.run_prepare(run_id=run_id)
     except Exception as exc:  # this task owns the run's status: any failure is recorded on the run
+        _wait_for_dependency(self, exc)
         logger.exception("Batch run %s could not start", run_id)
         batch.run_fail(run_id=run_id, error=f"Could not read the input: {type(exc).__name__}: {exc}")
         return
@@ -70,6 +98,9 @@ def score_batch_chunk(self: Task[Any, Any], run_id: int, chunk_index: int) -> No
     try:
         batch.chunk_score(run_id=run_id, chunk_index=chunk_index)
     except Exception as exc:
+        # Retries spent waiting for the database count in request.retries too: a chunk that then
+        # fails on its own has fewer attempts left (but at least one).
+        _wait_for_dependency(self, exc)
         retries = self.max_retries if self.max_retries is not None else CHUNK_MAX_RETRIES
         final = self.request.retries >= retries
         batch.chunk_record_error(

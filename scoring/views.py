@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.api import ConflictError
 from registry import selectors
@@ -85,6 +85,7 @@ def _render_job(request: HttpRequest, job: BatchJob, schedule_form: ScheduleForm
     )
 
 
+@require_GET
 def job_detail(request: HttpRequest, name: str, job: str) -> HttpResponse:
     found = batch.job_get(model=_model(request, name), name=job)
     return _render_job(request, found, ScheduleForm.for_task(found.periodic_task))
@@ -93,6 +94,9 @@ def job_detail(request: HttpRequest, name: str, job: str) -> HttpResponse:
 @require_POST
 def job_schedule(request: HttpRequest, name: str, job: str) -> HttpResponse:
     found = batch.job_get(model=_model(request, name), name=job)
+    if not batch.may_manage_batches(request.user):
+        # Refused before the form is read, as creating a job is: a 403, not a form error.
+        raise PermissionDenied
     form = ScheduleForm(request.POST)
     if form.is_valid():
         data = form.cleaned_data
@@ -134,6 +138,7 @@ def job_run(request: HttpRequest, name: str, job: str) -> HttpResponse:
     return redirect(found)
 
 
+@require_GET
 def run_detail(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
     model = _model(request, name)
     run = batch.run_get(run_id=run_id)

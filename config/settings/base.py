@@ -5,10 +5,12 @@ fresh clone runs with no server; DATABASE_URL and CELERY_BROKER_URL switch to Po
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 import plotly
+from csp.constants import NONE, SELF
 
 from config.env import env_bool, env_int, env_list, env_str
 
@@ -45,7 +47,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
+    # User API tokens: stored as hashes, expiring, revocable (DRF's authtoken keeps keys in plain text).
+    "knox",
+    # Failed logins (pages, admin and the API token endpoint) are counted and locked out.
+    "axes",
+    "csp",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -57,14 +63,21 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "config.middleware.PagesLoginRequiredMiddleware",
+    # A signed-in account with no role gets 403 on every page (config/access.py).
+    "config.access.RoleRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A database or broker that is down answers 503 with Retry-After (config/errors.py), not 500.
+    "config.errors.DependencyUnavailableMiddleware",
+    # Last, as axes asks: it turns a lockout flagged during authentication into the 429 response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -96,7 +109,13 @@ _SQLITE_OPTIONS = {
 
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Health checks: a connection kept from before a database restart is replaced, not used and failed.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # An unreachable database fails a request within seconds (a 503), not after the OS's TCP timeout.
+        DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+            "MF_DATABASE_CONNECT_TIMEOUT_SECONDS", 3, minimum=1
+        )
 else:
     DATABASES = {
         "default": {
@@ -122,6 +141,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# AxesStandaloneBackend refuses a locked-out username/address before ModelBackend checks the password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_REDIRECT_URL = "registry:model-list"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -146,6 +170,10 @@ STORAGES = {
 
 # Upload limit for one file; the default suits scikit-learn artifacts and reference samples.
 MF_MAX_UPLOAD_BYTES = env_int("MF_MAX_UPLOAD_MB", 500, minimum=1) * 1024 * 1024
+# Zip uploads (MLflow model directories, skops files) are refused before any member is read when
+# they would expand past this size or by more than this ratio (decompression bombs).
+MF_ZIP_MAX_UNCOMPRESSED_BYTES = env_int("MF_ZIP_MAX_UNCOMPRESSED_MB", 2048, minimum=1) * 1024 * 1024
+MF_ZIP_MAX_COMPRESSION_RATIO = env_int("MF_ZIP_MAX_COMPRESSION_RATIO", 200, minimum=2)
 FILE_UPLOAD_HANDLERS = [
     "registry.uploads.LimitedUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
@@ -173,16 +201,77 @@ MF_PREDICTION_LOG_FLUSH_SECONDS = float(env_str("MF_PREDICTION_LOG_FLUSH_SECONDS
 MF_CONSUMER_RATE_LIMIT = env_str("MF_CONSUMER_RATE_LIMIT", "500/s")
 # A revoked or rotated consumer token stops working within this many seconds.
 MF_CONSUMER_TOKEN_CACHE_SECONDS = float(env_str("MF_CONSUMER_TOKEN_CACHE_SECONDS", "10"))
+# A consumer token expires this many days after it is issued, unless its owner sets another date.
+MF_CONSUMER_TOKEN_DAYS = env_int("MF_CONSUMER_TOKEN_DAYS", 365, minimum=1)
 
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "model-factory@localhost")
 
+# --- security -----------------------------------------------------------------------------------
+# Headers on every response, whatever the settings module; production.py adds HSTS and cookie flags.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# No inline script, style or event handler runs on any page (notebooks and Markdown included): every
+# script and stylesheet is a static file. data: images are the notebooks' embedded plots (the
+# sanitiser lets only raster data: URLs through). Views with other needs (Swagger UI, Evidently's
+# sandboxed report) set their own policy.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        # Two hashes for plotly.js, and no other inline CSS: it creates an empty <style> element (the
+        # hash of "") and fills it through the CSSOM, which CSP does not restrict; and it injects
+        # maplibre's fixed stylesheet (".maplibregl-map{...}") as one <style>. A plotly upgrade that
+        # changes that text shows up as a violation in tests/e2e/test_content_security_policy.py.
+        "style-src": [
+            SELF,
+            "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
+            "'sha256-gG0b4ixT/IQUp7JJLbyKcpYcYDjq2Wp8NGv3f+aasqo='",
+        ],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# Failed logins: after MF_LOGIN_FAILURE_LIMIT failures for one username from one address, that pair
+# is locked out for MF_LOGIN_COOLOFF_MINUTES (a page says so; the API answers 429). Counting the pair,
+# not the username alone, keeps an attacker from locking real users out from elsewhere.
+AXES_FAILURE_LIMIT = env_int("MF_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MF_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The lockout runs from the failure that caused it; more tries while locked out do not extend it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "config.middleware.login_lockout_response"
+# The client address is REMOTE_ADDR unless a trusted proxy is configured: an X-Forwarded-For sent
+# by the client itself would otherwise give an attacker a fresh address, and fresh tries, per request.
+AXES_IPWARE_META_PRECEDENCE_ORDER = env_list("MF_CLIENT_IP_HEADERS", ["REMOTE_ADDR"])
+AXES_IPWARE_PROXY_COUNT = env_int("MF_TRUSTED_PROXY_COUNT", 0, minimum=0) or None
+
+# User API tokens (POST /api/auth/token/): knox stores a SHA-512 of each token, one per login, expiring
+# after MF_API_TOKEN_TTL_HOURS; POST /api/auth/token/revoke/ (and revoke-all/) deletes them.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=env_int("MF_API_TOKEN_TTL_HOURS", 24, minimum=1)),
+    # Tells a user token from a consumer token (mfc_) at a glance, and to secret scanners.
+    "TOKEN_PREFIX": "mfu_",
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "config.authentication.UserTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Signed in with a role, or a consumer token where a view accepts one (config/access.py).
+    "DEFAULT_PERMISSION_CLASSES": ["config.access.HasRole"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 25,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -194,7 +283,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Model Factory API",
     "DESCRIPTION": (
         "Registry, governance, scoring and monitoring of machine-learning models. "
-        "Authenticate with `Authorization: Token <token>` (POST /api/auth/token/)."
+        "Authenticate with `Authorization: Token <token>` (POST /api/auth/token/; tokens expire, "
+        "POST /api/auth/token/revoke/ ends one)."
     ),
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -247,7 +337,15 @@ CELERY_TASK_TIME_LIMIT = env_int("MF_TASK_TIME_LIMIT_SECONDS", 3600, minimum=10)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
 CELERY_TASK_ALWAYS_EAGER = env_bool("MF_CELERY_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Queuing a task while the broker is unreachable fails within seconds (a 503), instead of waiting on TCP.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_int("MF_BROKER_CONNECT_TIMEOUT_SECONDS", 2, minimum=1)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# A batch run none of whose chunks has finished for this long has its remaining chunks queued again
+# (longer than a chunk's time limit, so a slow chunk is not mistaken for a lost one).
+MF_BATCH_STALL_MINUTES = env_int("MF_BATCH_STALL_MINUTES", 20, minimum=16)
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stalled-batch-chunks": {"task": "scoring.tasks.requeue_stalled_chunks", "schedule": 300.0},
+}
 CELERY_TIMEZONE = TIME_ZONE
 
 LOGGING = {

@@ -40,10 +40,51 @@ def test_the_dashboard_and_monitoring_page_draw_their_charts(
 
     tile.click()
     page.wait_for_selector('[data-chart="chart-slices"] .main-svg')
-    for chart in ("performance", "drift", "slices", "distribution", "fairness"):
+    for chart in ("performance", "drift", "slices", "slice-performance", "distribution", "fairness"):
         assert page.query_selector(f'[data-chart="chart-{chart}"] .main-svg'), chart
     assert "charges" in page.inner_text("#drill")
     page.click("#slices a >> text=contract=monthly")
     page.wait_for_selector('[data-chart="chart-distribution"] .main-svg')
     assert "current (contract=monthly)" in page.inner_text('[data-chart="chart-distribution"]')
     screenshot("monitoring-model")
+
+
+def test_the_owner_adds_an_alert_rule_and_a_retraining_schedule_in_the_page(
+    live_server: Any, page: Any, production: ModelVersion, author: Any, training_file: str, screenshot: Any
+) -> None:
+    MonitoringConfig.objects.create(model=production.model, slice_columns=["contract"])
+    sign_in(page, live_server, author.username)
+    page.goto(f"{live_server.url}/models/churn/monitoring/")
+    page.fill("#alert-rule-form [name=name]", "monthly-drift")
+    page.select_option("#alert-rule-form [name=metric]", "drift_share")
+    page.fill("#alert-rule-form [name=slice]", "region=south")
+    page.select_option("#alert-rule-form [name=comparison]", ">")
+    page.fill("#alert-rule-form [name=threshold]", "0.3")
+    page.click("#alert-rule-form button[type=submit]")
+    page.wait_for_selector(".messages >> text=slices: contract")  # not a slice of this model
+    page.fill("#alert-rule-form [name=name]", "monthly-drift")
+    page.select_option("#alert-rule-form [name=metric]", "drift_share")
+    page.fill("#alert-rule-form [name=slice]", "contract=monthly")
+    page.select_option("#alert-rule-form [name=comparison]", ">")
+    page.fill("#alert-rule-form [name=threshold]", "0.3")
+    page.check("#alert-rule-form [name=retrain]")
+    page.click("#alert-rule-form button[type=submit]")
+    page.wait_for_selector("text=Alert rule 'monthly-drift' added")
+    assert "contract=monthly" in page.inner_text("#alert-rules table")
+
+    page.click("#retraining summary")
+    page.fill("#recipe-form [name=callable_path]", "tests.monitoring.test_actuals_alerts:train_churn")
+    page.fill("#recipe-form [name=data_path]", training_file)
+    page.click("#recipe-form button[type=submit]")
+    page.wait_for_selector("text=Retraining recipe saved")
+    page.click("#retraining summary")
+    page.check("#retraining-schedule-form input[value=interval]")
+    page.fill("#retraining-schedule-form [name=retraining-every_minutes]", "1000000")
+    page.click("#retraining-schedule-form button[type=submit]")
+    page.wait_for_selector(".messages >> text=from 1 to a year")  # refused, with the field named
+    page.click("#retraining summary")
+    page.check("#retraining-schedule-form input[value=interval]")
+    page.fill("#retraining-schedule-form [name=retraining-every_minutes]", "10080")
+    page.click("#retraining-schedule-form button[type=submit]")
+    page.wait_for_selector("text=Retraining now runs every 10080 minutes")
+    screenshot("monitoring-rules-retraining")

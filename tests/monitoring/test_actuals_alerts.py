@@ -15,7 +15,6 @@ from monitoring import alerts
 from monitoring.models import Actual, Alert, AlertEvent, AlertRule, Report, RetrainingRecipe, RetrainingRun
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
-from tests.conftest import customers
 
 ROWS = [{"tenure": 3, "charges": 99.5, "contract": "monthly"}, {"tenure": 60, "charges": 25.0, "contract": "yearly"}]
 
@@ -50,6 +49,7 @@ def test_actuals_by_prediction_or_entity_are_idempotent(scored: tuple[APIClient,
         ({"entity_id": "c-1"}, "actual: required"),
         ({"entity_id": "c-1", "actual": [1]}, "must be a number"),
         ({"entity_id": "c-1", "actual": 1, "observed_at": "soon"}, "observed_at"),
+        ({"entity_id": "c" * 201, "actual": 1}, "entity_id: longer than 200 characters"),
     ],
 )
 def test_bad_actuals_are_refused_by_row_and_nothing_is_stored(
@@ -226,17 +226,13 @@ def train_churn(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def test_a_retraining_alert_registers_a_new_version_in_review(
-    production: ModelVersion, author: Any, tmp_path: Any, django_capture_on_commit_callbacks: Any
+    production: ModelVersion, author: Any, training_file: str, django_capture_on_commit_callbacks: Any
 ) -> None:
-    data = customers(300, seed=3)
-    data["churned"] = ((data["contract"] == "monthly") & (data["tenure"] < 30)).astype(int)
-    path = tmp_path / "train.parquet"
-    data.to_parquet(path)
     model = production.model
     RetrainingRecipe.objects.create(
         model=model,
         callable_path="tests.monitoring.test_actuals_alerts:train_churn",
-        data_path=str(path),
+        data_path=training_file,
         created_by=author,
     )
     AlertRule.objects.create(

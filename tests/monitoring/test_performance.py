@@ -41,3 +41,27 @@ def test_fairness_gaps_between_groups():
     assert result["groups"]["c"]["too_small"] is True
     assert result["gaps"]["positive_rate"] == pytest.approx(0.5)
     assert result["gaps"]["false_positive_rate"] == pytest.approx(0.5)
+
+
+def test_calibration_bins_are_scikit_learns_calibration_curve():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(2)
+    score = rng.uniform(size=2000)
+    y_true = (rng.uniform(size=2000) < score**1.5).astype(int)
+    result = performance.classification(y_true, (score > 0.5).astype(int), score)
+    observed, predicted = calibration_curve(y_true, score, n_bins=performance.CALIBRATION_BINS, strategy="uniform")
+    assert [b["observed_rate"] for b in result["calibration"]] == pytest.approx(list(observed))
+    assert [b["mean_predicted"] for b in result["calibration"]] == pytest.approx(list(predicted))
+
+
+def test_multiclass_text_labels_use_macro_averages():
+    rng = np.random.default_rng(3)
+    y_true = rng.choice(["bronze", "gold", "silver"], 400)
+    y_pred = np.where(rng.uniform(size=400) < 0.7, y_true, rng.choice(["bronze", "gold", "silver"], 400))
+    result = performance.classification(y_true, y_pred, None)
+    assert result["accuracy"] == pytest.approx(metrics.accuracy_score(y_true, y_pred))
+    assert result["precision"] == pytest.approx(metrics.precision_score(y_true, y_pred, average="macro"))
+    assert result["recall"] == pytest.approx(metrics.recall_score(y_true, y_pred, average="macro"))
+    assert result["f1"] == pytest.approx(metrics.f1_score(y_true, y_pred, average="macro"))
+    assert "roc_auc" not in result and result["positive_rate"] is None

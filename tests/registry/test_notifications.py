@@ -318,7 +318,14 @@ def test_it_invalidates_the_old_token_on_rotation(churn_model: RegisteredModel, 
     assert notifications.consumer_for_token(new_token) == consumer
     event = AuditEvent.objects.get(action="consumer.token_rotated")
     assert event.actor == author
-    assert event.new == {"name": "billing", "token_prefix": new_token[:12]}
+    consumer.refresh_from_db()
+    assert consumer.token_expires_at is not None
+    assert event.new == {
+        "name": "billing",
+        "token_prefix": new_token[:12],
+        "token_expires_at": consumer.token_expires_at.isoformat(),
+        "token_revoked_at": None,
+    }
     assert new_token not in json.dumps(event.new)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -601,3 +602,25 @@ def test_a_deprecated_version_run_cannot_resume(
     ModelVersion.objects.filter(pk=production.pk).update(status=VersionStatus.DEPRECATED)
     with pytest.raises(ConflictError, match="marked do not use"):
         batch.run_resume(actor=author, run=run)
+
+
+def test_chunks_lost_by_the_broker_are_queued_again_once_the_run_stops_moving(
+    path_job: Callable[..., BatchJob], author: Any, settings: Any
+) -> None:
+    job = path_job(customer_table(30), chunk_rows=10)
+    run = batch.run_start(job=job, actor=author)  # its tasks are "lost": nothing runs them
+    batch.run_prepare(run_id=run.pk)
+    batch.chunk_score(run_id=run.pk, chunk_index=0)
+    assert batch.stalled_chunks(quiet_for=timedelta(minutes=20)) == {}  # it moved a moment ago
+
+    long_ago = timezone.now() - timedelta(minutes=30)
+    BatchRun.objects.filter(pk=run.pk).update(started_at=long_ago)
+    BatchChunk.objects.filter(run=run, index=0).update(finished_at=long_ago)
+    assert batch.stalled_chunks(quiet_for=timedelta(minutes=20)) == {run.pk: [1, 2]}
+
+    settings.MF_BATCH_STALL_MINUTES = 20
+    tasks.requeue_stalled_chunks.delay()
+    run.refresh_from_db()
+    assert (run.status, run.chunks_done, run.rows_scored) == (BatchRun.Status.SUCCEEDED, 3, 30)
+    assert BatchScore.objects.filter(run=run).count() == 30
+    assert batch.stalled_chunks(quiet_for=timedelta(minutes=20)) == {}

@@ -321,3 +321,15 @@ def test_usage_counters_reach_the_version_page(app: APIClient, client: Any, mana
     page = client.get("/models/churn/versions/1/").content.decode()
     assert "<dt>Requests</dt><dd>2</dd>" in page
     assert "<dt>Errors</dt><dd>1 (50%)</dd>" in page
+
+
+def test_an_entity_id_longer_than_the_store_allows_is_a_400(production: ModelVersion, consumer_token: Any) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_token[1]}")
+    rows = [{"tenure": 3, "charges": 99.5, "contract": "monthly"}] * 2
+    response = client.post(
+        "/api/models/churn/predict/", {"dataframe_records": rows, "entity_ids": ["c-1", "x" * 201]}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert "entity_ids" in response.content.decode() and "longer than 200" in response.content.decode()
+    assert not Prediction.objects.exists()
