@@ -27,7 +27,7 @@ demo: migrate
 
 ## Serve the web app (gunicorn), a Celery worker and Celery beat; Ctrl-C stops all three.
 run: demo
-	@echo "Model Factory on http://127.0.0.1:8000 (sign in as one of the demo users above)"
+	@echo "Model Factory on http://$${MF_BIND:-127.0.0.1:8000} (sign in as one of the demo users above)"
 	$(BIN)/honcho start -f Procfile
 
 ## Only a worker, e.g. on another machine sharing DATABASE_URL and CELERY_BROKER_URL.

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import skops.io as sio
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
@@ -27,9 +28,14 @@ from scoring import batch
 
 
 def load_callable(path: str) -> Callable[[pd.DataFrame], dict[str, Any]]:
+    """The recipe function `package.module:function`, from a package the administrator allowed."""
     module_name, _, function = path.partition(":")
     if not module_name or not function:
         raise ValueError(f"{path!r}: write it as package.module:function")
+    allowed = settings.MF_RETRAINING_PACKAGES
+    # Workers run this code: only packages named in the settings, never any importable module (os:system).
+    if not any(module_name == package or module_name.startswith(f"{package}.") for package in allowed):
+        raise ValueError(f"{module_name!r} is not in an allowed package (MF_RETRAINING_PACKAGES: {', '.join(allowed)})")
     return getattr(importlib.import_module(module_name), function)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 import plotly
-from csp.constants import NONE, SELF
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 from config.env import env_bool, env_int, env_list, env_str
 
@@ -230,6 +230,9 @@ CONTENT_SECURITY_POLICY = {
             "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
             "'sha256-gG0b4ixT/IQUp7JJLbyKcpYcYDjq2Wp8NGv3f+aasqo='",
         ],
+        # Style attributes set by plotly.js (e.g. image-rendering on heatmaps, which blur without it).
+        # They cannot run script; <style> elements stay limited to the two hashes above.
+        "style-src-attr": [UNSAFE_INLINE],
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
         "connect-src": [SELF],
@@ -340,6 +343,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Queuing a task while the broker is unreachable fails within seconds (a 503), instead of waiting on TCP.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_int("MF_BROKER_CONNECT_TIMEOUT_SECONDS", 2, minimum=1)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Packages whose functions may be retraining recipes (workers run them): add your own, comma-separated.
+MF_RETRAINING_PACKAGES = env_list("MF_RETRAINING_PACKAGES", ["registry.demo"])
 # A batch run none of whose chunks has finished for this long has its remaining chunks queued again
 # (longer than a chunk's time limit, so a slow chunk is not mistaken for a lost one).
 MF_BATCH_STALL_MINUTES = env_int("MF_BATCH_STALL_MINUTES", 20, minimum=16)

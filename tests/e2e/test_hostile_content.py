@@ -268,7 +268,7 @@ class Watcher:
 
     def _console(self, message: Any) -> None:
         text = message.text
-        # Plotly's inline styles are refused by style-src on every chart page; only scripts count.
+        # Only refused scripts count here: a refused script is an injection the policy caught.
         if "Content Security Policy" in text and ("script-src" in text or "Executing inline" in text):
             self.blocked.append(text[:200])
 
