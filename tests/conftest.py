@@ -103,6 +103,11 @@ def customers(n: int = 200, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def trained() -> tuple[Pipeline, pd.DataFrame]:
+    return train_churn_pipeline()
+
+
+def train_churn_pipeline() -> tuple[Pipeline, pd.DataFrame]:
+    """The suite's churn classifier and the customers it was trained on."""
     frame = customers()
     labels = ((frame["contract"] == "monthly") & (frame["tenure"] < 24)).astype(int)
     pipeline = Pipeline(

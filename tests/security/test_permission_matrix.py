@@ -54,7 +54,7 @@ from registry.choices import VersionStatus as S
 from registry.models import CheckRun, ModelVersion, RegisteredModel
 from scoring import batch
 from scoring.models import BatchReject, BatchRun, BatchScore
-from tests.conftest import INPUT_SCHEMA, customers, notebook_json
+from tests.conftest import INPUT_SCHEMA, customers, notebook_json, train_churn_pipeline
 from tests.factories import UserFactory
 
 ROLES = ["anon", "ds", "rev", "mgr", "admin", "out", "cons", "other"]
@@ -77,29 +77,7 @@ class World:
     media: Path | None = None
 
 
-def _skops_pipeline() -> bytes:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    frame = customers()
-    labels = ((frame["contract"] == "monthly") & (frame["tenure"] < 24)).astype(int)
-    pipeline = Pipeline(
-        [
-            (
-                "prepare",
-                ColumnTransformer(
-                    [("numbers", StandardScaler(), ["tenure", "charges"]), ("contract", OneHotEncoder(), ["contract"])]
-                ),
-            ),
-            ("classify", LogisticRegression()),
-        ]
-    ).fit(frame, labels)
-    return sio.dumps(pipeline)
-
-
-ARTIFACT = _skops_pipeline()
+ARTIFACT = sio.dumps(train_churn_pipeline()[0])
 ROW = {"tenure": 12, "charges": 70.5, "contract": "monthly"}
 
 
