@@ -121,7 +121,7 @@ def run_report(request: HttpRequest, name: str) -> HttpResponse:
         messages.error(request, "; ".join(exc.messages))
     else:
         messages.success(request, f"Report {report.pk} is running; refresh in a moment.")
-    return redirect("monitoring:model", name=model.name)
+    return _back(model)
 
 
 @require_GET
@@ -133,7 +133,7 @@ def evidently_report(request: HttpRequest, name: str, report_id: int) -> HttpRes
         html = reports.evidently_html(report)
     except ValueError as exc:
         messages.error(request, str(exc))
-        return redirect("monitoring:model", name=name)
+        return _back(report.model)
     response = HttpResponse(html)
     response["Content-Security-Policy"] = "sandbox allow-scripts"
     return response
@@ -150,6 +150,27 @@ def _render_settings_error(request: HttpRequest, exc: Exception) -> None:
     messages.error(request, text.lstrip(": "))
 
 
+def _back(model: RegisteredModel, section: str = "") -> HttpResponse:
+    return redirect(reverse("monitoring:model", args=[model.name]) + (f"#{section}" if section else ""))
+
+
+def _perform(
+    request: HttpRequest,
+    model: RegisteredModel,
+    call: Callable[[], Any],
+    success: Callable[[Any], str],
+    section: str = "",
+) -> HttpResponse:
+    """A page form's service call: its success message, or each refused field; then back to the page."""
+    try:
+        result = call()
+    except (ValidationError, PermissionDenied) as exc:
+        _render_settings_error(request, exc)
+    else:
+        messages.success(request, success(result))
+    return _back(model, section)
+
+
 @require_POST
 def configure(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
@@ -157,14 +178,13 @@ def configure(request: HttpRequest, name: str) -> HttpResponse:
     form = MonitoringConfigForm(request.POST, instance=config)
     if not form.is_valid():
         messages.error(request, _form_errors(form))
-        return redirect("monitoring:model", name=name)
-    try:
-        services.monitoring_configure(actor=request.user, model=model, **form.cleaned_data)
-    except (ValidationError, PermissionDenied) as exc:
-        _render_settings_error(request, exc)
-    else:
-        messages.success(request, "Monitoring settings saved; they apply from the next report.")
-    return redirect("monitoring:model", name=name)
+        return _back(model)
+    return _perform(
+        request,
+        model,
+        lambda: services.monitoring_configure(actor=request.user, model=model, **form.cleaned_data),
+        lambda _: "Monitoring settings saved; they apply from the next report.",
+    )
 
 
 def _save_schedule(
@@ -180,7 +200,7 @@ def _save_schedule(
     form = ScheduleForm(request.POST, prefix=prefix)
     if not form.is_valid():
         messages.error(request, _form_errors(form))
-        return redirect("monitoring:model", name=model.name)
+        return _back(model)
     data = form.cleaned_data
     try:
         if data["kind"] == "none":
@@ -198,7 +218,7 @@ def _save_schedule(
             messages.success(request, f"{what} now runs {described.get('description', '')}.")
     except (ValidationError, PermissionDenied) as exc:
         _render_settings_error(request, exc)
-    return redirect("monitoring:model", name=model.name)
+    return _back(model)
 
 
 @require_POST
@@ -233,26 +253,26 @@ def retraining_recipe(request: HttpRequest, name: str) -> HttpResponse:
     form = RetrainingRecipeForm(request.POST)
     if not form.is_valid():
         messages.error(request, _form_errors(form))
-        return redirect("monitoring:model", name=name)
-    try:
-        services.retraining_recipe_save(actor=request.user, model=model, **form.cleaned_data)
-    except (ValidationError, PermissionDenied) as exc:
-        _render_settings_error(request, exc)
-    else:
-        messages.success(request, "Retraining recipe saved.")
-    return redirect(reverse("monitoring:model", args=[name]) + "#retraining")
+        return _back(model, "retraining")
+    return _perform(
+        request,
+        model,
+        lambda: services.retraining_recipe_save(actor=request.user, model=model, **form.cleaned_data),
+        lambda _: "Retraining recipe saved.",
+        "retraining",
+    )
 
 
 @require_POST
 def retrain_now(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
-    try:
-        services.retraining_request(actor=request.user, model=model)
-    except (ValidationError, PermissionDenied) as exc:
-        _render_settings_error(request, exc)
-    else:
-        messages.success(request, "Retraining started; the new version will wait in review.")
-    return redirect(reverse("monitoring:model", args=[name]) + "#retraining")
+    return _perform(
+        request,
+        model,
+        lambda: services.retraining_request(actor=request.user, model=model),
+        lambda _: "Retraining started; the new version will wait in review.",
+        "retraining",
+    )
 
 
 @require_POST
@@ -261,14 +281,14 @@ def alert_rule_create(request: HttpRequest, name: str) -> HttpResponse:
     form = AlertRuleForm(request.POST)
     if not form.is_valid():
         messages.error(request, _form_errors(form))
-        return redirect(reverse("monitoring:model", args=[name]) + "#alert-rules")
-    try:
-        rule = services.alert_rule_create(actor=request.user, model=model, **form.cleaned_data)
-    except (ValidationError, PermissionDenied) as exc:
-        _render_settings_error(request, exc)
-    else:
-        messages.success(request, f"Alert rule {rule.name!r} added; the next report evaluates it.")
-    return redirect(reverse("monitoring:model", args=[name]) + "#alert-rules")
+        return _back(model, "alert-rules")
+    return _perform(
+        request,
+        model,
+        lambda: services.alert_rule_create(actor=request.user, model=model, **form.cleaned_data),
+        lambda rule: f"Alert rule {rule.name!r} added; the next report evaluates it.",
+        "alert-rules",
+    )
 
 
 @require_POST
@@ -277,14 +297,13 @@ def upload_actuals(request: HttpRequest, name: str) -> HttpResponse:
     upload = request.FILES.get("file")
     if upload is None:
         messages.error(request, "file: choose a CSV file of actuals.")
-        return redirect("monitoring:model", name=name)
-    try:
-        result = services.actuals_ingest(actor=request.user, model=model, rows=services.actuals_from_csv(upload))
-    except (ValidationError, PermissionDenied) as exc:
-        _render_settings_error(request, exc)
-    else:
-        messages.success(request, f"{result.created} actuals stored, {result.unchanged} already known.")
-    return redirect("monitoring:model", name=name)
+        return _back(model)
+    return _perform(
+        request,
+        model,
+        lambda: services.actuals_ingest(actor=request.user, model=model, rows=services.actuals_from_csv(upload)),
+        lambda result: f"{result.created} actuals stored, {result.unchanged} already known.",
+    )
 
 
 @require_POST
@@ -293,4 +312,4 @@ def watch(request: HttpRequest, name: str) -> HttpResponse:
     watching = request.POST.get("watch") == "1"
     services.watch(actor=request.user, model=model, watching=watching)
     messages.success(request, "You will be told of its alerts." if watching else "You no longer watch this model.")
-    return redirect("monitoring:model", name=name)
+    return _back(model)
