@@ -25,8 +25,13 @@ HOSTILE_MARKDOWN = (
 
 
 def policy(response: Any) -> dict[str, list[str]]:
+    return parse_policy(response["Content-Security-Policy"])
+
+
+def parse_policy(header: str) -> dict[str, list[str]]:
+    # django-csp builds the header from a dict, so the order of the directives is not fixed.
     directives: dict[str, list[str]] = {}
-    for part in response["Content-Security-Policy"].split(";"):
+    for part in header.split(";"):
         name, *values = part.split()
         directives[name] = values
     return directives
@@ -201,7 +206,7 @@ def test_production_cookies_transport_and_headers(tmp_path: Path) -> None:
     }
     assert probe["status"] == 401
     assert probe["hsts"] == "max-age=31536000; includeSubDomains; preload"
-    assert "script-src 'self';" in probe["csp"]
+    assert parse_policy(probe["csp"])["script-src"] == ["'self'"]
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
