@@ -7,7 +7,6 @@ input snapshot joined with their scores). Actuals join by prediction id, else by
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from django.db.models import Q
 
 from monitoring.models import Actual
 from registry.models import RegisteredModel
-from registry.profiling import read_table
+from scoring.batch import read_snapshot
 from scoring.models import BatchRun, BatchScore, Prediction
 
 # Columns the window adds next to the model's inputs.
@@ -66,7 +65,7 @@ def batch_rows(model: RegisteredModel, start: datetime, end: datetime) -> pd.Dat
     for run in runs:
         if not run.snapshot:
             continue
-        inputs = read_table(Path(run.snapshot.path))
+        inputs = read_snapshot(run)
         entity_column = run.job.entity_column
         scores = pd.DataFrame.from_records(
             BatchScore.objects.filter(run=run).values("entity_id", "prediction", "probability", "scored_at")

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 TOP_CATEGORIES = 10
 
@@ -114,17 +115,31 @@ def read_csv(
     return frame
 
 
-def read_table(path: Path, *, max_line_bytes: int = MAX_CSV_LINE_BYTES) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame; ValueError with a readable reason otherwise."""
+def is_parquet(path: Path) -> bool:
+    """Whether the file starts like Parquet; ValueError if it is empty (or only whitespace)."""
     with path.open("rb") as handle:
         magic = handle.read(4)
     if not magic.strip():
         with path.open("rb") as handle:
             if not handle.read(_SCAN_CHUNK).strip():
                 raise ValueError("the file is empty")
-    if magic == b"PAR1":
+    return magic == b"PAR1"
+
+
+def read_parquet(path: Path) -> pa.Table:
+    """A Parquet file as an Arrow table; ValueError with a readable reason otherwise."""
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ValueError(f"the file is not a readable Parquet file (truncated or corrupt?): {exc}") from exc
+
+
+def read_table(path: Path, *, max_line_bytes: int = MAX_CSV_LINE_BYTES) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame; ValueError with a readable reason otherwise."""
+    if is_parquet(path):
+        table = read_parquet(path)
         try:
-            return pd.read_parquet(path)
-        except (pa.ArrowException, OSError, ValueError) as exc:
-            raise ValueError(f"the file is not a readable Parquet file (truncated or corrupt?): {exc}") from exc
+            return table.to_pandas()
+        except (pa.ArrowException, ValueError) as exc:
+            raise ValueError(f"the Parquet file's columns could not be read into a table: {exc}") from exc
     return read_csv(path, max_line_bytes=max_line_bytes)

@@ -1,11 +1,11 @@
 """Batch scoring: jobs that score a table with a version, in chunks, exactly once per entity.
 
 A run first snapshots its input (an uploaded file, a file under MF_BATCH_INPUT_DIR or a SQL query) to
-Parquet with one row group per chunk, so every chunk and every resume reads the same rows cheaply.
-Each chunk is scored by its own Celery task. A chunk's scores, its rejects, its "done" mark and the
-run's counters are written in one transaction: a task that is retried, or redelivered after its
-worker died, either finds the chunk done or writes everything the first attempt would have written,
-so nothing is lost and nothing is written twice.
+an Arrow IPC file with one record batch per chunk, so every chunk and every resume reads the same rows
+cheaply, and monitoring later reads what was scored. Each chunk is scored by its own Celery task. A
+chunk's scores, its rejects, its "done" mark and the run's counters are written in one transaction: a
+task that is retried, or redelivered after its worker died, either finds the chunk done or writes
+everything the first attempt would have written, so nothing is lost and nothing is written twice.
 
 Run statuses move only along RUN_TRANSITIONS, each move a compare-and-set update (0 rows updated:
 another process moved it first).
@@ -29,13 +29,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import sqlparse
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.db import DatabaseError, IntegrityError, connection, connections, transaction
-from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import F, JSONField, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.fields.files import FieldFile
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -43,7 +46,7 @@ from config import schedules
 from config.api import ConflictError
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
-from registry.profiling import read_table
+from registry.profiling import is_parquet, read_parquet, read_table
 from registry.schema import parse_schema, validate_rows
 from registry.selectors import production_version
 from registry.services import audit_event_create
@@ -72,6 +75,7 @@ WRITE_BATCH_SIZE = 5000
 # Hidden columns of a snapshot: the entity id as text, and the row where a repeated id first appeared.
 ENTITY_ID_COLUMN = "__mf_entity_id"
 FIRST_ROW_COLUMN = "__mf_first_row"
+_ARROW_MAGIC = b"ARROW1"
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
 
 
@@ -226,18 +230,30 @@ def sql_input_frame(database: str, query: str) -> pd.DataFrame:
     return _query_frame(_database_alias(database), _single_select(query))
 
 
-def _read_input(job: BatchJob) -> pd.DataFrame:
+def _read_file(path: Path) -> pa.Table:
+    """Parquet straight into Arrow (a million rows: 0.6 s, against 1 s through pandas); CSV through pandas."""
+    if not is_parquet(path):
+        return _arrow_table(read_table(path))
+    table = read_parquet(path)
+    index_columns = [name for name in table.column_names if name.startswith("__index_level_")]
+    if index_columns:
+        # pandas' metadata would name the dropped index columns; without it the types are Arrow's own.
+        table = table.drop_columns(index_columns).replace_schema_metadata(None)
+    return table
+
+
+def _read_input(job: BatchJob) -> pa.Table:
     if job.input_kind == BatchJob.InputKind.UPLOAD:
         with contextlib.suppress(NotImplementedError):  # storages without local files have no path
-            return read_table(Path(job.input_file.path))
+            return _read_file(Path(job.input_file.path))
         with job.input_file.open("rb") as stored, _local_path(stored) as path:
-            return read_table(path)
+            return _read_file(path)
     if job.input_kind == BatchJob.InputKind.PATH:
-        return read_table(resolve_input_path(job.input_path))
+        return _read_file(resolve_input_path(job.input_path))
     alias = scoring_databases().get(job.sql_connection)
     if alias is None:
         raise ValueError(f"The database {job.sql_connection!r} is no longer in MF_SCORING_DATABASES.")
-    return _query_frame(alias, _single_select(job.sql_query))
+    return _arrow_table(_query_frame(alias, _single_select(job.sql_query)))
 
 
 # --- jobs -------------------------------------------------------------------------------------------
@@ -578,7 +594,7 @@ def run_fail(*, run_id: int, error: str) -> bool:
     return bool(updated)
 
 
-def _entity_text(values: pd.Series) -> pd.Series:
+def _entity_values(values: pd.Series) -> pd.Series:
     """Entity ids as text; whole floats (an integer column with gaps, read from CSV) without '.0'."""
     present = values.notna()
     if pd.api.types.is_float_dtype(values):
@@ -590,9 +606,21 @@ def _entity_text(values: pd.Series) -> pd.Series:
     return text.where(present & (text != ""), None)
 
 
-def _first_rows(entity: pd.Series) -> np.ndarray:
-    """Per row, the row where its entity id first appears if that is an earlier row, else -1."""
-    codes, _ = pd.factorize(entity)  # -1 for a missing id; codes number ids in order of appearance
+def _entity_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """An input's entity column as text, missing or blank ids null; integers and text by Arrow's kernels."""
+    kind = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+    if pa.types.is_integer(kind):
+        text = values.cast(pa.string())
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    else:
+        text = pa.chunked_array([pa.array(_entity_values(values.to_pandas()), type=pa.string(), from_pandas=True)])
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _first_rows(entity: pa.ChunkedArray) -> np.ndarray:
+    """Per row, the row where its entity id first appears if that is an earlier row, else -1 (and for nulls)."""
+    codes = pc.fill_null(pc.dictionary_encode(entity).combine_chunks().indices, -1).to_numpy()
     first = np.full(len(entity), -1, dtype=np.int64)
     present = codes >= 0
     positions = np.flatnonzero(present)
@@ -617,25 +645,37 @@ def _arrow_table(frame: pd.DataFrame) -> pa.Table:
 
 
 def _snapshot(run: BatchRun, directory: Path) -> tuple[Path, int]:
-    """Read the job's input once and write it as Parquet, one row group per chunk."""
+    """Read the job's input once and write it where every chunk and every resume reads the same rows."""
     job = run.job
     assert run.version is not None  # runs are created with their version
-    frame = _read_input(job)
+    table = _read_input(job)
     fields = parse_schema(run.version.input_schema)
-    columns = {str(column) for column in frame.columns}
+    columns = set(table.column_names)
     missing = [field.name for field in fields if field.required and field.name not in columns]
     if job.entity_column not in columns:
         raise ValueError(f"The input has no entity column {job.entity_column!r}.")
     if missing:
         names = ", ".join(repr(name) for name in missing)
         raise ValueError(f"The input has no column {names}, required by the input schema of {run.version}.")
-    frame.columns = [str(column) for column in frame.columns]
-    entity = _entity_text(frame[job.entity_column])
-    frame[ENTITY_ID_COLUMN] = entity
-    frame[FIRST_ROW_COLUMN] = _first_rows(entity)
-    path = directory / f"run-{run.pk}.parquet"
-    pq.write_table(_arrow_table(frame), path, row_group_size=job.chunk_rows)
-    return path, len(frame)
+    column = table[job.entity_column]
+    entity = _entity_text(column)
+    # Equal integers are equal texts, and hashing integers is the cheaper way to find repeats.
+    repeats = _first_rows(column if pa.types.is_integer(column.type) else entity)
+    table = table.append_column(ENTITY_ID_COLUMN, entity).append_column(FIRST_ROW_COLUMN, pa.array(repeats))
+    path = directory / f"run-{run.pk}.arrow"
+    # Arrow's IPC file format (Feather 2), one record batch per chunk: written at memory speed (a million
+    # rows x 30 floats: 0.12 s, against 0.75 s as Parquet), and a chunk reads only its own batches.
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        for start in range(0, table.num_rows, job.chunk_rows):
+            writer.write_table(table.slice(start, job.chunk_rows).combine_chunks())
+    return path, table.num_rows
+
+
+class _MovableFile(File):
+    """A file the file-system storage moves into place (a rename on the same disk) instead of copying."""
+
+    def temporary_file_path(self) -> str:
+        return str(self.name)
 
 
 def run_prepare(*, run_id: int) -> list[int]:
@@ -649,7 +689,8 @@ def run_prepare(*, run_id: int) -> list[int]:
         return list(run.chunks.exclude(status=BatchChunk.Status.DONE).values_list("index", flat=True))
     if run.status != Status.PENDING:
         return []
-    with tempfile.TemporaryDirectory() as directory:
+    # Beside the uploads, so that the snapshot is normally on the artifact store's disk.
+    with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as directory:
         path, rows = _snapshot(run, Path(directory))
         chunk_rows = run.job.chunk_rows
         with transaction.atomic():
@@ -657,7 +698,7 @@ def run_prepare(*, run_id: int) -> list[int]:
             if locked.status != Status.PENDING:
                 return []  # a duplicate delivery prepared it while this one was reading the input
             with path.open("rb") as handle:
-                locked.snapshot.save(path.name, File(handle), save=False)
+                locked.snapshot.save(path.name, _MovableFile(handle, name=str(path)), save=False)
             try:
                 BatchChunk.objects.bulk_create(
                     BatchChunk(run=locked, index=index, first_row=first, last_row=min(first + chunk_rows, rows))
@@ -682,23 +723,80 @@ class ChunkOutcome:
     rows_rejected: int
 
 
-def _read_rows(snapshot: File, first_row: int, last_row: int, columns: list[str]) -> pd.DataFrame:
-    """Rows [first_row, last_row) of a snapshot, reading only the row groups that hold them."""
-    with snapshot.open("rb") as handle:
-        parquet = pq.ParquetFile(handle)
-        available = set(parquet.schema_arrow.names)
-        wanted = [column for column in dict.fromkeys(columns) if column in available]
-        pieces: list[pa.Table] = []
-        group_start = skipped = 0
-        for group in range(parquet.num_row_groups):
-            group_rows = parquet.metadata.row_group(group).num_rows
-            if group_start + group_rows <= first_row:
-                skipped += group_rows
-            elif group_start < last_row:
-                pieces.append(parquet.read_row_group(group, columns=wanted))
-            group_start += group_rows
-        table = pa.concat_tables(pieces) if pieces else parquet.schema_arrow.empty_table().select(wanted)
-    frame = table.slice(first_row - skipped, last_row - first_row).to_pandas()
+def _read_rows(snapshot: FieldFile, first_row: int, last_row: int, columns: list[str] | None = None) -> pa.Table:
+    """Rows [first_row, last_row) of a snapshot (`columns` of it, or all), reading only the batches that hold them."""
+    with _opened(snapshot) as handle:
+        if handle.read(len(_ARROW_MAGIC)) != _ARROW_MAGIC:
+            handle.seek(0)
+            return _read_parquet_rows(handle, first_row, last_row, columns)
+        handle.seek(0)
+        reader = pa.ipc.open_file(handle)
+        wanted = _wanted(reader.schema, columns)
+        batches = [reader.get_batch(index) for index in range(reader.num_record_batches)]
+        indexes, skipped = _covering([batch.num_rows for batch in batches], first_row, last_row)
+        # Buffers read from a memory map keep it mapped after the file is closed, until they are freed.
+        table = pa.Table.from_batches(
+            [batches[index].select(wanted) for index in indexes],
+            schema=pa.schema([reader.schema.field(name) for name in wanted]),
+        )
+    return table.slice(first_row - skipped, last_row - first_row)
+
+
+def _covering(sizes: list[int], first_row: int, last_row: int) -> tuple[list[int], int]:
+    """The parts (batches, row groups) of these sizes that hold rows [first_row, last_row), and the rows
+    before the first of them."""
+    indexes: list[int] = []
+    start = skipped = 0
+    for index, size in enumerate(sizes):
+        if start + size <= first_row:
+            skipped += size
+        elif start < last_row:
+            indexes.append(index)
+        start += size
+    return indexes, skipped
+
+
+@contextlib.contextmanager
+def _opened(snapshot: FieldFile) -> Iterator[Any]:
+    """A snapshot memory-mapped when it is on local disk: getting the batches before a chunk's own then
+    reads only their headers (through a plain file it read them whole, a tenth of a run's time)."""
+    try:
+        path = snapshot.path
+    except NotImplementedError:  # a storage without local files
+        with snapshot.open("rb") as handle:
+            yield handle
+        return
+    with pa.memory_map(path) as source:
+        yield source
+
+
+def _read_parquet_rows(handle: Any, first_row: int, last_row: int, columns: list[str] | None) -> pa.Table:
+    """Rows of a Parquet snapshot (runs prepared before snapshots were Arrow files)."""
+    parquet = pq.ParquetFile(handle)
+    wanted = _wanted(parquet.schema_arrow, columns)
+    sizes = [parquet.metadata.row_group(group).num_rows for group in range(parquet.num_row_groups)]
+    groups, skipped = _covering(sizes, first_row, last_row)
+    table = (
+        parquet.read_row_groups(groups, columns=wanted) if groups else parquet.schema_arrow.empty_table().select(wanted)
+    )
+    return table.slice(first_row - skipped, last_row - first_row)
+
+
+def _wanted(schema: pa.Schema, columns: list[str] | None) -> list[str]:
+    """`columns` that the snapshot has, once each in their order; all of its columns for None."""
+    if columns is None:
+        return list(schema.names)
+    available = set(schema.names)
+    return [column for column in dict.fromkeys(columns) if column in available]
+
+
+def read_snapshot(run: BatchRun) -> pd.DataFrame:
+    """A run's whole input as snapshotted (its hidden entity columns included)."""
+    return _frame(_read_rows(run.snapshot, 0, run.rows_total))
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas()
     for column in frame.columns:
         if isinstance(frame[column].dtype, pd.CategoricalDtype):
             frame[column] = frame[column].astype(object)
@@ -709,40 +807,68 @@ def _plain(values: np.ndarray) -> list[Any]:
     return [None if isinstance(value, float) and not math.isfinite(value) else value for value in values.tolist()]
 
 
-_COPY_NULL = "\\N"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+@dataclass(frozen=True)
+class ChunkScores:
+    """A chunk's scores column by column; its rows share their run, model, version and time.
+
+    On PostgreSQL the time is the database's own (the column's default), not `scored_at`.
+    """
+
+    run_id: int
+    model_id: int
+    version_id: int
+    scored_at: datetime
+    entity_ids: pa.Array  # text
+    labels: np.ndarray
+    probabilities: np.ndarray | None  # of the positive class (binary classifiers); NaN: none
+
+    def __len__(self) -> int:
+        return len(self.entity_ids)
 
 
-def _copy_text(rows: list[tuple[int, int, int, str, Any, float | None, datetime]]) -> str:
-    """The rows in COPY's text format, built as one string: psycopg's write_row per row was a third of a chunk."""
-    prediction_json: dict[tuple[type, Any], str] = {}
-    # A chunk's rows share their run, model, version and time: formatted once, not per row.
-    shared: dict[tuple[int, int, int, datetime], tuple[str, str]] = {}
-    lines = []
-    for run_id, model_id, version_id, entity_id, prediction, probability, scored_at in rows:
-        key = (type(prediction), prediction)  # by type too: True == 1, but their JSON differs
-        encoded = prediction_json.get(key)
-        if encoded is None:
-            encoded = prediction_json[key] = json.dumps(prediction).translate(_COPY_ESCAPES)
-        ends = shared.get((run_id, model_id, version_id, scored_at))
-        if ends is None:
-            ends = shared[(run_id, model_id, version_id, scored_at)] = (
-                f"{run_id}\t{model_id}\t{version_id}\t",
-                f"\t{scored_at.isoformat()}\n",
-            )
-        number = _COPY_NULL if probability is None else repr(probability)
-        lines.append(f"{ends[0]}{entity_id.translate(_COPY_ESCAPES)}\t{encoded}\t{number}{ends[1]}")
-    return "".join(lines)
+def _prediction_json(labels: np.ndarray) -> np.ndarray:
+    """Each label as JSON text, encoded once per distinct label; NaN and infinities as null."""
+    codes, uniques = pd.factorize(labels)  # -1 for NaN
+    encoded = [json.dumps(value) for value in _plain(np.asarray(uniques))]
+    return np.array([*encoded, "null"], dtype=object)[codes]
 
 
-def _write_scores(rows: list[tuple[int, int, int, str, Any, float | None, datetime]]) -> None:
+def _copy_csv(scores: ChunkScores) -> bytes:
+    """The scores as COPY's CSV, written by Arrow: building the text in Python was half of a chunk's own time."""
+    rows = len(scores)
+    probabilities = scores.probabilities
+    probability = (
+        pa.nulls(rows, pa.float64())
+        if probabilities is None
+        else pa.array(probabilities, type=pa.float64(), mask=~np.isfinite(probabilities))
+    )
+    table = pa.table(
+        {
+            "run_id": pa.array(np.full(rows, scores.run_id, dtype=np.int64)),
+            "model_id": pa.array(np.full(rows, scores.model_id, dtype=np.int64)),
+            "version_id": pa.array(np.full(rows, scores.version_id, dtype=np.int64)),
+            "entity_id": scores.entity_ids,
+            "prediction": pa.array(_prediction_json(scores.labels), type=pa.string()),
+            "probability": probability,
+        }
+    )
+    sink = pa.BufferOutputStream()
+    # Strings are quoted and nulls left empty: COPY's CSV reads the first as text and the second as NULL.
+    pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False))
+    return bytes(sink.getvalue())
+
+
+# scored_at is left to the column's default, now(): parsing a timestamp per row cost PostgreSQL 1.8 µs.
+_SCORE_COLUMNS = "run_id, model_id, version_id, entity_id, prediction, probability"
+
+
+def _write_scores(scores: ChunkScores) -> None:
     """Insert scores, ignoring any (run, entity) already there; COPY on PostgreSQL, batched INSERTs elsewhere."""
-    if not rows:
+    if not len(scores):
         return
     if connection.vendor == "postgresql":
         table = BatchScore._meta.db_table
-        columns = "run_id, model_id, version_id, entity_id, prediction, probability, scored_at"
-        data = _copy_text(rows)
+        data = _copy_csv(scores)
         try:
             # The chunk's claim already keeps other deliveries out, so a conflict is not expected: COPY
             # straight into the table, and only on a conflict go through a temporary table that skips it.
@@ -750,7 +876,7 @@ def _write_scores(rows: list[tuple[int, int, int, str, Any, float | None, dateti
                 transaction.atomic(),
                 connection.wrap_database_errors,
                 connection.cursor() as cursor,
-                cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+                cursor.cursor.copy(f"COPY {table} ({_SCORE_COLUMNS}) FROM STDIN WITH (FORMAT csv)") as copy,
             ):
                 copy.write(data)
             return
@@ -759,30 +885,37 @@ def _write_scores(rows: list[tuple[int, int, int, str, Any, float | None, dateti
         with connection.cursor() as cursor:
             cursor.execute(
                 "CREATE TEMP TABLE batch_score_load (run_id bigint, model_id bigint, version_id bigint, "
-                "entity_id varchar(200), prediction jsonb, probability double precision, scored_at timestamptz) "
+                "entity_id varchar(200), prediction jsonb, probability double precision) "
                 "ON COMMIT DROP"
             )
             # Django's cursor wraps psycopg's; COPY is on psycopg's own cursor.
-            with cursor.cursor.copy(f"COPY batch_score_load ({columns}) FROM STDIN") as copy:
+            with cursor.cursor.copy(f"COPY batch_score_load ({_SCORE_COLUMNS}) FROM STDIN WITH (FORMAT csv)") as copy:
                 copy.write(data)
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM batch_score_load "  # noqa: S608 - fixed names
+                f"INSERT INTO {table} ({_SCORE_COLUMNS}) SELECT {_SCORE_COLUMNS} FROM batch_score_load "  # noqa: S608
                 "ON CONFLICT DO NOTHING"
             )
             cursor.execute("DROP TABLE batch_score_load")
         return
+    # A missing prediction (NaN) is JSON null, as COPY stores it; a bare None would be SQL NULL, which the
+    # column refuses, and ignore_conflicts would drop the row silently.
+    json_null = Value(None, JSONField())
+    predictions = [json_null if value is None else value for value in _plain(scores.labels)]
+    probabilities = [None] * len(scores) if scores.probabilities is None else _plain(scores.probabilities)
     BatchScore.objects.bulk_create(
         (
             BatchScore(
-                run_id=run_id,
-                model_id=model_id,
-                version_id=version_id,
+                run_id=scores.run_id,
+                model_id=scores.model_id,
+                version_id=scores.version_id,
                 entity_id=entity_id,
                 prediction=prediction,
                 probability=probability,
-                scored_at=scored_at,
+                scored_at=scores.scored_at,
             )
-            for run_id, model_id, version_id, entity_id, prediction, probability, scored_at in rows
+            for entity_id, prediction, probability in zip(
+                scores.entity_ids.to_pylist(), predictions, probabilities, strict=True
+            )
         ),
         ignore_conflicts=True,
         batch_size=WRITE_BATCH_SIZE,
@@ -803,53 +936,60 @@ def chunk_score(*, run_id: int, chunk_index: int) -> ChunkOutcome | None:
     assert run.version_id is not None  # runs are created with their version
     loaded = runtime.models.version(run.version_id)
     job = run.job
-    frame = _read_rows(
+    table = _read_rows(
         run.snapshot,
         chunk.first_row,
         chunk.last_row,
         [field.name for field in loaded.fields] + [job.entity_column, ENTITY_ID_COLUMN, FIRST_ROW_COLUMN],
     )
-    entity = frame.pop(ENTITY_ID_COLUMN)
-    first_rows = frame.pop(FIRST_ROW_COLUMN).to_numpy()
+    entity = table[ENTITY_ID_COLUMN].combine_chunks()
+    first_rows = table[FIRST_ROW_COLUMN].to_numpy()
+    frame = _frame(table.drop_columns([ENTITY_ID_COLUMN, FIRST_ROW_COLUMN]))
     validation = validate_rows(
         frame, loaded.fields, unknown_categories=loaded.unknown_categories, extra_columns=[job.entity_column]
     )
-    reasons = _reasons(validation.problems, len(frame))
-    missing_entity = entity.isna().to_numpy()
-    lengths = entity.map(lambda value: len(value) if isinstance(value, str) else 0).to_numpy(dtype=int)
-    too_long = ~missing_entity & (lengths > MAX_ENTITY_ID_LENGTH)
-    for row in np.flatnonzero(missing_entity):
-        reasons[row].append(f"{job.entity_column}: the entity id is missing")
-    for row in np.flatnonzero(too_long):
-        reasons[row].append(f"{job.entity_column}: the entity id is longer than {MAX_ENTITY_ID_LENGTH} characters")
+    missing_entity = entity.is_null().to_numpy(zero_copy_only=False)
+    too_long = pc.fill_null(pc.utf8_length(entity), 0).to_numpy() > MAX_ENTITY_ID_LENGTH
     repeated = first_rows >= 0
-    for row in np.flatnonzero(repeated):
-        reasons[row].append(f"{job.entity_column}: {entity.iloc[row]!r} already appears in row {first_rows[row] + 1}")
     bad = validation.bad_rows | missing_entity | too_long | repeated
     good = ~bad
 
-    scores: list[tuple[int, int, int, str, Any, float | None, datetime]] = []
     now = timezone.now()
+    labels: np.ndarray = np.empty(0, dtype=object)
+    positive: np.ndarray | None = None
     if good.any():
-        labels, class_probabilities = loaded.score(validation.frame[good])
-        predictions = _plain(np.asarray(labels))
-        probabilities: list[Any] = [None] * len(predictions)
+        inputs = validation.frame if good.all() else validation.frame[good]
+        labels, class_probabilities = loaded.score(inputs)
+        labels = np.asarray(labels)
         # Only binary classifiers have one "positive class" probability.
         if class_probabilities is not None and class_probabilities.ndim == 2 and class_probabilities.shape[1] == 2:
-            probabilities = _plain(class_probabilities[:, 1])
-        ids = entity[good].tolist()
-        scores = [
-            (run.pk, loaded.model_id, loaded.version_id, str(ids[i]), predictions[i], probabilities[i], now)
-            for i in range(len(ids))
-        ]
+            positive = np.asarray(class_probabilities[:, 1], dtype=float)
+    scores = ChunkScores(
+        run_id=run.pk,
+        model_id=loaded.model_id,
+        version_id=loaded.version_id,
+        scored_at=now,
+        entity_ids=entity.filter(pa.array(good)),
+        labels=labels,
+        probabilities=positive,
+    )
+    reasons = _reasons(validation.problems, np.flatnonzero(bad))
+    for row in np.flatnonzero(missing_entity).tolist():
+        reasons[row].append(f"{job.entity_column}: the entity id is missing")
+    for row in np.flatnonzero(too_long).tolist():
+        reasons[row].append(f"{job.entity_column}: the entity id is longer than {MAX_ENTITY_ID_LENGTH} characters")
+    for row in np.flatnonzero(repeated).tolist():
+        reasons[row].append(
+            f"{job.entity_column}: {entity[row].as_py()!r} already appears in row {first_rows[row] + 1}"
+        )
     rejects = [
         BatchReject(
             run_id=run.pk,
             row_number=int(chunk.first_row + row + 1),
-            entity_id=(entity.iloc[row] or "")[:MAX_ENTITY_ID_LENGTH] if not missing_entity[row] else "",
+            entity_id=(entity[row].as_py() or "")[:MAX_ENTITY_ID_LENGTH],
             reason="; ".join(reasons[row]) or "rejected",
         )
-        for row in np.flatnonzero(bad)
+        for row in reasons
     ]
     with transaction.atomic():
         claimed = (
@@ -875,9 +1015,10 @@ def chunk_score(*, run_id: int, chunk_index: int) -> ChunkOutcome | None:
     return ChunkOutcome(rows_scored=len(scores), rows_rejected=len(rejects))
 
 
-def _reasons(problems: list[Any], rows: int) -> list[list[str]]:
+def _reasons(problems: list[Any], bad_rows: np.ndarray) -> dict[int, list[str]]:
+    """Why each rejected row was rejected: its own problems after those of the whole table."""
     table_wide = [f"{problem.field}: {problem.message}" for problem in problems if problem.row is None]
-    reasons: list[list[str]] = [list(table_wide) for _ in range(rows)] if table_wide else [[] for _ in range(rows)]
+    reasons: dict[int, list[str]] = {int(row): list(table_wide) for row in bad_rows}
     for problem in problems:
         if problem.row is not None:
             reasons[problem.row].append(f"{problem.field}: {problem.message}")
@@ -976,10 +1117,15 @@ def run_finalize(*, run_id: int) -> bool:
 
 
 def latest_score(*, model: RegisteredModel, entity_id: str) -> BatchScore | None:
-    """The most recent batch score of an entity (the score_lookup index serves this query)."""
+    """The most recent batch score of an entity.
+
+    The table's only index is its key (run, entity), so the query names the model's runs: the
+    database looks the entity up once per run rather than scanning the model's scores.
+    """
+    runs = BatchRun.objects.filter(job__model=model).values("pk")
     return (
         BatchScore.objects.select_related("version", "model")
-        .filter(model=model, entity_id=entity_id)
+        .filter(run__in=runs, entity_id=entity_id)
         .order_by("-scored_at")
         .first()
     )

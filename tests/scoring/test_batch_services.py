@@ -9,8 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -168,7 +168,7 @@ def test_a_failing_chunk_is_retried_then_fails_the_run_which_resumes(
     real_read = batch._read_rows
     broken = {"on": True}
 
-    def flaky_read(snapshot: Any, first_row: int, last_row: int, columns: list[str]) -> pd.DataFrame:
+    def flaky_read(snapshot: Any, first_row: int, last_row: int, columns: list[str] | None = None) -> Any:
         if broken["on"] and first_row == 10:
             raise OSError("disk went away")
         return real_read(snapshot, first_row, last_row, columns)
@@ -587,10 +587,17 @@ def test_the_job_list_shows_last_runs_and_schedules(
 
 
 def test_entity_ids_are_text_and_whole_floats_lose_their_decimals() -> None:
-    values = pd.Series([1.0, 2.0, np.nan, 4.0])
-    assert batch._entity_text(values).tolist() == ["1", "2", None, "4"]
-    assert batch._entity_text(pd.Series(["a ", "", None])).tolist() == ["a", None, None]
-    assert batch._first_rows(pd.Series(["a", "b", "a", None, "b", "a"])).tolist() == [-1, -1, 0, -1, 1, 0]
+    def text(values: list[Any], kind: Any = None) -> list[Any]:
+        return batch._entity_text(pa.chunked_array([pa.array(values, type=kind)])).to_pylist()
+
+    assert text([1.0, 2.0, None, 4.0]) == ["1", "2", None, "4"]
+    assert text([1.5, None]) == ["1.5", None]
+    assert text([7, None, -3], pa.int64()) == ["7", None, "-3"]
+    assert text(["a ", "", None, " b\t", "  "]) == ["a", None, None, "b", None]
+    assert text(["x", "y", None], pa.dictionary(pa.int8(), pa.string())) == ["x", "y", None]
+    assert text([True, None]) == ["True", None]
+    ids = pa.chunked_array([pa.array(["a", "b", "a"]), pa.array([None, "b", "a"])])
+    assert batch._first_rows(ids).tolist() == [-1, -1, 0, -1, 1, 0]
 
 
 def test_a_deprecated_version_run_cannot_resume(
