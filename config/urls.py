@@ -20,8 +20,9 @@ urlpatterns = [
         SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/swagger_ui.html"),
         name="api-docs",
     ),
-    path("api/", include(("registry.api_urls", "registry-api"))),
+    # Scoring first: URLs are tried in order, and predictions are most of the traffic.
     path("api/", include(("scoring.api_urls", "scoring-api"))),
+    path("api/", include(("registry.api_urls", "registry-api"))),
     path("api/", include(("monitoring.api_urls", "monitoring-api"))),
     path("", include("scoring.urls")),
     path("", include("monitoring.urls")),

@@ -1,4 +1,8 @@
-"""Authentication, roles, health and the OpenAPI documentation."""
+"""Authentication, roles, health, the OpenAPI documentation and the web server's command."""
+
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -87,3 +91,27 @@ def test_the_openapi_schema_is_valid_and_unambiguous(tmp_path):
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
     assert "/api/models/{name}/versions/{number}/transitions/" in (tmp_path / "schema.yml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("access_log", "arguments"),
+    [
+        ("", []),
+        ("-", ["--access-logfile", "-"]),
+        ("/var/log/mf/access.log", ["--access-logfile", "/var/log/mf/access.log"]),
+    ],
+)
+def test_the_web_server_logs_requests_only_when_asked(access_log, arguments):
+    procfile = Path(__file__).resolve().parents[1] / "Procfile"
+    web = next(line for line in procfile.read_text().splitlines() if line.startswith("web:"))
+    # honcho runs the line with sh; printf shows the words gunicorn would get.
+    words = subprocess.run(
+        ["sh", "-c", "printf '%s\\n' " + web.removeprefix("web:")],
+        env={"PATH": os.environ["PATH"], "MF_ACCESS_LOG": access_log},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+
+    assert words[:2] == ["gunicorn", "config.wsgi"]
+    assert words[words.index("300") + 1 :] == arguments

@@ -283,6 +283,7 @@ def start_app(workdir: Path, database_url: str, broker_url: str, visibility: int
     path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     process_env = {**os.environ, "MF_BIND": f"127.0.0.1:{port}", "MF_WEB_WORKERS": "2", "PATH": path}
     process_env["MF_LOG_LEVEL"] = "WARNING"
+    process_env["MF_ACCESS_LOG"] = "-"  # requests answered are counted in the web server's log
     web_log, worker_log = workdir / "web.log", workdir / "worker.log"
     web = realtime.Server(
         "web",
