@@ -29,7 +29,7 @@ def policy(response: Any) -> dict[str, list[str]]:
 
 
 def parse_policy(header: str) -> dict[str, list[str]]:
-    # django-csp builds the header from a dict, so the order of the directives is not fixed.
+    # django-csp walks a set of directive names, so their order changes with the hash seed.
     directives: dict[str, list[str]] = {}
     for part in header.split(";"):
         name, *values = part.split()
