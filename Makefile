@@ -3,8 +3,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
+# MLflow in a venv of its own (it pins its own versions of the web stack): the tests start its tracking
+# server and read what it writes; benchmarks/realtime.py serves with it.
+MLFLOW_VENV := .venv-mlflow
+export MF_TEST_MLFLOW_PYTHON ?= $(CURDIR)/$(MLFLOW_VENV)/bin/python
 
-.PHONY: run test test-e2e lint format migrate demo worker clean drills
+.PHONY: mlflow-venv run test test-e2e lint format migrate demo worker clean drills
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +21,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.installed
+
+$(MLFLOW_VENV)/.installed: tests/mlflow/requirements.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/pip install --quiet -r tests/mlflow/requirements.txt
+	@touch $@
+
+mlflow-venv: $(MLFLOW_VENV)/.installed
 
 migrate: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
@@ -34,7 +46,7 @@ run: demo
 worker: $(VENV)/.installed
 	$(BIN)/celery -A config worker --loglevel INFO
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(MLFLOW_VENV)/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## Restart drills: a private PostgreSQL (port 5440) and Redis (6390) stopped and started under load
@@ -52,4 +64,4 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(MLFLOW_VENV) var

@@ -150,6 +150,7 @@ class VersionOutput(serializers.ModelSerializer):
             "environment",
             "requirements",
             "input_schema",
+            "input_schema_source",
             "output_schema",
             "params",
             "metrics",
@@ -168,6 +169,7 @@ class VersionOutput(serializers.ModelSerializer):
             "author",
             "created_at",
             "files",
+            "mlflow",
         ]
 
 

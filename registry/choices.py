@@ -13,6 +13,16 @@ class ArtifactFormat(models.TextChoices):
     MLFLOW = "mlflow", "MLflow model directory"
 
 
+class SchemaSource(models.TextChoices):
+    """Where a version's input schema came from, shown to the reviewer beside it."""
+
+    DECLARED = "declared", "Declared at registration"
+    MLFLOW_SIGNATURE = "mlflow_signature", "MLflow signature"
+    INPUT_EXAMPLE = "input_example", "Inferred from the MLflow input example"
+    REFERENCE_DATA = "reference_data", "Inferred from the reference data"
+    GOLDEN_SET = "golden_set", "Inferred from the golden set"
+
+
 class VersionStatus(models.TextChoices):
     """Lifecycle of a version; the transitions between them are governed by the review workflow."""
 

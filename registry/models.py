@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from registry.choices import ArtifactFormat, FileKind, ModelTask, VersionStatus
+from registry.choices import ArtifactFormat, FileKind, ModelTask, SchemaSource, VersionStatus
 
 
 class Tag(models.Model):
@@ -82,6 +82,7 @@ class ModelVersion(models.Model):
     )
     requirements = models.TextField(blank=True)
     input_schema = models.JSONField(default=list, blank=True)
+    input_schema_source = models.CharField(max_length=20, choices=SchemaSource.choices, blank=True)
     output_schema = models.JSONField(default=list, blank=True)
     params = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
@@ -114,11 +115,21 @@ class ModelVersion(models.Model):
     review_round = models.PositiveIntegerField(default=0)
     status_changed_at = models.DateTimeField(default=timezone.now)
     deprecation_reason = models.TextField(blank=True)
+    # What MLflow recorded about the model (from its MLmodel file) and, for a version imported from an
+    # MLflow tracking server, the run and registry version it came from: {"mlmodel": {...}, "import": {...}}.
+    mlflow = models.JSONField(default=dict, blank=True)
+    # "<tracking URI>#<registered model>/<version>" of an imported version: one import per MLflow version.
+    mlflow_source = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["model", "-number"]
         constraints = [
             models.UniqueConstraint(fields=["model", "number"], name="unique_version_number"),
+            models.UniqueConstraint(
+                fields=["model", "mlflow_source"],
+                condition=~Q(mlflow_source=""),
+                name="one_version_per_mlflow_source",
+            ),
             models.UniqueConstraint(
                 fields=["model"],
                 condition=Q(status=VersionStatus.PRODUCTION),
@@ -185,6 +196,43 @@ class VersionFile(models.Model):
             "registry:file-download",
             args=[self.version.model.name, self.version.number, self.pk],
         )
+
+
+def compiled_file_path(instance: Compilation, filename: str) -> str:
+    version = instance.version
+    return f"models/{version.model.name}/v{version.number}/compiled/{uuid.uuid4().hex}/{filename}"
+
+
+class Compilation(models.Model):
+    """The version's model as an ONNX graph for fast serving: compiled by a worker at registration, or the
+    author's attached export. It serves only once the "Compiled model agrees" check has passed on it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Compiling"
+        COMPILED = "compiled", "Compiled"
+        UNSUPPORTED = "unsupported", "Cannot be compiled"
+        FAILED = "failed", "Compilation failed"
+        DISABLED = "disabled", "Compilation switched off"
+
+    class Source(models.TextChoices):
+        COMPILED = "compiled", "Compiled by Model Factory"
+        ATTACHED = "attached", "ONNX export attached by the author"
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.PROTECT, related_name="compilation")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.COMPILED)
+    file = models.FileField(upload_to=compiled_file_path, blank=True, max_length=500)
+    sha256 = models.CharField(max_length=64, blank=True)
+    size = models.PositiveBigIntegerField(null=True, blank=True)
+    # How it was made: converter and runtime versions, opsets, precision.
+    converter = models.JSONField(default=dict, blank=True)
+    # Why it cannot serve (an estimator the converter does not support, or its error), for the version page.
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Compilation of {self.version}: {self.status}"
 
 
 class AppendOnlyQuerySet(models.QuerySet["AuditEvent"]):

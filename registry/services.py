@@ -183,6 +183,10 @@ class VersionUpload:
     code_uri: str = ""
     code_commit: str = ""
     parent: int | None = None
+    # Set by the MLflow import (registry/mlflow_import.py): where the version came from, kept in
+    # ModelVersion.mlflow["import"], and the key that refuses a second import of the same MLflow version.
+    mlflow_import: dict[str, Any] | None = None
+    mlflow_source: str = ""
 
 
 @dataclass
