@@ -38,14 +38,26 @@ class Production:
     version: Any  # registry.models.ModelVersion, in production
     author: Any  # a data scientist, who may also manage batch jobs
     token: str  # a consumer token for the model
+    user_token: str  # the author's API token (knox), as a person or a notebook calls the API
 
 
 def register_in_production(
-    *, name: str, title: str, artifact: Path, golden_set: Path, columns: list[str], onnx: Path | None = None
+    *,
+    name: str,
+    title: str,
+    artifact: Path,
+    golden_set: Path,
+    columns: list[str] | None,
+    onnx: Path | None = None,
+    reference_data: Path | None = None,
 ) -> Production:
+    """Register, review, check and put in production. `columns` None: the schema comes from the artifact
+    (an MLflow model's signature). Compilation runs in the checks, as a worker's checks run it when the
+    registration's own compile task has not been picked up yet (there is no worker here)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.core.files.uploadedfile import SimpleUploadedFile
+    from knox.models import AuthToken
 
     from registry import notifications, roles, services, workflow
     from registry.choices import VersionStatus
@@ -74,8 +86,11 @@ def register_in_production(
             artifact=upload(artifact),
             onnx=upload(onnx) if onnx is not None else None,
             golden_set=upload(golden_set),
+            reference_data=upload(reference_data) if reference_data is not None else None,
             # Types only, no ranges: the same contract as an MLflow signature.
-            input_schema=[{"name": column, "type": "float", "required": True} for column in columns],
+            input_schema=[{"name": column, "type": "float", "required": True} for column in columns]
+            if columns is not None
+            else None,
             environment=environment,
             release_notes="Benchmark model.",
         ),
@@ -93,4 +108,5 @@ def register_in_production(
         raise RuntimeError(f"The pre-deployment checks did not pass ({version.status}): {failed}")
     version = workflow.version_transition(actor=second_reviewer, version=version, action=workflow.GO_LIVE)
     _, token = notifications.consumer_create(actor=author, model=model, name="bench", contact_email="b@example.com")
-    return Production(model=model, version=version, author=author, token=token)
+    _, user_token = AuthToken.objects.create(user=author, expiry=None)
+    return Production(model=model, version=version, author=author, token=token, user_token=user_token)

@@ -1,15 +1,25 @@
-"""Real-time scoring (issue 4): Model Factory's MLflow-compatible endpoint against `mlflow models serve`.
+"""Real-time scoring (issues 4 and 12): Model Factory against `mlflow models serve` of the same model.
 
 Both servers get the same model (StandardScaler + a 100-tree random forest, trained here on
-scikit-learn's breast-cancer data), one server process each, and the same one-row
+scikit-learn's breast-cancer data, saved by MLflow with its defaults: skops and the signature of
+`infer_signature(X, model.predict(X))`), one server process each, and the same one-row
 `dataframe_split` request, loaded by wrk from this machine. Model Factory runs its real stack: the
 Procfile's `web` command (gunicorn) with one worker process, a throw-away SQLite database and data
-directory, the version registered with a verified ONNX export (so it serves with onnxruntime),
-put in production through review, and called with a consumer token.
+directory, the model put in production through review and the pre-deployment checks.
 
-    .venv/bin/python benchmarks/realtime.py [--duration 20] [--warmup 5] [--connections 1,8]
+Cases (--case):
+- `mlflow-dir` (default): MLflow's own directory, zipped and registered with no ONNX attached; Model
+  Factory compiles it (MF_COMPILE_MODELS, on by default), the checks verify the graph, and it is
+  called at `/api/models/{name}/predict/` with a user token. `--no-compile` switches compilation off
+  (MF_COMPILE_MODELS=false): the native model serves.
+- `skops`: the fitted pipeline registered as a skops file (compiled the same way), called at
+  `/api/models/{name}/invocations` with a consumer token, as in the issue 4 benchmark (which attached
+  a hand-made float32 ONNX export instead; that export no longer passes the 1e-6 check).
 
-MLflow lives in its own venv (--mlflow-python, default /tmp/mlflow-venv); see benchmarks/README.md.
+    .venv/bin/python benchmarks/realtime.py [--case mlflow-dir] [--no-compile] [--duration 20] [--warmup 5]
+        [--connections 1,8]
+
+MLflow lives in its own venv (--mlflow-python, default <repo>/.venv-mlflow); see benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -32,11 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mf_setup
-import numpy as np
 import pandas as pd
 import requests
 import skops.io as sio
-from skl2onnx import to_onnx
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
@@ -137,7 +145,7 @@ def run(command: list[str], *, env: dict[str, str], cwd: Path) -> str:
     return done.stdout
 
 
-def start_mlflow(model: Model, mlflow_python: Path, workdir: Path) -> Server:
+def start_mlflow(model: Model, mlflow_python: Path, workdir: Path) -> Server:  # saves workdir/mlflow-model
     """Save the model with MLflow (in MLflow's venv, from a pickle) and serve it with one worker."""
     if not mlflow_python.exists():
         raise BenchmarkError(f"No MLflow venv at {mlflow_python}: see benchmarks/README.md.")
@@ -160,7 +168,7 @@ def start_mlflow(model: Model, mlflow_python: Path, workdir: Path) -> Server:
     return server
 
 
-def start_model_factory(model: Model, workdir: Path) -> Server:
+def start_model_factory(model: Model, workdir: Path, *, case: str = "skops", compile_models: bool = True) -> Server:
     """A fresh Model Factory (SQLite) with the model in production, served by the Procfile's web command."""
     env = {
         "MF_DATA_DIR": str(workdir / "mf-data"),
@@ -168,32 +176,46 @@ def start_model_factory(model: Model, workdir: Path) -> Server:
         "CELERY_BROKER_URL": "filesystem://",
         "MF_CONSUMER_RATE_LIMIT": "1000000/s",  # the throttle runs on every request, but must not cap it
         "MF_LOG_LEVEL": "WARNING",
+        "MF_COMPILE_MODELS": "true" if compile_models else "false",
     }
     mf_setup.configure(env)
-    forest = model.pipeline.named_steps["forest"]
-    onnx = to_onnx(model.pipeline, model.features[:1].astype(np.float32), options={id(forest): {"zipmap": False}})
+    from registry import selectors
+
     golden = model.features.iloc[:VERIFY_ROWS]
     golden.assign(expected=model.pipeline.predict(golden)).to_csv(workdir / "golden_set.csv", index=False)
-    (workdir / "model.skops").write_bytes(sio.dumps(model.pipeline))
-    (workdir / "model.onnx").write_bytes(onnx.SerializeToString())
-    production = mf_setup.register_in_production(
-        name=MODEL_NAME,
-        title="Breast cancer, random forest (benchmark)",
-        artifact=workdir / "model.skops",
-        onnx=workdir / "model.onnx",
-        golden_set=workdir / "golden_set.csv",
-        columns=[str(column) for column in model.features.columns],
-    )
-    print(f"  Model Factory: {production.version} is in production")
+    if case == "mlflow-dir":
+        # The directory `mlflow models serve` serves, as MLflow wrote it; the reference data are the training rows.
+        artifact = Path(shutil.make_archive(str(workdir / "mlflow-model"), "zip", workdir, "mlflow-model"))
+        model.features.to_csv(workdir / "reference.csv", index=False)
+        production = mf_setup.register_in_production(
+            name=MODEL_NAME,
+            title="Breast cancer, random forest (benchmark)",
+            artifact=artifact,
+            golden_set=workdir / "golden_set.csv",
+            reference_data=workdir / "reference.csv",
+            columns=None,  # from MLflow's signature
+        )
+        path, headers = f"/api/models/{MODEL_NAME}/predict/", {"Authorization": f"Token {production.user_token}"}
+    else:
+        (workdir / "model.skops").write_bytes(sio.dumps(model.pipeline))
+        production = mf_setup.register_in_production(
+            name=MODEL_NAME,
+            title="Breast cancer, random forest (benchmark)",
+            artifact=workdir / "model.skops",
+            golden_set=workdir / "golden_set.csv",
+            columns=[str(column) for column in model.features.columns],
+        )
+        path, headers = f"/api/models/{MODEL_NAME}/invocations", {"Authorization": f"Bearer {production.token}"}
+    serving = selectors.serving_engine(version=production.version)
+    print(f"  Model Factory: {production.version} is in production, served by {serving.engine}: {serving.reason}")
 
     port = free_port()
     web = next(line for line in (REPO / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
-    process_env = {**os.environ, "MF_BIND": f"127.0.0.1:{port}", "MF_WEB_WORKERS": "1", "PATH": path}
+    path_env = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    process_env = {**os.environ, "MF_BIND": f"127.0.0.1:{port}", "MF_WEB_WORKERS": "1", "PATH": path_env}
     log = workdir / "model-factory.log"
     process = spawn(["bash", "-c", "exec " + web.removeprefix("web:").strip()], log=log, env=process_env, cwd=REPO)
-    url = f"http://127.0.0.1:{port}/api/models/{MODEL_NAME}/invocations"
-    server = Server("Model Factory", process, log, url, {"Authorization": f"Bearer {production.token}"})
+    server = Server("Model Factory", process, log, f"http://127.0.0.1:{port}{path}", headers)
     server.wait_ready(f"http://127.0.0.1:{port}/healthz")
     return server
 
@@ -303,7 +325,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per measurement")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of untimed load per server first")
     parser.add_argument("--connections", default="1,8", help="comma-separated wrk connection counts")
-    parser.add_argument("--mlflow-python", type=Path, default=Path(tempfile.gettempdir(), "mlflow-venv/bin/python"))
+    parser.add_argument("--case", choices=["mlflow-dir", "skops"], default="mlflow-dir")
+    parser.add_argument("--no-compile", action="store_true", help="MF_COMPILE_MODELS=false: the native model serves")
+    parser.add_argument("--mlflow-python", type=Path, default=REPO / ".venv-mlflow" / "bin" / "python")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = parser.parse_args()
     connection_counts = [int(part) for part in args.connections.split(",")]
@@ -318,7 +342,7 @@ def main() -> int:
             model = train()
             print("Starting `mlflow models serve` and Model Factory...")
             servers.append(start_mlflow(model, args.mlflow_python, workdir))
-            servers.append(start_model_factory(model, workdir))
+            servers.append(start_model_factory(model, workdir, case=args.case, compile_models=not args.no_compile))
             body = model.body(model.features.iloc[:1])
             scripts = {}
             for server in servers:

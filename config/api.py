@@ -17,10 +17,22 @@ class ConflictError(Exception):
     """Raised by services when the current state forbids a request; pages show it, the API answers 409."""
 
 
+class BadGateway(exceptions.APIException):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_detail = "A server this request depends on did not answer as expected."
+    default_code = "bad_gateway"
+
+
+class UpstreamError(Exception):
+    """Raised by services when another server they fetch from fails or is unreachable; the API answers 502."""
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus Django ValidationErrors raised by services become 400s by field."""
+    """DRF's handler, plus services' ValidationErrors become 400s by field, ConflictErrors 409s, UpstreamErrors 502s."""
     if isinstance(exc, ConflictError):
         exc = Conflict(str(exc))
+    if isinstance(exc, UpstreamError):
+        exc = BadGateway(str(exc))
     if isinstance(exc, DjangoValidationError):
         detail: Any = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         exc = exceptions.ValidationError(detail)

@@ -5,6 +5,7 @@ confusing runtime error.
 """
 
 import os
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -46,3 +47,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_hosts(name: str) -> list[str]:
+    """A comma list of `host`, `host:port` or `.domain` entries (IPv6 in brackets), lower-cased.
+
+    Only names and ports: a scheme, a path or credentials in an entry means it was misunderstood.
+    """
+    hosts = []
+    for entry in env_list(name, []):
+        parts = urlsplit(f"//{entry}")
+        try:
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: bad port in {entry!r}") from exc
+        if not parts.hostname or "@" in entry or parts.path or parts.query or parts.fragment:
+            raise ImproperlyConfigured(f"{name} entries are host, host:port or .domain, got {entry!r}")
+        hosts.append(entry.lower())
+    return hosts

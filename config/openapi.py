@@ -25,6 +25,7 @@ _DESCRIPTIONS = {
     413: "The request body is too large",
     415: "Unsupported Content-Type",
     429: "Too many requests: the rate limit of this token",
+    502: "A server this request fetches from (e.g. an MLflow tracking server) is unreachable or answered wrongly",
 }
 
 

@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.authentication import UserTokenAuthentication
+from config.authentication import UserTokenAuthentication, forget_user_tokens
 
 
 class UserTokenOutput(serializers.Serializer):
@@ -67,6 +67,7 @@ class TokenRevokeApi(APIView):
     @extend_schema(request=None, responses={204: None}, summary="Revoke this API token")
     def post(self, request: Request) -> Response:
         request.auth.delete()
+        forget_user_tokens(request.user.pk)
         user_logged_out.send(sender=request.user.__class__, request=request._request, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -85,5 +86,6 @@ class TokenRevokeAllApi(APIView):
     )
     def post(self, request: Request) -> Response:
         revoked, _ = AuthToken.objects.filter(user=request.user).delete()
+        forget_user_tokens(request.user.pk)
         user_logged_out.send(sender=request.user.__class__, request=request._request, user=request.user)
         return Response({"revoked": revoked})

@@ -18,7 +18,7 @@ from registry.choices import ArtifactFormat, ModelTask, VersionStatus
 from registry.loading import ArtifactIntegrityError
 from registry.models import ModelVersion, RegisteredModel, VersionFile
 from registry.uploads import rejected_upload_errors
-from registry.views import file_response
+from registry.views import compiled_file_response, file_response
 
 
 class ModelOutput(serializers.ModelSerializer):
@@ -138,6 +138,9 @@ class VersionOutput(serializers.ModelSerializer):
     requires_trust = serializers.BooleanField()
     trust_accepted_by = serializers.CharField(source="trust_accepted_by.username", default=None, allow_null=True)
     files = VersionFileOutput(many=True)
+    serving_engine = serializers.SerializerMethodField(
+        help_text='{"engine": "onnx" (the verified compiled graph) or the native format, "reason": why}'
+    )
 
     class Meta:
         model = ModelVersion
@@ -170,7 +173,11 @@ class VersionOutput(serializers.ModelSerializer):
             "created_at",
             "files",
             "mlflow",
+            "serving_engine",
         ]
+
+    def get_serving_engine(self, version: ModelVersion) -> dict[str, str]:
+        return selectors.serving_engine(version=version).as_json()
 
 
 class JsonText(serializers.JSONField):
@@ -266,6 +273,24 @@ class VersionFileDownloadApi(APIView):
         version_file = selectors.version_file_get(version=version, file_id=file_id)
         try:
             return file_response(version_file)
+        except ArtifactIntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+
+
+class VersionCompiledDownloadApi(APIView):
+    @extend_schema(
+        summary="Download the compiled ONNX graph (its sha256 and verification: serving_engine and the checks)",
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(description="The version has no compiled graph"),
+            409: OpenApiResponse(description="The stored file no longer matches its sha256"),
+        },
+    )
+    def get(self, request: Request, name: str, number: int) -> FileResponse:
+        version = selectors.version_get(model_name=name, number=number)
+        compilation = selectors.compilation_file_get(version=version)
+        try:
+            return compiled_file_response(compilation)
         except ArtifactIntegrityError as exc:
             raise Conflict(str(exc)) from exc
 

@@ -1,11 +1,16 @@
 from django.urls import path
 
-from registry import api, consumer_api, workflow_api
+from registry import api, consumer_api, mlflow_api, workflow_api
 
 urlpatterns = [
     path("models/", api.ModelListApi.as_view(), name="model-list"),
     path("models/<slug:name>/", api.ModelDetailApi.as_view(), name="model-detail"),
     path("models/<slug:name>/versions/", api.VersionListApi.as_view(), name="version-list"),
+    path(
+        "models/<slug:name>/versions/import-mlflow/",
+        mlflow_api.VersionImportMlflowApi.as_view(),
+        name="version-import-mlflow",
+    ),
     path(
         "models/<slug:name>/versions/<int:number>/",
         api.VersionDetailApi.as_view(),
@@ -15,6 +20,11 @@ urlpatterns = [
         "models/<slug:name>/versions/<int:number>/accept-untrusted-types/",
         api.VersionAcceptTrustApi.as_view(),
         name="version-accept-trust",
+    ),
+    path(
+        "models/<slug:name>/versions/<int:number>/compiled/download/",
+        api.VersionCompiledDownloadApi.as_view(),
+        name="compiled-download",
     ),
     path(
         "models/<slug:name>/versions/<int:number>/files/<int:file_id>/download/",

@@ -26,7 +26,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from registry import mlmodel
+from registry.compilation import COLUMNS_METADATA
+from registry.schema import parse_binary, parse_boolean, parse_datetime
 
 SKOPS, ONNX, PICKLE, MLFLOW = "skops", "onnx", "pickle", "mlflow"
 
@@ -42,15 +45,6 @@ _PICKLE_SCAN_BYTES = 64 * 1024 * 1024
 # Listed among a pickle's untrusted types when the scan could not read past joblib's raw buffers.
 _INCOMPLETE_SCAN = "<more globals after binary data>"
 
-# MLflow column types -> our schema types (binary and datetime have no equivalent).
-_MLFLOW_TYPES = {
-    "boolean": "boolean",
-    "integer": "integer",
-    "long": "integer",
-    "float": "float",
-    "double": "float",
-    "string": "string",
-}
 _FRAMEWORKS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
 
 
@@ -90,6 +84,8 @@ class ZipLimits:
 
 @dataclass(frozen=True)
 class MlflowModelInfo:
+    """What an MLflow model zip says about itself; `metadata` is kept on the version as MLflow wrote it."""
+
     input_schema: list[dict[str, Any]] | None
     output_schema: list[dict[str, Any]] | None
     input_example: list[dict[str, Any]] | None
@@ -97,6 +93,8 @@ class MlflowModelInfo:
     environment: dict[str, Any]
     serialization_format: str
     model_path: str
+    signature: mlmodel.Signature = field(default_factory=mlmodel.Signature)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -407,123 +405,60 @@ def _read_member(archive: zipfile.ZipFile, root: str, name: str) -> bytes | None
         return None
 
 
-def _mlflow_schema(raw: Any, what: str) -> list[dict[str, Any]] | None:
-    if raw in (None, "", "null"):
-        return None
-    try:
-        columns = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError as exc:
-        raise ArtifactError(f"The MLmodel signature's {what} are not valid JSON.") from exc
-    if not isinstance(columns, list):
-        raise ArtifactError(f"The MLmodel signature's {what} must be a list of columns.")
-    fields = []
-    for index, column in enumerate(columns):
-        if not isinstance(column, dict) or column.get("type") == "tensor":
-            raise ArtifactError(
-                f"The MLmodel signature's {what} are tensor-based; only column-based signatures "
-                "(from a DataFrame) can be imported."
-            )
-        kind = _MLFLOW_TYPES.get(str(column.get("type")))
-        name = column.get("name") or ("prediction" if what == "outputs" else f"column_{index}")
-        if kind is None:
-            raise ArtifactError(
-                f"The MLmodel signature's column {name!r} has type {column.get('type')!r}, "
-                f"which cannot be checked; supported: {', '.join(sorted(_MLFLOW_TYPES))}."
-            )
-        fields.append({"name": str(name), "type": kind, "required": bool(column.get("required", True))})
-    return fields
-
-
-def _mlflow_example(data: bytes | None) -> list[dict[str, Any]] | None:
-    if data is None:
-        return None
-    try:
-        example = json.loads(data)
-    except ValueError as exc:
-        raise ArtifactError("The MLflow input example is not valid JSON.") from exc
-    if isinstance(example, dict):
-        for key in ("dataframe_split", "dataframe_records", "inputs"):
-            if key in example:
-                example = example[key]
-                break
-    if isinstance(example, dict) and "columns" in example and "data" in example:
-        frame = pd.DataFrame(example["data"], columns=example["columns"])
-    elif isinstance(example, list) and all(isinstance(row, dict) for row in example):
-        frame = pd.DataFrame(example)
-    elif isinstance(example, dict):
-        frame = pd.DataFrame({key: value if isinstance(value, list) else [value] for key, value in example.items()})
-    else:
-        return None
-    return [{str(k): v for k, v in row.items()} for row in json.loads(frame.to_json(orient="records"))]
-
-
-def _requirement_versions(requirements: str) -> dict[str, str]:
-    pins = {}
-    for line in requirements.splitlines():
-        line = line.split("#")[0].strip()
-        if "==" in line and not line.startswith("-"):
-            name, version = line.split("==", 1)
-            pins[name.split("[")[0].strip().lower()] = version.split(";")[0].strip()
-    return pins
-
-
 def _inspect_mlflow(path: Path, limits: ZipLimits) -> ArtifactInspection:
     if not zipfile.is_zipfile(path):
         if path.read_bytes()[:2] == b"PK":
             raise ArtifactError("The zip file is corrupt.")
         raise ArtifactError("An MLflow model must be uploaded as a zip of its model directory.")
     check_zip(path, limits)
+    try:
+        return _read_mlflow(path)
+    except mlmodel.MlmodelError as exc:
+        raise ArtifactError(str(exc)) from exc
+
+
+def _text(data: bytes | None, name: str) -> str:
+    try:
+        return (data or b"").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise mlmodel.MlmodelError(f"{name} is not UTF-8 text.") from exc
+
+
+def _read_mlflow(path: Path) -> ArtifactInspection:
     with zipfile.ZipFile(path) as archive:
         root = _mlflow_root(archive)
-        try:
-            mlmodel = yaml.safe_load(_read_member(archive, root, "MLmodel") or b"")
-        except yaml.YAMLError as exc:
-            raise ArtifactError(f"The MLmodel file is not valid YAML: {exc}") from exc
-        if not isinstance(mlmodel, dict):
-            raise ArtifactError("The MLmodel file is empty or not a mapping.")
-        flavors = mlmodel.get("flavors") or {}
-        sklearn = flavors.get("sklearn")
-        if not isinstance(sklearn, dict):
-            raise ArtifactError(
-                f"Only MLflow models with the sklearn flavor can be imported; this one has "
-                f"{', '.join(sorted(flavors)) or 'no flavors'}."
-            )
+        description = mlmodel.read_mlmodel(_read_member(archive, root, "MLmodel"))
+        sklearn = mlmodel.sklearn_flavor(description)
         model_path = str(sklearn.get("pickled_model") or "model.pkl")
         model_bytes = _read_member(archive, root, model_path)
         if model_bytes is None:
             raise ArtifactError(f"The MLmodel file names {model_path!r}, which is not in the zip.")
-        serialization = str(sklearn.get("serialization_format") or "cloudpickle")
-        signature = mlmodel.get("signature") or {}
-        example_info = mlmodel.get("saved_input_example_info") or {}
-        example_name = example_info.get("artifact_path", "input_example.json") if isinstance(example_info, dict) else ""
-        example = _mlflow_example(_read_member(archive, root, str(example_name)))
-        requirements = (_read_member(archive, root, "requirements.txt") or b"").decode("utf-8", "replace")
+        signature = mlmodel.parse_signature(description.get("signature"))
+        example_info = description.get("saved_input_example_info")
+        example_name = example_info.get("artifact_path") if isinstance(example_info, dict) else None
+        example = mlmodel.example_rows(
+            _read_member(archive, root, str(example_name)) if example_name else None, signature
+        )
+        requirements = _text(_read_member(archive, root, "requirements.txt"), "requirements.txt")
+        python_env = mlmodel.read_python_env(_read_member(archive, root, "python_env.yaml"))
 
+    serialization = str(sklearn.get("serialization_format") or "cloudpickle")
     if serialization == "skops":
         untrusted = _skops_untrusted(model_bytes)
-    elif serialization in {"pickle", "cloudpickle"}:
+    else:
         found, complete = pickle_globals(io.BytesIO(model_bytes))
         untrusted = found if complete else [*found, _INCOMPLETE_SCAN]
         untrusted = untrusted or ["<pickle>"]
-    else:
-        raise ArtifactError(f"Unsupported sklearn serialization_format {serialization!r} in MLmodel.")
-    python_function = flavors.get("python_function") or {}
-    libraries = _requirement_versions(requirements)
-    if sklearn.get("sklearn_version"):
-        libraries.setdefault("scikit-learn", str(sklearn["sklearn_version"]))
-    environment: dict[str, Any] = {"libraries": libraries}
-    if isinstance(python_function, dict) and python_function.get("python_version"):
-        environment["python"] = str(python_function["python_version"])
-    if mlmodel.get("mlflow_version"):
-        environment["mlflow"] = str(mlmodel["mlflow_version"])
     info = MlflowModelInfo(
-        input_schema=_mlflow_schema(signature.get("inputs"), "inputs") if isinstance(signature, dict) else None,
-        output_schema=_mlflow_schema(signature.get("outputs"), "outputs") if isinstance(signature, dict) else None,
+        input_schema=signature.inputs,
+        output_schema=signature.outputs,
         input_example=example,
         requirements=requirements,
-        environment=environment,
+        environment=mlmodel.environment(description, sklearn, requirements, python_env),
         serialization_format=serialization,
         model_path=model_path,
+        signature=signature,
+        metadata=mlmodel.metadata(description, signature, requirements, python_env),
     )
     return ArtifactInspection(format=MLFLOW, untrusted_types=untrusted, framework="scikit-learn", mlflow=info)
 
@@ -548,6 +483,66 @@ class EstimatorPredictor:
         return np.asarray(self.estimator.predict_proba(frame))
 
 
+# The numpy dtypes MLflow's pyfunc casts each column type to before calling the model, so that a model
+# sees here what it sees under MLflow (a float32 "float" column splits a tree exactly as it does there).
+_MLFLOW_DTYPES = {
+    name: np.dtype(dtype)
+    for name, dtype in {
+        "integer": "int32",
+        "long": "int64",
+        "float": "float32",
+        "double": "float64",
+        "boolean": "bool",
+    }.items()
+}
+
+
+class MlflowPredictor(EstimatorPredictor):
+    """A scikit-learn model of an MLflow zip, fed as MLflow's pyfunc feeds it: columns cast to the
+    signature's types, binary columns as bytes, and a tensor input as one 2-D array."""
+
+    def __init__(self, estimator: Any, signature: mlmodel.Signature):
+        super().__init__(estimator)
+        self.signature = signature
+
+    def model_input(self, frame: pd.DataFrame) -> pd.DataFrame | np.ndarray:
+        if self.signature.tensor_dtype is not None:
+            names = [spec["name"] for spec in self.signature.inputs or []]
+            return frame[names].to_numpy().astype(self.signature.tensor_dtype)
+        cast: dict[str, Any] = {}
+        dtypes = frame.dtypes
+        for name, mlflow_type in self.signature.column_types.items():
+            if name not in frame.columns:
+                continue
+            dtype = _MLFLOW_DTYPES.get(mlflow_type)
+            if dtype is not None and dtypes[name] == dtype:
+                continue  # already what MLflow casts to: no column lookup (~30 us a column on a one-row request)
+            column = frame[name]
+            # A missing value stays NaN or None: MLflow refuses it in an integer column, we leave it to the model.
+            if dtype is not None and not column.isna().any() and column.dtype != dtype:
+                # Values as the schema reads them: "no" is False and "3" is 3 (astype would make "no" True).
+                if mlflow_type == "boolean":
+                    values = column.map(lambda v: v if isinstance(v, bool | np.bool_) else parse_boolean(v))
+                else:
+                    values = pd.to_numeric(column)
+                cast[name] = values.astype(dtype)
+            elif mlflow_type == "datetime" and not pd.api.types.is_datetime64_dtype(column):
+                cast[name] = pd.Series(
+                    [None if pd.isna(v) else parse_datetime(v)[0] for v in column], index=frame.index
+                ).astype("datetime64[ns]")
+            elif mlflow_type == "binary":
+                cast[name] = column.map(lambda v: v if v is None or isinstance(v, bytes) else parse_binary(v))
+        return frame.assign(**cast) if cast else frame
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.estimator.predict(self.model_input(frame)))
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None:
+        if not hasattr(self.estimator, "predict_proba"):
+            return None
+        return np.asarray(self.estimator.predict_proba(self.model_input(frame)))
+
+
 _ONNX_DTYPES = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -569,6 +564,9 @@ class OnnxPredictor:
         options.intra_op_num_threads = 1
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self.inputs = [(i.name, i.type) for i in self.session.get_inputs()]
+        # A compiled graph with one tensor input records which column goes where (registry/compilation.py).
+        stacked = self.session.get_modelmeta().custom_metadata_map.get(COLUMNS_METADATA)
+        self.stacked_columns: list[str] | None = json.loads(stacked) if stacked else None
         outputs = [o.name for o in self.session.get_outputs()]
         self.label_output = outputs[0]
         self.proba_output = outputs[1] if len(outputs) > 1 else None
@@ -577,7 +575,8 @@ class OnnxPredictor:
     def _feed(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if len(self.inputs) == 1 and self.inputs[0][0] not in columns:
             name, kind = self.inputs[0]
-            return {name: np.column_stack(list(columns.values())).astype(_ONNX_DTYPES.get(kind, np.float32))}
+            ordered = [columns[column] for column in self.stacked_columns] if self.stacked_columns else columns.values()
+            return {name: np.column_stack(list(ordered)).astype(_ONNX_DTYPES.get(kind, np.float32))}
         feed: dict[str, np.ndarray] = {}
         for name, kind in self.inputs:
             if name not in columns:
@@ -632,10 +631,11 @@ def load_artifact(path: Path, fmt: str, *, trusted_types: list[str]) -> Predicto
         assert inspection.mlflow is not None
         with zipfile.ZipFile(path) as archive:
             data = _read_member(archive, _mlflow_root(archive), inspection.mlflow.model_path) or b""
+        signature = inspection.mlflow.signature
         if inspection.mlflow.serialization_format == "skops":
-            return EstimatorPredictor(_skops_load(data, trusted_types))
+            return MlflowPredictor(_skops_load(data, trusted_types), signature)
         _require_pickle_trust(pickle_globals(io.BytesIO(data)), trusted_types)
-        return EstimatorPredictor(pickle.loads(data))  # noqa: S301 - a reviewer accepted this pickle
+        return MlflowPredictor(pickle.loads(data), signature)  # noqa: S301 - a reviewer accepted this pickle
     raise ArtifactError(f"Unknown artifact format {fmt!r}.")
 
 

@@ -8,6 +8,7 @@ hides the others.
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
 import math
 import platform
@@ -25,20 +26,21 @@ from threadpoolctl import threadpool_limits
 
 from registry import artifacts, services
 from registry.choices import FileKind, ModelTask
-from registry.loading import ArtifactIntegrityError, load_version_model, verified_path
-from registry.models import ModelVersion, VersionFile
+from registry.loading import ArtifactIntegrityError, load_compiled_model, load_version_model, verified_path
+from registry.models import Compilation, ModelVersion, VersionFile
 from registry.profiling import read_table
 from registry.schema import NUMERIC_TYPES, FieldSpec, check_frame, parse_schema
 
 PASSED, WARNING, FAILED, SKIPPED = "passed", "warning", "failed", "skipped"
 
-GOLDEN_SET, ROBUSTNESS, ENVIRONMENT, LATENCY, ONNX = "golden_set", "robustness", "environment", "latency", "onnx"
+GOLDEN_SET, ROBUSTNESS, ENVIRONMENT, LATENCY = "golden_set", "robustness", "environment", "latency"
+COMPILED = "compiled"
 TITLES = {
     GOLDEN_SET: "Golden set reproduced",
     ROBUSTNESS: "Robust to unusual inputs",
     ENVIRONMENT: "Serving environment matches",
     LATENCY: "Within latency budgets",
-    ONNX: "ONNX export agrees",
+    COMPILED: "Compiled model agrees",
 }
 
 SERVING_LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "skops", "onnxruntime", "joblib")
@@ -48,8 +50,11 @@ _LIBRARY_ALIASES = {"sklearn": "scikit-learn"}
 MAX_DETAIL_ROWS = 50
 SINGLE_ROW_RUNS, SINGLE_ROW_WARMUP = 30, 3
 BATCH_ROWS, BATCH_RUNS = 1_000, 5
-# ONNX computes in float32: about 7 significant digits, so 1e-4 absorbs rounding but not a wrong graph.
-ONNX_TOLERANCE = 1e-4
+# The compiled graph computes in double; its only float32 step (a tree ensemble's output) costs ~6e-8.
+COMPILED_RTOL = 1e-6
+PROBABILITY_FLOOR = 1e-7  # see _relative_agreement
+# The reference data compared with the compiled graph: all rows up to this many, else a seeded sample.
+MAX_COMPARED_REFERENCE_ROWS = 10_000
 _MAX_MESSAGE = 300
 
 
@@ -61,9 +66,11 @@ class CheckResult:
     required: bool
     summary: str
     details: list[dict[str, Any]] = field(default_factory=list)
+    # What a result vouches for, where something relies on it (the compiled graph's sha256 and rows).
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        result = {
             "name": self.name,
             "title": self.title,
             "status": self.status,
@@ -71,6 +78,9 @@ class CheckResult:
             "summary": self.summary,
             "details": [{str(key): _plain(value) for key, value in row.items()} for row in self.details],
         }
+        if self.evidence:
+            result["evidence"] = _plain(self.evidence)
+        return result
 
 
 @dataclass
@@ -98,13 +108,12 @@ def run_checks(version: ModelVersion) -> CheckOutcome:
     """Run every check of `version`; never raises for a problem with the version itself."""
     environment = serving_environment()
     context = _Context.build(version)
-    onnx_file = version.files.filter(kind=FileKind.ONNX).first()
     checks: list[tuple[str, bool, Callable[[], CheckResult]]] = [
         (GOLDEN_SET, True, lambda: _check_golden_set(context)),
         (ROBUSTNESS, True, lambda: _check_robustness(context)),
         (ENVIRONMENT, True, lambda: _check_environment(version, environment)),
         (LATENCY, True, lambda: _check_latency(context)),
-        (ONNX, onnx_file is not None, lambda: _check_onnx(context, onnx_file)),
+        (COMPILED, False, lambda: _check_compiled(context)),
     ]
     # One thread for BLAS/OpenMP: on small shared machines their thread pools oversubscribe the
     # cores and make tree models up to 100x slower, which would fail latency for the wrong reason.
@@ -123,10 +132,22 @@ def _guarded(name: str, required: bool, check: Callable[[], CheckResult]) -> Che
 
 
 def _result(
-    name: str, status: str, summary: str, *, required: bool = True, details: list[dict[str, Any]] | None = None
+    name: str,
+    status: str,
+    summary: str,
+    *,
+    required: bool = True,
+    details: list[dict[str, Any]] | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> CheckResult:
     return CheckResult(
-        name=name, title=TITLES[name], status=status, required=required, summary=summary, details=details or []
+        name=name,
+        title=TITLES[name],
+        status=status,
+        required=required,
+        summary=summary,
+        details=details or [],
+        evidence=evidence or {},
     )
 
 
@@ -228,6 +249,10 @@ def _synthesised_value(spec: FieldSpec) -> Any:
         return spec.categories[0] if spec.categories else "x"
     if spec.type == "boolean":
         return False
+    if spec.type == "datetime":
+        return "2000-01-01T00:00:00"
+    if spec.type == "binary":
+        return base64.b64encode(b"x").decode("ascii")
     return "x"
 
 
@@ -369,6 +394,18 @@ def _edge_cases(fields: list[FieldSpec], base: dict[str, Any]) -> list[_Case]:
             add(spec, "false", False)
             add(spec, "missing", None)
             add(spec, "wrong type ('maybe')", "maybe")
+        elif spec.type == "datetime":
+            add(spec, "epoch (1970-01-01)", "1970-01-01T00:00:00")
+            add(spec, "far future (2262-04-01)", "2262-04-01T00:00:00")
+            add(spec, "with a time zone", "2024-02-29T23:59:59+05:30")
+            add(spec, "date only", "2024-02-29")
+            add(spec, "missing", None)
+            add(spec, "wrong type ('not-a-date')", "not-a-date")
+        elif spec.type == "binary":
+            add(spec, "empty", "")
+            add(spec, "1 MB", base64.b64encode(bytes(1024 * 1024)).decode("ascii"))
+            add(spec, "missing", None)
+            add(spec, "wrong type ('not base64!')", "not base64!")
         else:
             add(spec, "empty string", "")
             add(spec, "missing", None)
@@ -576,64 +613,142 @@ def _check_latency(context: _Context) -> CheckResult:
     return _result(LATENCY, PASSED if single_ok and batch_ok else FAILED, summary, details=details)
 
 
-# --- ONNX export --------------------------------------------------------------------------------
+# --- compiled model -----------------------------------------------------------------------------
 
 
-def _check_onnx(context: _Context, onnx_file: VersionFile | None) -> CheckResult:
-    if onnx_file is None:
-        return _result(ONNX, SKIPPED, "No ONNX export was attached.", required=False)
+def _check_compiled(context: _Context) -> CheckResult:
+    """The compiled graph against the native model on the golden set and the reference data.
+
+    Not required: a graph that cannot be made or disagrees only means the native model serves; the
+    result says which, and a passed result names the file it verified (serving re-checks its sha256).
+    """
+    compilation = Compilation.objects.filter(version=context.version).first()
+    if compilation is None:
+        return _result(COMPILED, SKIPPED, "The version was never compiled: the native model serves.", required=False)
+    if compilation.status != Compilation.Status.COMPILED:
+        status = WARNING if compilation.status == Compilation.Status.FAILED else SKIPPED
+        reason = f": {compilation.error}" if compilation.error else ""
+        summary = f"{compilation.get_status_display()}{reason}. The native model serves."
+        if compilation.status == Compilation.Status.PENDING:
+            summary = "Not compiled yet (the artifact's types await a reviewer). The native model serves."
+        return _result(COMPILED, status, summary, required=False)
     if context.predictor is None:
-        return context.unloadable(ONNX)
-    exported = artifacts.load_artifact(verified_path(onnx_file), artifacts.ONNX, trusted_types=[])
-    frame = context.golden_inputs()
-    source = "golden"
-    if frame is None:
-        frame, source = context.sample_inputs(BATCH_ROWS), "sampled"
-    native_labels = context.predictor.predict(frame)
-    onnx_labels = exported.predict(frame)
-    native_probabilities = context.predictor.predict_proba(frame) if context.is_classifier else None
-    onnx_probabilities = exported.predict_proba(frame) if native_probabilities is not None else None
-    if native_probabilities is not None:
-        if onnx_probabilities is None:
-            return _result(ONNX, FAILED, "The export gives no probabilities; the model does.")
-        if onnx_probabilities.shape != native_probabilities.shape:
-            summary = (
-                f"The export gives probabilities of shape {onnx_probabilities.shape}, "
-                f"the model {native_probabilities.shape}."
-            )
-            return _result(ONNX, FAILED, summary)
-    disagreements: list[dict[str, Any]] = []
-    largest = 0.0
-    for position in range(len(frame)):
-        native, onnx = native_labels[position], onnx_labels[position]
-        if context.is_classifier:
-            difference = 0.0
-            if native_probabilities is not None and onnx_probabilities is not None:
-                difference = float(np.max(np.abs(native_probabilities[position] - onnx_probabilities[position])))
-            agrees = _label(native) == _label(onnx) and difference <= ONNX_TOLERANCE
-        else:
-            difference = abs(float(native) - float(onnx))
-            agrees = difference <= ONNX_TOLERANCE * max(1.0, abs(float(native)))
-        largest = max(largest, difference) if math.isfinite(difference) else math.inf
-        if not agrees:
-            disagreements.append(
-                {
-                    "index": int(frame.index[position]),
-                    "native": _plain(native),
-                    "onnx": _plain(onnx),
-                    "difference": difference,
-                }
-            )
-    total = len(frame)
-    compared = "labels and probabilities" if context.is_classifier else "predictions"
-    if disagreements:
+        return context.unloadable(COMPILED, required=False)
+    compiled = load_compiled_model(compilation)
+    sources: list[tuple[str, pd.DataFrame]] = []
+    golden, reference = context.golden_inputs(), context.reference_inputs()
+    reference_total = 0
+    if golden is not None:
+        sources.append(("golden", golden))
+    if reference is not None:
+        reference_total = len(reference)
+        if reference_total > MAX_COMPARED_REFERENCE_ROWS:
+            reference = reference.sample(n=MAX_COMPARED_REFERENCE_ROWS, random_state=0).sort_index()
+        sources.append(("reference", reference))
+    if not sources:
+        sources.append(("synthesised", context.sample_inputs(1)))
+    mismatches: list[dict[str, Any]] = []
+    count, largest = 0, 0.0
+    rows: dict[str, int] = {}
+    for source, frame in sources:
+        listed, found, source_largest = _compare_compiled(context, compiled, source, frame)
+        mismatches.extend(listed)
+        count += found
+        largest = max(largest, source_largest)
+        rows[source] = len(frame)
+    evidence = {
+        "sha256": compilation.sha256,
+        "source": compilation.source,
+        "rows": rows,
+        "reference_rows": reference_total,
+        "mismatches": count,
+        "largest_relative_difference": largest,
+    }
+    compared = " and ".join(f"{count:,} {source}" for source, count in rows.items())
+    if reference_total > rows.get("reference", reference_total):
+        compared += f" (a sample of the {reference_total:,} reference rows, seed 0)"
+    what = "labels and probabilities" if context.is_classifier else "predictions"
+    tolerance = f"within {COMPILED_RTOL:g} relative"
+    if count:
+        first = mismatches[0]
         summary = (
-            f"The export disagrees with the model on {len(disagreements)} of {total} {source} rows "
-            f"(largest difference {largest:.2g}, tolerance {ONNX_TOLERANCE:g})."
+            f"The compiled graph differs from the native model on {count:,} of the {compared} rows; "
+            f"first: {first['source']} row {first['row']}, native {first['native']!r}, compiled "
+            f"{first['compiled']!r}. The native model serves."
         )
-        return _result(ONNX, FAILED, summary, details=disagreements[:MAX_DETAIL_ROWS])
+        return _result(
+            COMPILED, FAILED, summary, required=False, details=mismatches[:MAX_DETAIL_ROWS], evidence=evidence
+        )
     summary = (
-        f"The export agrees with the model on all {total} {source} rows: same {compared} "
-        f"within {ONNX_TOLERANCE:g} (largest difference {largest:.2g})."
+        f"The compiled graph (sha256 {compilation.sha256[:12]}…) gives the native model's {what} {tolerance} "
+        f"on all {compared} rows (largest relative difference {largest:.2g}). It serves."
     )
-    return _result(ONNX, PASSED, summary)
+    return _result(COMPILED, PASSED, summary, required=False, evidence=evidence)
+
+
+def _compare_compiled(
+    context: _Context, compiled: artifacts.OnnxPredictor, source: str, frame: pd.DataFrame
+) -> tuple[list[dict[str, Any]], int, float]:
+    """The first rows where the two engines differ, how many do, and the largest relative difference."""
+    columns = {str(name): frame[name].to_numpy() for name in frame.columns}
+    compiled_labels, compiled_probabilities = compiled.score(columns)
+    native_labels = context.predictor.predict(frame) if context.predictor is not None else np.array([])
+    if context.is_classifier:
+        native_probabilities = context.predictor.predict_proba(frame) if context.predictor is not None else None
+        if native_probabilities is None or compiled_probabilities is None:
+            native_values, compiled_values = np.zeros((len(frame), 0)), np.zeros((len(frame), 0))
+            if (native_probabilities is None) != (compiled_probabilities is None):
+                raise ValueError("One engine gives probabilities and the other does not.")
+        else:
+            native_values = np.asarray(native_probabilities, dtype=np.float64)
+            compiled_values = np.asarray(compiled_probabilities, dtype=np.float64)
+        if native_values.shape != compiled_values.shape:
+            raise ValueError(
+                f"The compiled graph gives probabilities of shape {compiled_values.shape}, "
+                f"the native model {native_values.shape}."
+            )
+        floor = PROBABILITY_FLOOR
+        same_labels = np.array(
+            [_label(a) == _label(b) for a, b in zip(native_labels, compiled_labels, strict=True)], dtype=bool
+        )
+    else:
+        native_values = np.asarray(native_labels, dtype=np.float64).reshape(len(frame), -1)
+        compiled_values = np.asarray(compiled_labels, dtype=np.float64).reshape(len(frame), -1)
+        floor = 0.0
+        same_labels = np.ones(len(frame), dtype=bool)
+    difference, relative, close = _relative_agreement(native_values, compiled_values, floor)
+    agree = same_labels & close.all(axis=1)
+    largest = float(np.nanmax(relative)) if relative.size else 0.0
+    listed = []
+    for position in np.flatnonzero(~agree)[:MAX_DETAIL_ROWS]:
+        gap: str | float
+        if not same_labels[position]:
+            native, other, gap = native_labels[position], compiled_labels[position], "label"
+        elif context.is_classifier:  # same label, probabilities apart
+            native, other = list(native_values[position]), list(compiled_values[position])
+            gap = float(np.max(difference[position]))
+        else:
+            native, other = native_values[position, 0], compiled_values[position, 0]
+            gap = float(np.max(difference[position]))
+        row = int(frame.index[position])
+        listed.append({"source": source, "row": row, "native": native, "compiled": other, "difference": gap})
+    return listed, int((~agree).sum()), largest
+
+
+def _relative_agreement(
+    native: np.ndarray, compiled: np.ndarray, floor: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """|a - b| <= COMPILED_RTOL * max(|a|, |b|), or <= `floor` (probabilities), elementwise; NaN agrees with NaN.
+
+    Relative, because a regression output's scale is the model's business. The floor is for
+    probabilities only: onnxruntime's tree classifiers output float32, and a probability near 0
+    (1 - p of the other class, say) carries up to half a float32 step at 1.0 (6e-8) of absolute
+    rounding that is any multiple of itself relative to 0. 1e-7 admits that rounding and no wrong leaf.
+    """
+    difference = np.abs(native - compiled)
+    scale = np.maximum(np.abs(native), np.abs(compiled))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(difference == 0, 0.0, difference / scale)
+    both_nan = np.isnan(native) & np.isnan(compiled)
+    close = (difference <= COMPILED_RTOL * scale) | (difference <= floor) | both_nan
+    return difference, np.where(both_nan, 0.0, relative), close

@@ -16,6 +16,7 @@ import io
 import json
 import platform
 import subprocess
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -333,17 +334,27 @@ class ModelFactory:
         format: str | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
-        """Register an artifact file as it is (ONNX, an MLflow model zip, a skops file, …)."""
+        """Register an artifact file as it is (ONNX, an MLflow model zip, a skops file, …), or an MLflow
+        model directory as MLflow saved it (zipped on the way)."""
         path = Path(artifact)
         data = {key: json.dumps(value) if isinstance(value, dict | list) else value for key, value in fields.items()}
         if format:
             data["format"] = format
-        return self._request(
-            "POST",
-            f"/api/models/{name}/versions/",
-            data=data,
-            files=[("artifact", (path.name, path.read_bytes()))],
-        )
+        upload = (f"{path.name}.zip", mlflow_directory_zip(path)) if path.is_dir() else (path.name, path.read_bytes())
+        return self._request("POST", f"/api/models/{name}/versions/", data=data, files=[("artifact", upload)])
+
+
+def mlflow_directory_zip(directory: Path) -> bytes:
+    """An MLflow model directory (the one holding its MLmodel file) zipped as the registry takes it."""
+    if not (directory / "MLmodel").is_file():
+        raise ValueError(f"{directory} is not an MLflow model directory: it has no MLmodel file.")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            # Links are left out: the registry refuses zips with links, and what they point to is not the model's.
+            if path.is_file() and not path.is_symlink():
+                archive.write(path, path.relative_to(directory).as_posix())
+    return buffer.getvalue()
 
 
 __all__ = ["ModelFactory", "ModelFactoryError", "capture_environment"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from registry import artifacts
 from registry.choices import FileKind
-from registry.models import ModelVersion, VersionFile
+from registry.models import Compilation, ModelVersion, VersionFile
 
 _CHUNK = 1024 * 1024
 
@@ -16,21 +16,24 @@ class ArtifactIntegrityError(Exception):
     """A stored file no longer has the bytes that were registered (and reviewed)."""
 
 
-def verified_path(version_file: VersionFile) -> Path:
-    path = Path(version_file.file.path)
+def _sha256(path: Path, missing: str) -> str:
     digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     except FileNotFoundError as exc:
-        raise ArtifactIntegrityError(
-            f"{version_file.filename} of {version_file.version} is missing from the artifact store."
-        ) from exc
-    if digest.hexdigest() != version_file.sha256:
+        raise ArtifactIntegrityError(missing) from exc
+    return digest.hexdigest()
+
+
+def verified_path(version_file: VersionFile) -> Path:
+    path = Path(version_file.file.path)
+    found = _sha256(path, f"{version_file.filename} of {version_file.version} is missing from the artifact store.")
+    if found != version_file.sha256:
         raise ArtifactIntegrityError(
             f"{version_file.filename} of {version_file.version} was changed after registration: "
-            f"its sha256 is {digest.hexdigest()[:16]}…, the registered one {version_file.sha256[:16]}…. "
+            f"its sha256 is {found[:16]}…, the registered one {version_file.sha256[:16]}…. "
             "It will not be used."
         )
     return path
@@ -44,3 +47,19 @@ def load_version_model(version: ModelVersion) -> artifacts.Predictor:
         )
     artifact = version.files.get(kind=FileKind.ARTIFACT)
     return artifacts.load_artifact(verified_path(artifact), version.format, trusted_types=version.untrusted_types)
+
+
+def verified_compiled_path(compilation: Compilation) -> Path:
+    """The compiled (or attached) ONNX graph, if its bytes are still those its sha256 names."""
+    path = Path(compilation.file.path)
+    found = _sha256(path, f"The compiled model of {compilation.version} is missing from the store.")
+    if found != compilation.sha256:
+        raise ArtifactIntegrityError(
+            f"The compiled model of {compilation.version} was changed after compilation: its sha256 is "
+            f"{found[:16]}…, the recorded one {compilation.sha256[:16]}…. It will not be used."
+        )
+    return path
+
+
+def load_compiled_model(compilation: Compilation) -> artifacts.OnnxPredictor:
+    return artifacts.OnnxPredictor(verified_compiled_path(compilation).read_bytes())

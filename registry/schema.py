@@ -4,12 +4,19 @@ A schema is a list of fields, stored as JSON:
     {"name": "tenure_months", "type": "integer", "required": true, "minimum": 0, "maximum": 72}
     {"name": "contract", "type": "category", "required": true, "categories": ["monthly", "yearly"]}
 
+Besides numbers, text, flags and categories, a field may hold a date and time (`datetime`, sent as
+ISO-8601 text; with an offset it is converted to UTC) or bytes (`binary`, sent base64-encoded), as in
+MLflow's signatures and scoring server.
+
 This module has no Django imports: the Python client (registry.client) uses it in a notebook to
 infer a schema from a DataFrame, and the server uses it to check uploads and, later, requests.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -19,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-FIELD_TYPES = ("float", "integer", "string", "boolean", "category")
+FIELD_TYPES = ("float", "integer", "string", "boolean", "category", "datetime", "binary")
 NUMERIC_TYPES = ("float", "integer")
 # Columns with at most this many distinct values are inferred as categories rather than strings.
 MAX_INFERRED_CATEGORIES = 50
@@ -133,6 +140,10 @@ def infer_schema(frame: pd.DataFrame) -> list[dict[str, Any]]:
         values = column.dropna()
         if pd.api.types.is_bool_dtype(column):
             fields.append(FieldSpec(str(name), "boolean", required))
+        elif pd.api.types.is_datetime64_any_dtype(column):
+            fields.append(FieldSpec(str(name), "datetime", required))
+        elif len(values) and all(isinstance(value, bytes) for value in values):
+            fields.append(FieldSpec(str(name), "binary", required))
         elif pd.api.types.is_numeric_dtype(column):
             kind = "integer" if pd.api.types.is_integer_dtype(column) else "float"
             fields.append(
@@ -153,6 +164,49 @@ def infer_schema(frame: pd.DataFrame) -> list[dict[str, Any]]:
             else:
                 fields.append(FieldSpec(str(name), "string", required))
     return schema_json(fields)
+
+
+_NOT_A_DATETIME = "{value!r} is not an ISO-8601 date and time"
+_DATETIME_RANGE = "{value!r} is outside the dates that can be handled (1677-09-22 to 2262-04-11)"
+_NOT_BINARY = "{value!r} is not base64-encoded binary"
+
+
+def parse_datetime(value: Any) -> tuple[np.datetime64 | None, str | None]:
+    """A present value as a UTC datetime64[ns], or the problem's code ("type" or "range")."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None, "type"
+    elif isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if not isinstance(value, dt.datetime):  # pd.Timestamp is a datetime
+        return None, "type"
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    try:
+        return pd.Timestamp(value).as_unit("ns").to_datetime64(), None
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return None, "range"
+
+
+def parse_binary(value: Any) -> bytes | None:
+    """A present value as bytes: bytes as they are, text decoded from base64 (line breaks allowed, as
+    Python's base64.encodebytes writes them), else None."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _datetime_column(values: Iterable[Any]) -> np.ndarray:
+    return np.array([np.datetime64("NaT", "ns") if v is None else v for v in values], dtype="datetime64[ns]")
 
 
 @dataclass(frozen=True)
@@ -184,6 +238,12 @@ class Validation:
 
 _TRUE = {"true", "1", "1.0", "yes"}
 _FALSE = {"false", "0", "0.0", "no"}
+
+
+def parse_boolean(value: Any) -> bool | None:
+    """A present value as True or False by the words a boolean field accepts, else None."""
+    text = str(value).strip().lower()
+    return True if text in _TRUE else False if text in _FALSE else None
 
 
 def _flag(
@@ -272,6 +332,19 @@ def validate_rows(
             wrong = ~missing & ~truthy & ~falsy
             _flag(problems, bad, wrong, field.name, "type", "{value!r} is not true or false", values)
             coerced[field.name] = pd.Series(truthy, index=frame.index, dtype="object").where(~missing, None)
+        elif field.type == "datetime":
+            # Parsed value by value with the parser of validate_records, so that both accept the same text.
+            parsed = [parse_datetime(v) if not m else (None, None) for v, m in zip(values, missing, strict=True)]
+            codes = np.array([code or "" for _, code in parsed], dtype=object)
+            _flag(problems, bad, codes == "type", field.name, "type", _NOT_A_DATETIME, values)
+            _flag(problems, bad, codes == "range", field.name, "range", _DATETIME_RANGE, values)
+            column_values = _datetime_column(value for value, _ in parsed)
+            coerced[field.name] = pd.Series(column_values, index=frame.index)
+        elif field.type == "binary":
+            decoded = [parse_binary(v) if not m else None for v, m in zip(values, missing, strict=True)]
+            wrong = ~missing & np.fromiter((d is None for d in decoded), dtype=bool, count=n)
+            _flag(problems, bad, wrong, field.name, "type", _NOT_BINARY, values)
+            coerced[field.name] = pd.Series(decoded, index=frame.index, dtype="object")
         else:
             is_text = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=n)
             if field.type == "category":
@@ -335,12 +408,10 @@ def _check_value(field: FieldSpec, value: Any, unknown_categories: str) -> tuple
             return None, "range", f"{number:g} is above the maximum {field.maximum:g}"
         return number, None, None
     if field.type == "boolean":
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            return True, None, None
-        if text in _FALSE:
-            return False, None, None
-        return None, "type", f"{value!r} is not true or false"
+        flag = parse_boolean(value)
+        if flag is None:
+            return None, "type", f"{value!r} is not true or false"
+        return flag, None, None
     if field.type == "category":
         if isinstance(value, str):
             label = value
@@ -351,6 +422,16 @@ def _check_value(field: FieldSpec, value: Any, unknown_categories: str) -> tuple
         if unknown_categories == "reject" and label not in (field.categories or ()):
             return None, "category", f"{value!r} is not one of {list(field.categories or ())}"
         return label, None, None
+    if field.type == "datetime":
+        moment, code = parse_datetime(value)
+        if code is not None:
+            return None, code, (_NOT_A_DATETIME if code == "type" else _DATETIME_RANGE).format(value=value)
+        return moment, None, None
+    if field.type == "binary":
+        data = parse_binary(value)
+        if data is None:
+            return None, "type", _NOT_BINARY.format(value=value)
+        return data, None, None
     if not isinstance(value, str):
         return None, "type", f"{value!r} is not a string"
     return value, None, None
@@ -402,13 +483,24 @@ def validate_records(
                 column[row] = coerced
     problems.sort(key=lambda p: (-1 if p.row is None else p.row, p.field))
     arrays = {
-        f.name: np.array(
+        f.name: _datetime_column(columns[f.name])
+        if f.type == "datetime"
+        else np.array(
             [np.nan if v is None else v for v in columns[f.name]] if f.type in NUMERIC_TYPES else columns[f.name],
             dtype=float if f.type in NUMERIC_TYPES else object,
         )
         for f in fields
     }
     return Validation(columns=arrays, problems=problems, bad_rows=bad)
+
+
+def json_column(field: FieldSpec, values: np.ndarray) -> list[Any]:
+    """A validated column as JSON values, as requests send them: datetimes as ISO-8601 text, bytes as base64."""
+    if field.type == "datetime":
+        return [None if np.isnat(value) else str(np.datetime_as_string(value, unit="auto")) for value in values]
+    if field.type == "binary":
+        return [None if value is None else base64.b64encode(value).decode("ascii") for value in values]
+    return values.tolist()
 
 
 def check_frame(frame: pd.DataFrame, fields: list[FieldSpec], *, extra_columns: Iterable[str] = ()) -> list[str]:

@@ -5,12 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
+from registry import checks
 from registry.choices import VersionStatus
 from registry.diff import DiffRow, diff_mappings, diff_schemas
-from registry.models import AuditEvent, CheckRun, Comment, ModelVersion, RegisteredModel, SignOff, VersionFile
+from registry.models import (
+    AuditEvent,
+    CheckRun,
+    Comment,
+    Compilation,
+    ModelVersion,
+    RegisteredModel,
+    SignOff,
+    VersionFile,
+)
 
 
 def model_list(
@@ -153,3 +164,73 @@ def version_review(*, version: ModelVersion, user: Any) -> Review:
 
 def production_history(*, model: RegisteredModel) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(model=model, action="model.production_changed").select_related("actor")
+
+
+ONNX_ENGINE = "onnx"
+
+
+@dataclass(frozen=True)
+class ServingEngine:
+    """Which engine serves a version and why: the compiled graph only once a check run verified it."""
+
+    engine: str  # "onnx", or the artifact's format for the native model
+    reason: str
+    compilation: Compilation | None
+    check_run: CheckRun | None  # the run whose "Compiled model agrees" result decided
+    result: dict[str, Any] | None  # that result
+
+    @property
+    def compiled(self) -> bool:
+        return self.engine == ONNX_ENGINE and self.compilation is not None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"engine": self.engine, "reason": self.reason}
+
+
+def serving_engine(*, version: ModelVersion) -> ServingEngine:
+    compilation = Compilation.objects.filter(version=version).first()
+    native = version.format
+
+    def serves_native(reason: str, check_run: CheckRun | None = None, result: Any = None) -> ServingEngine:
+        return ServingEngine(native, reason, compilation, check_run, result)
+
+    if compilation is None:
+        return serves_native("Not compiled: the version was registered before compilation existed.")
+    if not settings.MF_COMPILE_MODELS:
+        return serves_native("Compilation is switched off on this instance (MF_COMPILE_MODELS).")
+    if compilation.status != Compilation.Status.COMPILED:
+        reasons: dict[str, str] = {
+            Compilation.Status.PENDING: "Compiling (a model whose types await a reviewer is compiled once accepted).",
+            Compilation.Status.UNSUPPORTED: f"Cannot be compiled: {compilation.error}",
+            Compilation.Status.FAILED: f"Compilation failed: {compilation.error}",
+            Compilation.Status.DISABLED: compilation.error or "Compilation was switched off at registration.",
+        }
+        return serves_native(reasons.get(compilation.status, compilation.get_status_display()))
+    # The latest finished run decides: a later run that finds a mismatch withdraws an earlier pass.
+    for check_run in version.check_runs.filter(
+        status__in=[CheckRun.Status.PASSED, CheckRun.Status.FAILED], finished_at__isnull=False
+    ).order_by("-finished_at", "-id"):
+        result = next((r for r in check_run.results if r.get("name") == checks.COMPILED), None)
+        if result is None:
+            continue
+        evidence = result.get("evidence") or {}
+        if result.get("status") != "passed":
+            return serves_native(
+                f"The compiled model did not pass check run #{check_run.pk}: {result.get('summary', '')}",
+                check_run,
+                result,
+            )
+        if evidence.get("sha256") != compilation.sha256:
+            return serves_native(
+                f"Check run #{check_run.pk} verified another file than the current compiled one.", check_run, result
+            )
+        rows = sum((evidence.get("rows") or {}).values())
+        return ServingEngine(
+            ONNX_ENGINE, f"Verified by check run #{check_run.pk} on {rows:,} rows.", compilation, check_run, result
+        )
+    return serves_native("Compiled; the pre-deployment checks have not verified it yet.")
+
+
+def compilation_file_get(*, version: ModelVersion) -> Compilation:
+    """The version's compiled (or attached) ONNX graph, or 404 while there is none."""
+    return get_object_or_404(Compilation.objects.exclude(file=""), version=version)

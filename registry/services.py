@@ -26,8 +26,8 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from registry import artifacts
-from registry.choices import ArtifactFormat, FileKind, ModelTask
-from registry.models import AuditEvent, ModelVersion, RegisteredModel, Tag, VersionFile
+from registry.choices import ArtifactFormat, FileKind, ModelTask, SchemaSource
+from registry.models import AuditEvent, Compilation, ModelVersion, RegisteredModel, Tag, VersionFile
 from registry.profiling import read_table
 from registry.schema import FieldSpec, SchemaError, check_frame, infer_schema, parse_schema
 
@@ -333,11 +333,34 @@ def version_register(*, actor: Any, model: RegisteredModel, upload: VersionUploa
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    from registry.tasks import profile_reference_data
+    from registry.tasks import compile_version, profile_reference_data
 
     if version.files.filter(kind=FileKind.REFERENCE_DATA).exists():
         transaction.on_commit(lambda: profile_reference_data.delay(version.pk))
+    if compilation_create(version=version).status == Compilation.Status.PENDING:
+        transaction.on_commit(lambda: compile_version.delay(version.pk))
     return version
+
+
+COMPILATION_OFF = "Compilation is switched off on this instance (MF_COMPILE_MODELS)."
+
+
+def compilation_create(*, version: ModelVersion) -> Compilation:
+    """The version's compiled-engine row at registration: pending, or disabled by MF_COMPILE_MODELS.
+
+    An attached ONNX export becomes the candidate instead of a compiled graph, and is checked the same way.
+    """
+    attached = version.files.filter(kind=FileKind.ONNX).exists()
+    source = Compilation.Source.ATTACHED if attached else Compilation.Source.COMPILED
+    if settings.MF_COMPILE_MODELS:
+        return Compilation.objects.create(version=version, source=source)
+    return Compilation.objects.create(
+        version=version,
+        source=source,
+        status=Compilation.Status.DISABLED,
+        error=COMPILATION_OFF,
+        finished_at=timezone.now(),
+    )
 
 
 def _register(
@@ -406,8 +429,16 @@ def _register(
                     errors.add(kind, "Has no rows.")
 
     input_fields = _check_schema(upload.input_schema, "input_schema", errors)
-    if input_fields is None and upload.input_schema in (None, "") and "input_schema" not in errors.by_field:
-        input_fields = _default_input_schema(mlflow, tables, errors)
+    schema_source = SchemaSource.DECLARED if input_fields is not None else ""
+    # Whether a schema must be sent depends on what the artifact holds: unknown when the artifact is refused.
+    artifact_read = inspection is not None
+    if (
+        input_fields is None
+        and upload.input_schema in (None, "")
+        and artifact_read
+        and "input_schema" not in errors.by_field
+    ):
+        input_fields, schema_source = _default_input_schema(mlflow, tables, errors)
     output_fields = _check_schema(upload.output_schema, "output_schema", errors)
     if output_fields is None and mlflow and mlflow.output_schema:
         output_fields = parse_schema(mlflow.output_schema)
@@ -464,6 +495,7 @@ def _register(
             environment=environment,
             requirements=upload.requirements or (mlflow.requirements if mlflow else ""),
             input_schema=[f.as_json() for f in input_fields or []],
+            input_schema_source=schema_source,
             output_schema=[f.as_json() for f in output_fields or []],
             params=params,
             metrics=metrics,
@@ -476,6 +508,8 @@ def _register(
             release_notes=upload.release_notes,
             untrusted_types=inspection.untrusted_types,
             author=actor,
+            mlflow=_mlflow_metadata(mlflow, upload),
+            mlflow_source=upload.mlflow_source,
         )
         for item in staged:
             version_file = VersionFile(
@@ -507,20 +541,45 @@ def _register(
 
 def _default_input_schema(
     mlflow: artifacts.MlflowModelInfo | None, tables: dict[str, pd.DataFrame], errors: _Errors
-) -> list[FieldSpec] | None:
-    """Without an explicit schema: the MLflow signature, else inferred from the data uploaded."""
+) -> tuple[list[FieldSpec] | None, str]:
+    """Without an explicit schema: the MLflow signature, else inferred from the data uploaded; and its source."""
     if mlflow and mlflow.input_schema:
-        return parse_schema(mlflow.input_schema)
+        return parse_schema(mlflow.input_schema), SchemaSource.MLFLOW_SIGNATURE
     if FileKind.REFERENCE_DATA in tables:
-        return parse_schema(infer_schema(tables[FileKind.REFERENCE_DATA]))
+        return parse_schema(infer_schema(tables[FileKind.REFERENCE_DATA])), SchemaSource.REFERENCE_DATA
     if FileKind.GOLDEN_SET in tables:
         golden = tables[FileKind.GOLDEN_SET].drop(columns=[GOLDEN_EXPECTED_COLUMN], errors="ignore")
-        return parse_schema(infer_schema(golden))
+        return parse_schema(infer_schema(golden)), SchemaSource.GOLDEN_SET
+    if mlflow and mlflow.input_example:
+        return parse_schema(_schema_of_example(mlflow.input_example)), SchemaSource.INPUT_EXAMPLE
+    without = " (this MLflow model has no signature and no input example)" if mlflow else ""
     errors.add(
         "input_schema",
-        "Required: send the input schema, or upload reference_data or a golden_set to infer it from.",
+        f"Required: send the input schema, or upload reference_data or a golden_set to infer it from{without}.",
     )
-    return None
+    return None, ""
+
+
+def _schema_of_example(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Only the types of an input example's columns: a few rows say nothing of ranges or of every category."""
+    fields = []
+    for spec in infer_schema(pd.DataFrame(rows)):
+        spec.pop("minimum", None)
+        spec.pop("maximum", None)
+        if spec.pop("categories", None) is not None:
+            spec["type"] = "string"
+        fields.append(spec)
+    return fields
+
+
+def _mlflow_metadata(mlflow: artifacts.MlflowModelInfo | None, upload: VersionUpload) -> dict[str, Any]:
+    """ModelVersion.mlflow: MLflow's description of the model, and where the MLflow import took it from."""
+    if mlflow is None and not upload.mlflow_import:
+        return {}
+    metadata: dict[str, Any] = {"mlmodel": mlflow.metadata} if mlflow else {}
+    if upload.mlflow_import:
+        metadata["import"] = upload.mlflow_import
+    return metadata
 
 
 @transaction.atomic
@@ -546,7 +605,10 @@ def version_accept_untrusted_types(*, actor: Any, version: ModelVersion, reason:
         reason=reason,
     )
     from registry import workflow  # the workflow builds on these services
+    from registry.tasks import compile_version
 
+    # A model nobody vouched for is not loaded, so not compiled either: now it can be.
+    transaction.on_commit(lambda: compile_version.delay(locked.pk))
     if locked.status in workflow.CHECK_SOURCES:
         # The checks that failed for want of a loadable model can now run.
         workflow.checks_request(actor=actor, version=locked)

@@ -7,6 +7,7 @@ from celery import shared_task
 # Registers the webhook delivery task with workers (Celery autodiscovers tasks.py modules only).
 from registry import notification_tasks  # noqa: F401
 from registry.choices import FileKind
+from registry.compilation_services import compilation_run
 from registry.loading import verified_path
 from registry.models import ModelVersion
 from registry.profiling import profile_frame, read_table
@@ -45,3 +46,11 @@ def run_version_checks(check_run_id: int) -> None:
     from registry.workflow import checks_record
 
     checks_record(check_run_id=check_run_id)
+
+
+@shared_task(
+    acks_late=True, autoretry_for=(OSError,), max_retries=3, retry_backoff=True, time_limit=900, soft_time_limit=870
+)
+def compile_version(version_id: int) -> None:
+    """Compile a version to ONNX once; a duplicate delivery finds the compilation finished and returns."""
+    compilation_run(version_id=version_id)

@@ -7,6 +7,7 @@ app_name = "registry"
 urlpatterns = [
     path("", views.model_list, name="model-list"),
     path("models/<slug:name>/", views.model_detail, name="model-detail"),
+    path("models/<slug:name>/import-mlflow/", views.version_import_mlflow, name="version-import-mlflow"),
     path("models/<slug:name>/versions/<int:number>/", views.version_detail, name="version-detail"),
     path(
         "models/<slug:name>/versions/<int:number>/accept-untrusted-types/",
@@ -24,6 +25,11 @@ urlpatterns = [
     ),
     path("models/<slug:name>/versions/<int:number>/checks/", workflow_views.version_run_checks, name="version-checks"),
     path("models/<slug:name>/versions/<int:number>/comments/", workflow_views.version_comment, name="version-comment"),
+    path(
+        "models/<slug:name>/versions/<int:number>/compiled/",
+        views.compiled_download,
+        name="compiled-download",
+    ),
     path(
         "models/<slug:name>/versions/<int:number>/files/<int:file_id>/",
         views.file_download,

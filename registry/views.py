@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -8,10 +9,12 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from registry import selectors, services
+from config.api import ConflictError
+from registry import mlflow_import, selectors, services
 from registry.choices import FileKind, ModelTask, VersionStatus
-from registry.loading import ArtifactIntegrityError, verified_path
-from registry.models import Tag, VersionFile
+from registry.forms import MlflowImportForm, form_apply_errors
+from registry.loading import ArtifactIntegrityError, verified_compiled_path, verified_path
+from registry.models import Compilation, RegisteredModel, Tag, VersionFile
 from registry.profiling import read_table
 from registry.rendering import render_markdown, render_notebook
 from scoring import selectors as scoring_selectors
@@ -23,6 +26,14 @@ def file_response(version_file: VersionFile) -> FileResponse:
     """The registered bytes as a download; ArtifactIntegrityError if they were changed since."""
     path = verified_path(version_file)
     return FileResponse(path.open("rb"), as_attachment=True, filename=version_file.filename)
+
+
+def compiled_file_response(compilation: Compilation) -> FileResponse:
+    """The compiled graph as a download; ArtifactIntegrityError if its bytes changed since compilation."""
+    path = verified_compiled_path(compilation)
+    version = compilation.version
+    filename = f"{version.model.name}-v{version.number}.onnx"
+    return FileResponse(path.open("rb"), as_attachment=True, filename=filename)
 
 
 @require_GET
@@ -51,6 +62,12 @@ def model_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     model = selectors.model_get(name=name)
+    return _model_page(request, model, MlflowImportForm(initial={"model_name": model.name}))
+
+
+def _model_page(
+    request: HttpRequest, model: RegisteredModel, mlflow_form: MlflowImportForm, status: int = 200
+) -> HttpResponse:
     return render(
         request,
         "registry/model_detail.html",
@@ -62,8 +79,36 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
             "production_history": selectors.production_history(model=model),
             "consumers": model.consumers.select_related("owner", "pinned_version"),
             "deprecated": model.versions.filter(status=VersionStatus.DEPRECATED),
+            "mlflow_form": mlflow_form if mlflow_import.may_import(request.user) else None,
+            "mlflow_imports_allowed": bool(settings.MF_MLFLOW_ALLOWED_HOSTS),
         },
+        status=status,
     )
+
+
+@require_POST
+def version_import_mlflow(request: HttpRequest, name: str) -> HttpResponse:
+    """The model page's "Import from MLflow" form: the new version's page, or the form with the problem."""
+    model = selectors.model_get(name=name)
+    if not mlflow_import.may_import(request.user):
+        raise PermissionDenied
+    form = MlflowImportForm(request.POST)
+    status = 400
+    if form.is_valid():
+        try:
+            version = mlflow_import.version_import_mlflow(actor=request.user, model=model, **form.cleaned_data)
+        except ValidationError as exc:
+            form_apply_errors(form, exc)
+        except ConflictError as exc:
+            form.add_error(None, str(exc))
+            status = 409
+        except mlflow_import.MlflowUnavailableError as exc:
+            form.add_error("tracking_uri", str(exc))
+            status = 502
+        else:
+            messages.success(request, f"Imported {version} from MLflow.")
+            return redirect(version)
+    return _model_page(request, model, form, status=status)
 
 
 @require_GET
@@ -97,6 +142,7 @@ def version_detail(request: HttpRequest, name: str, number: int) -> HttpResponse
             "review": selectors.version_review(version=version, user=user),
             # Scoring reads the registry, not the other way round, except for this summary on the page.
             "usage": scoring_selectors.version_usage(version=version),
+            "serving": selectors.serving_engine(version=version),
             "can_accept_trust": (
                 version.requires_trust
                 and version.trust_accepted_at is None
@@ -122,6 +168,17 @@ def file_download(request: HttpRequest, name: str, number: int, file_id: int) ->
     version_file = selectors.version_file_get(version=version, file_id=file_id)
     try:
         return file_response(version_file)
+    except ArtifactIntegrityError as exc:
+        messages.error(request, str(exc))
+        return redirect(version)
+
+
+@require_GET
+def compiled_download(request: HttpRequest, name: str, number: int) -> HttpResponseBase:
+    version = selectors.version_get(model_name=name, number=number)
+    compilation = selectors.compilation_file_get(version=version)
+    try:
+        return compiled_file_response(compilation)
     except ArtifactIntegrityError as exc:
         messages.error(request, str(exc))
         return redirect(version)

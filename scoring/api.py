@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from config.authentication import UserTokenAuthentication
 from config.openapi import error_responses
+from registry.loading import ArtifactIntegrityError
 from registry.models import ModelVersion
 from scoring import formats, runtime, services
 from scoring.authentication import ConsumerPrincipal, ConsumerRateThrottle, ConsumerTokenAuthentication
@@ -81,6 +82,7 @@ class ScoringView(APIView):
         column_names = [field.name for field in loaded.fields]
         try:
             records = formats.read_records(request.data, column_names)
+            formats.check_params(request.data, loaded.params_schema)
             entity_ids = request.data.get("entity_ids") if isinstance(request.data, dict) else None
             if entity_ids is not None and not isinstance(entity_ids, list):
                 raise formats.RequestFormatError("entity_ids: must be a list, one per row.")
@@ -127,6 +129,11 @@ PREDICT_REQUEST: dict[str, Any] = {
         "instances": _ANY_ROWS,
         "inputs": {"oneOf": [_ANY_ROWS, {"type": "object", "additionalProperties": _ANY_ROWS}]},
         "entity_ids": {"type": "array", "items": {"type": "string"}, "description": "One per row"},
+        "params": {
+            "type": "object",
+            "additionalProperties": {},
+            "description": "MLflow's inference params, checked against an MLflow model's params schema",
+        },
     },
 }
 
@@ -233,6 +240,7 @@ class PredictionOutput(serializers.ModelSerializer):
             "output",
             "probabilities",
             "latency_ms",
+            "engine",
         ]
 
 
@@ -260,6 +268,7 @@ class PredictionDetailApi(ScoringView):
 class ReproductionOutput(serializers.Serializer):
     prediction_id = serializers.UUIDField()
     version = serializers.IntegerField()
+    engine = serializers.CharField(help_text="The engine that made the prediction and reproduced it")
     logged_output = serializers.JSONField()
     reproduced_output = serializers.JSONField()
     logged_probabilities = serializers.ListField(child=serializers.FloatField(), allow_null=True)
@@ -272,18 +281,22 @@ class PredictionReproduceApi(ScoringView):
 
     @extend_schema(
         request=None,
-        responses={200: ReproductionOutput, 409: OpenApiResponse(description="Only the input's hash was kept")},
+        responses={
+            200: ReproductionOutput,
+            409: OpenApiResponse(description="Only the input's hash was kept, or the engine's file is gone"),
+        },
     )
     def post(self, request: Request, prediction_id: str) -> Response:
         prediction = _visible_prediction(request, prediction_id)
         try:
             result = services.reproduce(prediction=prediction)
-        except ValueError as exc:
+        except (ValueError, ArtifactIntegrityError) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(
             {
                 "prediction_id": str(prediction.pk),
                 "version": prediction.version.number,
+                "engine": result.engine,
                 "logged_output": prediction.output,
                 "reproduced_output": result.output,
                 "logged_probabilities": prediction.probabilities,

@@ -4,12 +4,17 @@
 {"dataframe_records": [{"col": value, ...}, ...]}
 {"instances": [{"col": value}, ...] or [[v1, v2, ...], ...]}
 {"inputs": {"col": [values...]} or the same as instances}
+
+Beside them, "params": {"name": value} as MLflow's scoring server takes them, checked against an MLflow
+model's params schema.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from registry.schema import parse_binary, parse_datetime
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -58,3 +63,42 @@ def read_records(body: Any, columns: list[str]) -> list[dict[str, Any]]:
         count = lengths.pop() if lengths else 0
         return [{name: column[i] for name, column in lists.items()} for i in range(count)]
     return _rows(value, columns, key)
+
+
+def _param_value_ok(kind: str, value: Any) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind in ("integer", "long"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in ("float", "double"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "datetime":
+        return parse_datetime(value)[1] is None
+    if kind == "binary":
+        return parse_binary(value) is not None
+    return True  # "object" and "array" params: MLflow checks their inner types, the model ignores them
+
+
+def check_params(body: Any, schema: list[dict[str, Any]] | None) -> None:
+    """Refuse `params` that MLflow's pyfunc would refuse: not an object, or a value not of its param's type.
+
+    Params the schema does not name are ignored, as MLflow ignores them; a scikit-learn model takes none,
+    so the params are only checked, never passed on.
+    """
+    if not isinstance(body, Mapping) or body.get("params") is None:
+        return
+    params = body["params"]
+    if not isinstance(params, Mapping):
+        raise RequestFormatError('params: must be an object of parameter name to value, e.g. {"threshold": 0.5}.')
+    for spec in schema or []:
+        name = spec.get("name")
+        if name not in params:
+            continue
+        kind = str(spec.get("type"))
+        value = params[name]
+        values = value if spec.get("shape") is not None else [value]
+        if not isinstance(values, list) or not all(_param_value_ok(kind, item) for item in values):
+            shape = " list" if spec.get("shape") is not None else ""
+            raise RequestFormatError(f"params.{name}: {value!r} is not a {kind}{shape} (the model's params schema).")

@@ -55,6 +55,8 @@ class Prediction(models.Model):
     output = models.JSONField()
     probabilities = models.JSONField(null=True, blank=True)
     latency_ms = models.FloatField()
+    # The engine that computed the output: "onnx" (the verified compiled graph) or the artifact's format.
+    engine = models.CharField(max_length=20, blank=True)
 
     class Meta:
         ordering = ["-at"]

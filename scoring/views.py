@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -13,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config.api import ConflictError
 from registry import selectors
+from registry.forms import form_apply_errors
 from registry.models import RegisteredModel
 from scoring import batch
 from scoring.forms import BatchJobForm, ScheduleForm
@@ -28,15 +27,6 @@ def _model(request: HttpRequest, name: str) -> RegisteredModel:
     return selectors.model_get(name=name)
 
 
-def _apply_errors(form: Any, exc: ValidationError) -> None:
-    """A service's errors by field onto the form (errors of fields the form lacks go on top)."""
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)
-        return
-    for field, errors in exc.message_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
-
-
 def _flash(request: HttpRequest, exc: Exception) -> None:
     messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
 
@@ -49,7 +39,7 @@ def job_list(request: HttpRequest, name: str) -> HttpResponse:
         try:
             job = batch.job_create(actor=request.user, model=model, **form.cleaned_data)
         except ValidationError as exc:
-            _apply_errors(form, exc)
+            form_apply_errors(form, exc)
         else:
             messages.success(request, f"Created the batch job {job.name}. Run it now or give it a schedule.")
             return redirect(job)
@@ -120,7 +110,7 @@ def job_schedule(request: HttpRequest, name: str, job: str) -> HttpResponse:
             if data["kind"] == "interval" and "crontab" in getattr(exc, "message_dict", {}):
                 form.add_error("every_minutes", "Give the number of minutes between runs.")
             else:
-                _apply_errors(form, exc)
+                form_apply_errors(form, exc)
         except PermissionDenied as exc:
             form.add_error(None, str(exc))
     return _render_job(request, found, form, status=400)

@@ -22,6 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from registry import notifications, roles, services, workflow
 from registry.models import Consumer, ModelVersion, RegisteredModel
 from tests.factories import RegisteredModelFactory, UserFactory
+from tests.mlflow_tracking import tracking_server  # noqa: F401 - the session's MLflow server, for any test
 
 PASSWORD = "correct horse battery staple"
 

@@ -12,7 +12,7 @@ import dj_database_url
 import plotly
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_hosts, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = Path(env_str("MF_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -174,6 +174,16 @@ MF_MAX_UPLOAD_BYTES = env_int("MF_MAX_UPLOAD_MB", 500, minimum=1) * 1024 * 1024
 # they would expand past this size or by more than this ratio (decompression bombs).
 MF_ZIP_MAX_UNCOMPRESSED_BYTES = env_int("MF_ZIP_MAX_UNCOMPRESSED_MB", 2048, minimum=1) * 1024 * 1024
 MF_ZIP_MAX_COMPRESSION_RATIO = env_int("MF_ZIP_MAX_COMPRESSION_RATIO", 200, minimum=2)
+# Importing versions from MLflow tracking servers (registry/mlflow_import.py). Model Factory fetches
+# only from the hosts listed here (host, host:port or .domain), so that nobody can make it request an
+# internal address; empty, imports are refused. Credentials come from MLflow's own variables, sent to
+# those hosts only and never stored: a bearer token, or a username and password (basic auth).
+MF_MLFLOW_ALLOWED_HOSTS = env_hosts("MF_MLFLOW_ALLOWED_HOSTS")
+MLFLOW_TRACKING_TOKEN = env_str("MLFLOW_TRACKING_TOKEN", "")
+MLFLOW_TRACKING_USERNAME = env_str("MLFLOW_TRACKING_USERNAME", "")
+MLFLOW_TRACKING_PASSWORD = env_str("MLFLOW_TRACKING_PASSWORD", "")
+# Per request to the tracking server (connecting, and each wait for data while downloading).
+MF_MLFLOW_TIMEOUT_SECONDS = env_int("MF_MLFLOW_TIMEOUT_SECONDS", 10, minimum=1)
 FILE_UPLOAD_HANDLERS = [
     "registry.uploads.LimitedUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
@@ -192,6 +202,9 @@ CACHES = {
 }
 
 # --- scoring ------------------------------------------------------------------------------------
+# scikit-learn models are compiled to ONNX at registration and serve with onnxruntime once the
+# "Compiled model agrees" check has verified the graph; off: no compilation, the native model serves.
+MF_COMPILE_MODELS = env_bool("MF_COMPILE_MODELS", True)
 # How long a web process trusts its idea of the production version before asking the database.
 MF_PRODUCTION_REFRESH_SECONDS = float(env_str("MF_PRODUCTION_REFRESH_SECONDS", "1.0"))
 # "buffered": predictions are written by a background thread every MF_PREDICTION_LOG_FLUSH_SECONDS
@@ -201,6 +214,8 @@ MF_PREDICTION_LOG_FLUSH_SECONDS = float(env_str("MF_PREDICTION_LOG_FLUSH_SECONDS
 MF_CONSUMER_RATE_LIMIT = env_str("MF_CONSUMER_RATE_LIMIT", "500/s")
 # A revoked or rotated consumer token stops working within this many seconds.
 MF_CONSUMER_TOKEN_CACHE_SECONDS = float(env_str("MF_CONSUMER_TOKEN_CACHE_SECONDS", "10"))
+# A revoked user token, or a user's removed role, stops working in other web processes within this many seconds.
+MF_USER_TOKEN_CACHE_SECONDS = float(env_str("MF_USER_TOKEN_CACHE_SECONDS", "10"))
 # A consumer token expires this many days after it is issued, unless its owner sets another date.
 MF_CONSUMER_TOKEN_DAYS = env_int("MF_CONSUMER_TOKEN_DAYS", 365, minimum=1)
 

@@ -17,6 +17,7 @@ MF_PREDICTION_LOG = "sync"
 MF_RETRAINING_PACKAGES = ["registry.demo", "tests"]
 MF_PRODUCTION_REFRESH_SECONDS = 0.0
 MF_CONSUMER_TOKEN_CACHE_SECONDS = 0.0
+MF_USER_TOKEN_CACHE_SECONDS = 0.0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file rather than memory, so a real worker process can share the test database; one per
     # test process, so that two suites running at once do not destroy each other's.

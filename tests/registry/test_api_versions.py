@@ -132,12 +132,12 @@ def test_it_accepts_untrusted_types_through_the_api(post_version, api, reviewer,
     assert response.json()["trust_accepted_by"] == "rita"
 
 
-def test_it_imports_an_mlflow_model_zip_without_mlflow(api, author, churn_model, trained, client):
-    from tests.registry.test_artifacts import mlflow_zip
+def test_it_imports_an_mlflow_model_zip_without_mlflow(api, author, churn_model, client):
+    from tests.registry.test_mlflow_models import model_zip
 
     response = api(author).post(
         "/api/models/churn/versions/",
-        {"artifact": SimpleUploadedFile("churn-mlflow.zip", mlflow_zip(trained[0]))},
+        {"artifact": SimpleUploadedFile("churn-mlflow.zip", model_zip("classifier"))},
         format="multipart",
     )
 
@@ -146,17 +146,18 @@ def test_it_imports_an_mlflow_model_zip_without_mlflow(api, author, churn_model,
     assert body["format"] == "mlflow"
     assert body["input_schema"] == [
         {"name": "tenure", "type": "integer", "required": True},
-        {"name": "charges", "type": "float", "required": True},
+        {"name": "monthly_charges", "type": "float", "required": True},
         {"name": "contract", "type": "string", "required": True},
+        {"name": "internet", "type": "string", "required": True},
     ]
     assert body["environment"]["python"] == "3.11.7"
     assert "scikit-learn==1.9.1" in body["requirements"]
     golden = next(f for f in body["files"] if f["kind"] == "golden_set")
-    assert golden["rows"] == 2
+    assert golden["rows"] == 3
     client.force_login(author)
     page = client.get("/models/churn/versions/1/").content.decode()
     assert "MLflow" in page
-    assert "99.5" in page  # the input example is the first golden row
+    assert "92.46" in page  # the input example is the first golden row
 
 
 def test_it_accepts_an_onnx_export_and_refuses_a_broken_one(post_version, trained):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import pickle
@@ -15,7 +14,6 @@ import pytest
 import skops.io as sio
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from skl2onnx import to_onnx
@@ -25,7 +23,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from registry import checks
 from registry.choices import FileKind
-from registry.models import ModelVersion, RegisteredModel, VersionFile
+from registry.compilation_services import compilation_run
+from registry.models import ModelVersion, RegisteredModel
 from tests.conftest import INPUT_SCHEMA
 from tests.factories import RegisteredModelFactory
 
@@ -77,17 +76,18 @@ def test_it_passes_a_good_version(churn_model: RegisteredModel, author: Any, reg
 
     results = by_name(outcome)
     assert outcome.passed
-    assert list(results) == ["golden_set", "robustness", "environment", "latency", "onnx"]
+    assert list(results) == ["golden_set", "robustness", "environment", "latency", "compiled"]
     assert {name: result.status for name, result in results.items()} == {
         "golden_set": "passed",
         "robustness": "passed",
         "environment": "passed",
         "latency": "passed",
-        "onnx": "skipped",
+        "compiled": "skipped",
     }
     assert results["golden_set"].summary == "5 of 5 golden rows reproduced exactly."
-    assert results["onnx"].summary == "No ONNX export was attached."
-    assert not results["onnx"].required
+    # Registered, not yet compiled: the worker's task has not run (nor the checks' own call, in a real run).
+    assert results["compiled"].summary.startswith("Not compiled yet")
+    assert not results["compiled"].required
     assert outcome.serving_environment["libraries"]["scikit-learn"] == importlib.metadata.version("scikit-learn")
     cases = {(row["field"], row["case"]): row["outcome"] for row in results["robustness"].details}
     assert cases[("tenure", "missing")] == "rejected by schema"
@@ -319,36 +319,26 @@ def test_it_reports_a_broken_check_and_runs_the_others(
     assert (latency.status, latency.required) == ("failed", True)
     assert latency.summary == "The check could not run: RuntimeError: timer exploded"
     assert by_name(outcome)["golden_set"].status == "passed"
-    assert by_name(outcome)["onnx"].status == "skipped"
+    assert by_name(outcome)["compiled"].status == "skipped"
 
 
-def attach_onnx(version: ModelVersion, data: bytes) -> None:
-    version_file = VersionFile(
-        version=version,
-        kind=FileKind.ONNX,
-        filename="model.onnx",
-        sha256=hashlib.sha256(data).hexdigest(),
-        size=len(data),
-    )
-    version_file.file.save("model.onnx", ContentFile(data))
-
-
-def test_it_compares_an_onnx_export_with_the_model(
+def test_it_compares_an_attached_onnx_export_with_the_model(
     churn_model: RegisteredModel, author: Any, register: Register, trained: Trained
 ) -> None:
     pipeline, frame = trained
-    sample = frame.head(1).astype({"tenure": np.float32, "charges": np.float32})
+    sample = frame.head(1).astype({"tenure": np.float64})
     exported = to_onnx(pipeline, sample, options={id(pipeline.steps[-1][1]): {"zipmap": False}})
-    version = register(churn_model, author)
-    attach_onnx(version, exported.SerializeToString())
+    version = register(churn_model, author, onnx=SimpleUploadedFile("model.onnx", exported.SerializeToString()))
+    compilation_run(version_id=version.pk)
 
-    onnx = by_name(checks.run_checks(version))["onnx"]
+    compiled = by_name(checks.run_checks(version))["compiled"]
 
-    assert (onnx.status, onnx.required) == ("passed", True), onnx.summary
-    assert onnx.summary.startswith("The export agrees with the model on all 5 golden rows")
+    assert (compiled.status, compiled.required) == ("passed", False), compiled.summary
+    assert compiled.evidence["source"] == "attached"
+    assert compiled.evidence["rows"] == {"golden": 5, "reference": 200}
 
 
-def test_it_fails_an_onnx_export_of_another_model(
+def test_it_fails_an_onnx_export_of_another_model_without_failing_the_version(
     churn_model: RegisteredModel, author: Any, register: Register, trained: Trained
 ) -> None:
     pipeline, frame = trained
@@ -356,13 +346,13 @@ def test_it_fails_an_onnx_export_of_another_model(
     other.fit(frame, 1 - pipeline.predict(frame))
     sample = frame.head(1).astype({"tenure": np.float32, "charges": np.float32})
     exported = to_onnx(other, sample, options={id(other.steps[-1][1]): {"zipmap": False}})
-    version = register(churn_model, author)
-    attach_onnx(version, exported.SerializeToString())
+    version = register(churn_model, author, onnx=SimpleUploadedFile("model.onnx", exported.SerializeToString()))
+    compilation_run(version_id=version.pk)
 
     outcome = checks.run_checks(version)
 
-    onnx = by_name(outcome)["onnx"]
-    assert onnx.status == "failed"
-    assert not outcome.passed
-    assert onnx.details
-    assert onnx.summary.startswith("The export disagrees with the model on 5 of 5 golden rows")
+    compiled = by_name(outcome)["compiled"]
+    assert compiled.status == "failed"
+    assert outcome.passed  # a disagreeing graph only means the native model serves
+    assert compiled.details[0]["source"] == "golden"
+    assert compiled.summary.startswith("The compiled graph differs from the native model on 205 of the 5 golden")

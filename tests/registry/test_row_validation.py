@@ -17,15 +17,39 @@ FIELDS = parse_schema(
         {"name": "contract", "type": "category", "categories": ["monthly", "yearly", "2"]},
         {"name": "note", "type": "string", "required": False},
         {"name": "paperless", "type": "boolean", "required": False},
+        {"name": "signed_up", "type": "datetime", "required": False},
+        {"name": "photo", "type": "binary", "required": False},
     ]
 )
-GOOD = {"tenure": 3, "charges": 99.5, "contract": "monthly", "note": "x", "paperless": True}
+GOOD = {
+    "tenure": 3,
+    "charges": 99.5,
+    "contract": "monthly",
+    "note": "x",
+    "paperless": True,
+    "signed_up": "2024-01-02T03:04:05",
+    "photo": "AAEC",
+}
 VALUES: dict[str, list[Any]] = {
     "tenure": [3, 0, 100, -1, 101, 3.5, 4.0, "7", "seven", True, None, float("nan"), [1], 1e12],
     "charges": [0.0, 499.99, 500.01, "12.5", "", None, False, {"a": 1}, -0.0],
     "contract": ["monthly", "weekly", 2, 2.0, None, True, ["monthly"], ""],
     "note": ["hello", "", 5, None],
     "paperless": [True, False, "yes", "no", 1, 0, "maybe", None, 2],
+    "signed_up": [
+        "2024-01-02",
+        "2024-01-02T03:04:05.123456Z",
+        "2024-01-02T03:04:05+02:00",
+        " 2024-01-02 03:04 ",
+        "yesterday",
+        "",
+        20240102,
+        "0001-01-01",
+        "9999-12-31T00:00:00",
+        True,
+        None,
+    ],
+    "photo": ["AAE=\n", "", "not base64!", "YQ", 5, None, ["AAEC"]],
 }
 
 

@@ -54,6 +54,7 @@ def test_submit_approve_and_checks_move_the_version(passed: ModelVersion, review
         "version.registered",
         "version.submit",
         "version.approve",
+        "version.compiled",  # by the checks, as the registration's task had not run
         "checks.completed",
         "version.checks_passed",
     ]

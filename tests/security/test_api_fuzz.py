@@ -44,6 +44,7 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/models/{name}/actuals/"): "consumer",
     ("POST", "/api/models/"): "author",
     ("POST", "/api/models/{name}/versions/"): "author",
+    ("POST", "/api/models/{name}/versions/import-mlflow/"): "author",
     ("POST", "/api/models/{name}/versions/{number}/transitions/"): "reviewer",
     ("POST", "/api/models/{name}/batch-jobs/"): "author",
     ("PATCH", "/api/models/{name}/"): "author",

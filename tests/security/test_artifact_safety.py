@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
-import yaml
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from sklearn.ensemble import RandomForestClassifier
@@ -28,6 +27,7 @@ from sklearn.ensemble import RandomForestClassifier
 from registry import artifacts, loading
 from registry.artifacts import ArtifactError, UntrustedArtifactError, ZipLimits
 from registry.models import CheckRun, ModelVersion
+from tests.registry.test_mlflow_models import model_zip
 
 VERSIONS = "/api/models/churn/versions/"
 
@@ -66,27 +66,9 @@ def load_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def mlflow_zip_bytes(model: bytes, serialization: str = "cloudpickle") -> bytes:
-    mlmodel = {
-        "flavors": {
-            "python_function": {"loader_module": "mlflow.sklearn", "python_version": "3.11.7"},
-            "sklearn": {"pickled_model": "model.pkl", "serialization_format": serialization},
-        },
-        "signature": {
-            "inputs": json.dumps(
-                [
-                    {"name": "tenure", "type": "long"},
-                    {"name": "charges", "type": "double"},
-                    {"name": "contract", "type": "string"},
-                ]
-            )
-        },
-    }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("model/MLmodel", yaml.safe_dump(mlmodel))
-        archive.writestr("model/model.pkl", model)
-    return buffer.getvalue()
+def mlflow_zip_bytes(model: bytes) -> bytes:
+    """The cloudpickle model MLflow itself wrote (tests/mlflow/fixtures), with `model` as its model.pkl."""
+    return model_zip("cloudpickle_classifier", replace={"model.pkl": model})
 
 
 # --- the payload is live ------------------------------------------------------------------------

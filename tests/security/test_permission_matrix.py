@@ -51,6 +51,7 @@ from monitoring.models import Alert, AlertRule, Report
 from registry import notifications, roles, services, workflow
 from registry.choices import FileKind
 from registry.choices import VersionStatus as S
+from registry.compilation_services import compilation_run
 from registry.models import CheckRun, ModelVersion, RegisteredModel
 from scoring import batch
 from scoring.models import BatchReject, BatchRun, BatchScore
@@ -137,6 +138,7 @@ def _build_world(media: Path) -> World:
     churn = services.model_create(actor=ada, name="churn", title="Churn", task="classification")
     fraud = services.model_create(actor=ada, name="fraud", title="Fraud", task="classification")
     v1 = _register(churn, ada, with_files=True)
+    compilation_run(version_id=v1.pk)  # what the worker does after the commit: a compiled file to download
     _to_production(v1, ada, users["rev"], users["rev2"])
     v2 = _register(churn, ada)
     workflow.version_transition(actor=ada, version=v2, action="submit")
@@ -281,6 +283,7 @@ def _monitoring_settings(world: World) -> dict[str, Any]:
 
 
 PREDICT_BODY = _json({"dataframe_records": [ROW]})
+MLFLOW_IMPORT = _json({"tracking_uri": "http://mlflow.example.com", "model_name": "churn", "version": "1"})
 SCHEDULE_FORM = _json({"kind": "interval", "every_minutes": 60, "enabled": "on"})
 NOW = "2030-01-01T00:00:00Z"
 
@@ -325,6 +328,11 @@ MATRIX: dict[str, Entry] = {
         ["/api/models/churn/versions/"],
         {"GET": Call(API_READ), "POST": Call("401 201 403 403 201 403 401 401", _version_upload, json=False)},
     ),
+    # MF_MLFLOW_ALLOWED_HOSTS is empty here: whoever may import hears why it is refused (400); others 403.
+    "api/models/<slug:name>/versions/import-mlflow/": Entry(
+        ["/api/models/churn/versions/import-mlflow/"],
+        {"POST": Call("401 400 403 403 400 403 401 401", MLFLOW_IMPORT)},
+    ),
     "api/models/<slug:name>/versions/<int:number>/": Entry(["/api/models/churn/versions/1/"], {"GET": Call(API_READ)}),
     "api/models/<slug:name>/versions/<int:number>/accept-untrusted-types/": Entry(
         ["/api/models/churn/versions/3/accept-untrusted-types/"],
@@ -337,6 +345,10 @@ MATRIX: dict[str, Entry] = {
             "/api/models/churn/versions/1/files/{notebook}/download/",
         ],
         {"GET": Call(API_READ)},
+    ),
+    # The compiled ONNX graph: read like the registered files.
+    "api/models/<slug:name>/versions/<int:number>/compiled/download/": Entry(
+        ["/api/models/churn/versions/1/compiled/download/"], {"GET": Call(API_READ)}
     ),
     # v2 is in review, authored by Ada: four-eyes refuses her; the reviewer and the admin approve.
     "api/models/<slug:name>/versions/<int:number>/transitions/": Entry(
@@ -471,6 +483,10 @@ MATRIX: dict[str, Entry] = {
     # --- registry pages ------------------------------------------------------------------------------
     "": Entry(["/"], {"GET": Call(PAGE_READ)}),
     "models/<slug:name>/": Entry(["/models/churn/"], {"GET": Call(PAGE_READ)}),
+    "models/<slug:name>/import-mlflow/": Entry(
+        ["/models/churn/import-mlflow/"],
+        {"POST": Call("login 400 403 403 400 403 login login", MLFLOW_IMPORT, json=False)},
+    ),
     "models/<slug:name>/versions/<int:number>/": Entry(["/models/churn/versions/1/"], {"GET": Call(PAGE_READ)}),
     "models/<slug:name>/versions/<int:number>/accept-untrusted-types/": Entry(
         ["/models/churn/versions/3/accept-untrusted-types/"],
@@ -490,6 +506,9 @@ MATRIX: dict[str, Entry] = {
     "models/<slug:name>/versions/<int:number>/comments/": Entry(
         ["/models/churn/versions/2/comments/"],
         {"POST": Call("login done done deny done 403 login login", _json({"body": "Why?"}), json=False)},
+    ),
+    "models/<slug:name>/versions/<int:number>/compiled/": Entry(
+        ["/models/churn/versions/1/compiled/"], {"GET": Call(PAGE_READ)}
     ),
     "models/<slug:name>/versions/<int:number>/files/<int:file_id>/": Entry(
         ["/models/churn/versions/1/files/{artifact}/", "/models/churn/versions/1/files/{notebook}/"],

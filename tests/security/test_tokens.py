@@ -9,10 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from config import authentication
 from registry import notifications
 from registry.models import AuditEvent, Consumer, ModelVersion, RegisteredModel
 from tests.conftest import PASSWORD, customers
@@ -219,3 +221,23 @@ def test_only_an_owner_may_revoke_and_revoking_twice_is_one_event(
     assert listed["token_status"] == "revoked"
     assert listed["token_revoked_at"] is not None
     assert "token_hash" not in listed and "token" not in listed
+
+
+def test_scoring_remembers_a_user_token_until_it_is_revoked(production: ModelVersion, settings: Any) -> None:
+    settings.MF_USER_TOKEN_CACHE_SECONDS = 10
+    token = sign_in(APIClient())["token"]
+    client = with_token(token)
+    row = customers(1).to_dict(orient="records")
+    try:
+        assert client.post("/api/models/churn/predict/", {"instances": row}, format="json").status_code == 200
+        with CaptureQueriesContext(connection) as queries:
+            assert client.post("/api/models/churn/predict/", {"instances": row}, format="json").status_code == 200
+        # No token lookup, no clean-up of the user's other tokens, no permission queries.
+        tables = " ".join(query["sql"] for query in queries.captured_queries)
+        assert "knox_authtoken" not in tables
+        assert "auth_permission" not in tables
+
+        assert client.post("/api/auth/token/revoke/").status_code == 204
+        assert client.post("/api/models/churn/predict/", {"instances": row}, format="json").status_code == 401
+    finally:
+        authentication._cache.clear()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 from contextlib import ExitStack
 from pathlib import Path
@@ -12,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry import services
 from registry.choices import ArtifactFormat, ModelTask
+from registry.client import mlflow_directory_zip
 from registry.models import RegisteredModel
 
 
@@ -28,7 +30,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("model", help="Model name (slug)")
-        parser.add_argument("artifact", type=Path, help="skops, ONNX, joblib/pickle file or MLflow zip")
+        parser.add_argument(
+            "artifact", type=Path, help="skops, ONNX, joblib/pickle file, MLflow model zip or MLflow model directory"
+        )
         parser.add_argument("--user", required=True, help="Username of the author")
         parser.add_argument("--format", choices=ArtifactFormat.values, help="Detected when omitted")
         parser.add_argument(
@@ -60,8 +64,14 @@ class Command(BaseCommand):
             user = get_user_model().objects.get(username=options["user"])
         except get_user_model().DoesNotExist as exc:
             raise CommandError(f"No user named {options['user']!r}") from exc
+        artifact: Path = options["artifact"]
+        zipped: File | None = None
+        if artifact.is_dir():
+            try:
+                zipped = File(io.BytesIO(mlflow_directory_zip(artifact)), name=f"{artifact.name}.zip")
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
         for key in (
-            "artifact",
             "release_notes",
             "notebook",
             "golden_set",
@@ -71,6 +81,8 @@ class Command(BaseCommand):
         ):
             if options[key] is not None and not options[key].is_file():
                 raise CommandError(f"--{key.replace('_', '-')}: no file at {options[key]}")
+        if not artifact.is_dir() and not artifact.is_file():
+            raise CommandError(f"artifact: no file or MLflow model directory at {artifact}")
         with ExitStack() as files:
 
             def open_file(path: Path | None) -> File | None:
@@ -84,7 +96,7 @@ class Command(BaseCommand):
                     actor=user,
                     model=model,
                     upload=services.VersionUpload(
-                        artifact=open_file(options["artifact"]),  # type: ignore[arg-type]
+                        artifact=zipped or open_file(artifact),  # type: ignore[arg-type]
                         format=options["format"],
                         release_notes=options["release_notes"].read_text() if options["release_notes"] else "",
                         notebook=open_file(options["notebook"]),

@@ -1,0 +1,32 @@
+"""Forms of the registry pages; the services check everything again and name bad fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+
+class MlflowImportForm(forms.Form):
+    tracking_uri = forms.CharField(label="Tracking server", max_length=250, help_text="e.g. https://mlflow.example.com")
+    model_name = forms.CharField(label="Registered model in MLflow", max_length=200)
+    version = forms.RegexField(
+        label="Version", regex=r"^[1-9][0-9]*$", max_length=18, required=False, help_text="A number, or give an alias"
+    )
+    alias = forms.CharField(label="or alias", max_length=200, required=False, help_text="e.g. champion")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if bool(data.get("version")) == bool(data.get("alias")):
+            self.add_error("version", "Give the MLflow version or an alias, one of the two.")
+        return data
+
+
+def form_apply_errors(form: forms.Form, exc: ValidationError) -> None:
+    """A service's errors by field onto the form (errors of fields the form lacks go on top)."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc)
+        return
+    for field, errors in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
