@@ -38,6 +38,9 @@ demo: migrate
 	$(BIN)/python manage.py load_demo
 
 ## Serve the web app (gunicorn), a Celery worker and Celery beat; Ctrl-C stops all three.
+# On a laptop, imports from an MLflow tracking server on its default local port are allowed (a server
+# elsewhere must list its own in MF_MLFLOW_ALLOWED_HOSTS: see the README).
+run: export MF_MLFLOW_ALLOWED_HOSTS ?= 127.0.0.1:5000,localhost:5000
 run: demo
 	@echo "Model Factory on http://$${MF_BIND:-127.0.0.1:8000} (sign in as one of the demo users above)"
 	$(BIN)/honcho start -f Procfile

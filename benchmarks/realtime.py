@@ -2,9 +2,10 @@
 
 Both servers get the same model (StandardScaler + a 100-tree random forest, trained here on
 scikit-learn's breast-cancer data, saved by MLflow with its defaults: skops and the signature of
-`infer_signature(X, model.predict(X))`), one server process each, and the same one-row
-`dataframe_split` request, loaded by wrk from this machine. Model Factory runs its real stack: the
-Procfile's `web` command (gunicorn) with one worker process, a throw-away SQLite database and data
+`infer_signature(X, model.predict(X))`), each server with its own defaults (Model Factory: the
+Procfile's `web` command as `make run` starts it, 2 gunicorn processes; MLflow: 1 uvicorn worker;
+`--web-workers 1` compares one process each), and the same one-row `dataframe_split` request, loaded
+by wrk from this machine. Model Factory runs its real stack: a throw-away SQLite database and data
 directory, the model put in production through review and the pre-deployment checks.
 
 Cases (--case):
@@ -145,8 +146,10 @@ def run(command: list[str], *, env: dict[str, str], cwd: Path) -> str:
     return done.stdout
 
 
-def start_mlflow(model: Model, mlflow_python: Path, workdir: Path) -> Server:  # saves workdir/mlflow-model
-    """Save the model with MLflow (in MLflow's venv, from a pickle) and serve it with one worker."""
+def start_mlflow(
+    model: Model, mlflow_python: Path, workdir: Path, *, workers: int
+) -> Server:  # saves workdir/mlflow-model
+    """Save the model with MLflow (in MLflow's venv, from a pickle) and serve it with `workers` workers."""
     if not mlflow_python.exists():
         raise BenchmarkError(f"No MLflow venv at {mlflow_python}: see benchmarks/README.md.")
     (workdir / "model.pkl").write_bytes(pickle.dumps(model.pipeline))
@@ -159,7 +162,7 @@ def start_mlflow(model: Model, mlflow_python: Path, workdir: Path) -> Server:  #
     print(f"  MLflow venv: {versions.strip()}")
     port = free_port()
     command = [str(mlflow_python), "-m", "mlflow", "models", "serve", "-m", str(workdir / "mlflow-model")]
-    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
+    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", str(workers)]
     log = workdir / "mlflow.log"
     server = Server(
         "MLflow", spawn(command, log=log, env=env, cwd=workdir), log, f"http://127.0.0.1:{port}/invocations", {}
@@ -168,7 +171,9 @@ def start_mlflow(model: Model, mlflow_python: Path, workdir: Path) -> Server:  #
     return server
 
 
-def start_model_factory(model: Model, workdir: Path, *, case: str = "skops", compile_models: bool = True) -> Server:
+def start_model_factory(
+    model: Model, workdir: Path, *, case: str = "skops", compile_models: bool = True, web_workers: int
+) -> Server:
     """A fresh Model Factory (SQLite) with the model in production, served by the Procfile's web command."""
     env = {
         "MF_DATA_DIR": str(workdir / "mf-data"),
@@ -212,7 +217,7 @@ def start_model_factory(model: Model, workdir: Path, *, case: str = "skops", com
     port = free_port()
     web = next(line for line in (REPO / "Procfile").read_text().splitlines() if line.startswith("web:"))
     path_env = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
-    process_env = {**os.environ, "MF_BIND": f"127.0.0.1:{port}", "MF_WEB_WORKERS": "1", "PATH": path_env}
+    process_env = {**os.environ, "MF_BIND": f"127.0.0.1:{port}", "MF_WEB_WORKERS": str(web_workers), "PATH": path_env}
     log = workdir / "model-factory.log"
     process = spawn(["bash", "-c", "exec " + web.removeprefix("web:").strip()], log=log, env=process_env, cwd=REPO)
     server = Server("Model Factory", process, log, f"http://127.0.0.1:{port}{path}", headers)
@@ -328,6 +333,10 @@ def main() -> int:
     parser.add_argument("--case", choices=["mlflow-dir", "skops"], default="mlflow-dir")
     parser.add_argument("--no-compile", action="store_true", help="MF_COMPILE_MODELS=false: the native model serves")
     parser.add_argument("--mlflow-python", type=Path, default=REPO / ".venv-mlflow" / "bin" / "python")
+    # Each server's own default: the Procfile's web command runs 2 gunicorn processes (MF_WEB_WORKERS, as
+    # `make run` does), `mlflow models serve` 1 uvicorn worker. --web-workers 1 compares one process each.
+    parser.add_argument("--web-workers", type=int, default=2, help="Model Factory's gunicorn processes")
+    parser.add_argument("--mlflow-workers", type=int, default=1, help="`mlflow models serve --workers`")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = parser.parse_args()
     connection_counts = [int(part) for part in args.connections.split(",")]
@@ -341,8 +350,12 @@ def main() -> int:
             print(f"Machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; work dir {workdir}")
             model = train()
             print("Starting `mlflow models serve` and Model Factory...")
-            servers.append(start_mlflow(model, args.mlflow_python, workdir))
-            servers.append(start_model_factory(model, workdir, case=args.case, compile_models=not args.no_compile))
+            servers.append(start_mlflow(model, args.mlflow_python, workdir, workers=args.mlflow_workers))
+            servers.append(
+                start_model_factory(
+                    model, workdir, case=args.case, compile_models=not args.no_compile, web_workers=args.web_workers
+                )
+            )
             body = model.body(model.features.iloc[:1])
             scripts = {}
             for server in servers:

@@ -223,7 +223,7 @@ def main() -> int:
             model = realtime.train()
             relaxed_latency_budget(args.latency_budget_ms)
             os.environ["MF_ACCESS_LOG"] = "-"  # the server's log is where successful requests are counted
-            servers.append(realtime.start_model_factory(model, workdir))
+            servers.append(realtime.start_model_factory(model, workdir, web_workers=1))
             realtime.verify(servers[0], model)
             status = soak(servers[0], model, workdir, args)
     except realtime.BenchmarkError as exc:
