@@ -12,6 +12,7 @@ import base64
 import importlib.metadata
 import math
 import platform
+import re
 import statistics
 import time
 import warnings
@@ -355,6 +356,12 @@ def _check_golden_set(context: _Context) -> CheckResult:
 
 
 REJECTED, PREDICTED, CRASHED, INVALID = "rejected by schema", "prediction", "crash", "invalid output"
+# A text value the model's encoder never saw (scikit-learn's OneHotEncoder and OrdinalEncoder with
+# handle_unknown="error", MLflow's usual pipelines, whose signatures carry no categories): the model refuses
+# it, and serving answers such a request 400 with the model's words; not a crash.
+REFUSED = "refused by the model"
+_UNKNOWN_CATEGORY = re.compile(r"unknown categor", re.IGNORECASE)
+_TEXT_TYPES = ("string", "category")
 
 
 @dataclass(frozen=True)
@@ -435,6 +442,9 @@ def _run_case(context: _Context, fields: list[FieldSpec], case: _Case) -> dict[s
         predictions = context.predictor.predict(frame)
         probabilities = context.predictor.predict_proba(frame) if context.is_classifier else None
     except Exception as exc:  # any exception here is exactly what this check looks for
+        text_field = any(spec.name == case.field and spec.type in _TEXT_TYPES for spec in fields)
+        if text_field and isinstance(exc, ValueError) and _UNKNOWN_CATEGORY.search(str(exc)):
+            return {**row, "outcome": REFUSED, "detail": _describe(exc)}
         return {**row, "outcome": CRASHED, "detail": _describe(exc)}
     if len(predictions) != 1:
         return {**row, "outcome": INVALID, "detail": f"{len(predictions)} predictions for one row"}
@@ -466,9 +476,16 @@ def _check_robustness(context: _Context) -> CheckResult:
         summary = f"{len(broken)} of {len(rows)} edge cases broke the model: {named}{more}."
         return _result(ROBUSTNESS, FAILED, summary, details=rows)
     rejected = sum(row["outcome"] == REJECTED for row in rows)
-    summary = (
-        f"All {len(rows)} edge cases were handled: {rejected} rejected by the schema, {len(rows) - rejected} predicted."
-    )
+    refused = [row for row in rows if row["outcome"] == REFUSED]
+    predicted = len(rows) - rejected - len(refused)
+    summary = f"All {len(rows)} edge cases were handled: {rejected} rejected by the schema, {predicted} predicted."
+    if refused:
+        names = ", ".join(sorted({str(row["field"]) for row in refused}))
+        summary += (
+            f" {len(refused)} text value(s) the model's encoder never saw were refused by the model ({names}): such "
+            "a request gets a 400 with the model's message. Declare the categories in the input schema to name "
+            "the allowed values in that answer."
+        )
     return _result(ROBUSTNESS, PASSED, summary, details=rows)
 
 

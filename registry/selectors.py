@@ -200,7 +200,11 @@ def serving_engine(*, version: ModelVersion) -> ServingEngine:
         return serves_native("Compilation is switched off on this instance (MF_COMPILE_MODELS).")
     if compilation.status != Compilation.Status.COMPILED:
         reasons: dict[str, str] = {
-            Compilation.Status.PENDING: "Compiling (a model whose types await a reviewer is compiled once accepted).",
+            Compilation.Status.PENDING: (
+                "Compiling in a worker: reload the page in a moment."
+                if version.is_trusted
+                else "Compiled once a reviewer has accepted the artifact's types (nothing loads it before)."
+            ),
             Compilation.Status.UNSUPPORTED: f"Cannot be compiled: {compilation.error}",
             Compilation.Status.FAILED: f"Compilation failed: {compilation.error}",
             Compilation.Status.DISABLED: compilation.error or "Compilation was switched off at registration.",
@@ -228,7 +232,9 @@ def serving_engine(*, version: ModelVersion) -> ServingEngine:
         return ServingEngine(
             ONNX_ENGINE, f"Verified by check run #{check_run.pk} on {rows:,} rows.", compilation, check_run, result
         )
-    return serves_native("Compiled; the pre-deployment checks have not verified it yet.")
+    return serves_native(
+        "Compiled; not verified yet: the pre-deployment checks compare it with the native model after approval."
+    )
 
 
 def compilation_file_get(*, version: ModelVersion) -> Compilation:

@@ -208,6 +208,26 @@ def test_it_names_the_edge_case_that_crashes_the_model(
     assert by_name(outcome)["latency"].status == "passed"
 
 
+def test_it_counts_a_text_value_the_encoder_never_saw_as_refused_not_a_crash(
+    churn_model: RegisteredModel, author: Any, register: Register
+) -> None:
+    # As an MLflow signature declares it: a string column, with no categories the schema could check.
+    schema: list[dict[str, Any]] = json.loads(json.dumps(INPUT_SCHEMA))
+    schema[2] = {"name": "contract", "type": "string"}
+    version = register(churn_model, author, input_schema=json.dumps(schema))
+    compilation_run(version_id=version.pk)
+
+    outcome = checks.run_checks(version)
+
+    robustness = by_name(outcome)["robustness"]
+    assert robustness.status == "passed", robustness.summary
+    refused = {row["case"] for row in robustness.details if row["outcome"] == "refused by the model"}
+    assert refused == {"empty string", "10,000 characters"}
+    assert "refused by the model (contract): such a request gets a 400" in robustness.summary
+    cases = {row["case"]: row["outcome"] for row in robustness.details if row["field"] == "contract"}
+    assert cases["missing"] == "rejected by schema"
+
+
 @pytest.mark.parametrize(("level", "status"), [("minor", "failed"), ("patch", "warning")])
 def test_it_compares_the_registered_scikit_learn_version(
     churn_model: RegisteredModel, author: Any, register: Register, level: str, status: str
