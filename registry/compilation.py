@@ -43,6 +43,9 @@ _DOUBLE_ATTRIBUTES = ("nodes_values", "nodes_hitrates", "base_values", "class_we
 # skl2onnx's converters are shared module state: one conversion patches them at a time.
 _PATCH_LOCK = threading.Lock()
 _MAX_MESSAGE = 500
+# Nodes that skl2onnx puts between a text input and its encoder, passing its values on unchanged
+# (and Gather, which picks the column out of a one-column input).
+_PASS_THROUGH = ("Identity", "Concat", "Cast", "Reshape", "Flatten")
 
 
 class UnsupportedModelError(Exception):
@@ -106,6 +109,38 @@ def column_kinds(names: list[str], types: dict[str, str]) -> list[tuple[str, str
                 f"unsupported: the {types[name]} column {name!r} (ONNX inputs here are numbers or text)"
             )
     return [(name, STRING if types.get(name) in ("string", "category") else NUMBER) for name in names]
+
+
+def known_categories(data: bytes) -> dict[str, tuple[str, ...]]:
+    """The text inputs of a graph that one of its encoders refuses outside a fixed list, with that list.
+
+    A OneHotEncoder node with `zeros=0` (scikit-learn's `handle_unknown="error"`) fails the whole run on a
+    value it does not know, with onnxruntime's words ("Unknown Category and zeros = 0"), naming neither
+    the column nor the value; serving checks those columns' values first instead, by row and field.
+    """
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load_model_from_string(data).graph
+    inputs = {item.name for item in graph.input}
+    producers = {output: node for node in graph.node for output in node.output}
+    found: dict[str, tuple[str, ...]] = {}
+    for node in graph.node:
+        if node.domain != "ai.onnx.ml" or node.op_type != "OneHotEncoder" or not node.input:
+            continue
+        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+        if attributes.get("zeros", 1) != 0 or not attributes.get("cats_strings"):
+            continue
+        name = node.input[0]
+        while name not in inputs and name in producers:
+            producer = producers[name]
+            # A Gather picks the column out of its input, one column wide when text comes in per column.
+            if producer.op_type != "Gather" and (producer.op_type not in _PASS_THROUGH or len(producer.input) != 1):
+                break
+            name = producer.input[0]
+        if name in inputs:
+            found[name] = tuple(value.decode() for value in attributes["cats_strings"])
+    return found
 
 
 def _final_estimator(estimator: Any) -> Any:

@@ -7,6 +7,7 @@ no request fails during the swap and no process needs a restart.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -26,7 +27,8 @@ from threadpoolctl import ThreadpoolController
 
 from registry import artifacts, selectors
 from registry.choices import ModelTask, VersionStatus
-from registry.loading import ArtifactIntegrityError, load_compiled_model, load_version_model
+from registry.compilation import known_categories
+from registry.loading import ArtifactIntegrityError, load_compiled_model, load_version_model, verified_compiled_path
 from registry.models import ModelVersion
 from registry.schema import FieldSpec, parse_schema
 from scoring.models import ScoringPolicy
@@ -163,6 +165,20 @@ class _TreeLoopForest:
         return probabilities
 
 
+def _with_encoder_categories(fields: list[FieldSpec], graph: bytes) -> list[FieldSpec]:
+    """Text fields the compiled graph's encoders accept only from a fixed list become category fields of
+    that list: a value outside it is refused by row and field ("'x' is not one of [...]"), as the model's
+    policy says, rather than failing the whole request with onnxruntime's words. An MLflow signature
+    declares such columns as plain strings."""
+    categories = known_categories(graph)
+    return [
+        dataclasses.replace(spec, type="category", categories=categories[spec.name])
+        if spec.type == "string" and spec.name in categories
+        else spec
+        for spec in fields
+    ]
+
+
 def load(version: ModelVersion, *, engine: str | None = None) -> LoadedModel:
     """Load a version for serving: its compiled graph where a check run verified it, else the native model.
 
@@ -184,6 +200,9 @@ def load(version: ModelVersion, *, engine: str | None = None) -> LoadedModel:
     if engine == selectors.ONNX_ENGINE and onnx is None:
         raise ArtifactIntegrityError(f"{version} has no compiled model any more to score with.")
     predictor = onnx if onnx is not None else load_version_model(version)
+    fields = parse_schema(version.input_schema)
+    if onnx is not None and serving.compilation is not None:
+        fields = _with_encoder_categories(fields, verified_compiled_path(serving.compilation).read_bytes())
     labels_from_probabilities = _argmax_predictor(predictor)
     _TreeLoopForest.wrap(predictor)
     return LoadedModel(
@@ -193,7 +212,7 @@ def load(version: ModelVersion, *, engine: str | None = None) -> LoadedModel:
         number=version.number,
         predictor=predictor,
         engine=selectors.ONNX_ENGINE if onnx is not None else version.format,
-        fields=parse_schema(version.input_schema),
+        fields=fields,
         is_classifier=version.model.task == ModelTask.CLASSIFICATION,
         unknown_categories=policy.unknown_categories,
         input_logging=policy.input_logging,

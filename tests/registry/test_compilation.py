@@ -352,3 +352,27 @@ def test_an_mlflow_model_is_compiled_and_serves_what_mlflow_predicts(
         assert answer["predictions"] == want["predictions"]
     else:
         assert np.allclose(answer["predictions"], want["predictions"], rtol=1e-6, atol=0)
+
+
+def test_a_text_value_the_compiled_encoder_does_not_know_is_refused_by_field(
+    churn_model: RegisteredModel,
+    registered: Callable[..., ModelVersion],
+    go_live: Callable[[ModelVersion], ModelVersion],
+    author: Any,
+) -> None:
+    # A string column, as an MLflow signature declares it: the schema has no categories to check.
+    schema = [*INPUT_SCHEMA[:2], {"name": "contract", "type": "string"}]
+    frame = customers(100)
+    pipeline = one_hot(DecisionTreeClassifier(random_state=0)).fit(frame, churn_labels(frame))
+    version = go_live(registered(churn_model, pipeline, frame, input_schema=json.dumps(schema)))
+    assert runtime.models.version(version.pk).engine == "onnx"
+
+    rows = [{**ROWS[0], "contract": "weekly"}, ROWS[1]]
+    answer = user_client(author).post("/api/models/churn/predict/", {"instances": rows}, format="json")
+
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == [
+        {"row": 0, "field": "contract", "error": "'weekly' is not one of ['monthly', 'yearly']"}
+    ]
+    ok = user_client(author).post("/api/models/churn/predict/", {"instances": ROWS}, format="json")
+    assert ok.json()["predictions"] == pipeline.predict(pd.DataFrame(ROWS)).tolist()
