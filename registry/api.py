@@ -233,7 +233,11 @@ class VersionListApi(APIView):
         model = selectors.model_get(name=name)
         filters = self.FilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        versions = selectors.version_list(model=model, **filters.validated_data).prefetch_related("files")
+        versions = (
+            selectors.version_list(model=model, **filters.validated_data)
+            .select_related("compilation")
+            .prefetch_related("files", "check_runs")
+        )
         return paginated_response(request=request, view=self, queryset=versions, serializer_class=VersionOutput)
 
     @extend_schema(

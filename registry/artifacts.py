@@ -331,7 +331,7 @@ def _inspect_pickle(path: Path) -> ArtifactInspection:
 # --- zips and MLflow ----------------------------------------------------------------------------
 
 
-def _megabytes(size: int) -> str:
+def megabytes(size: int) -> str:
     return f"{size / 1024**2:,.0f} MB"
 
 
@@ -371,8 +371,8 @@ def check_zip(path: Path, limits: ZipLimits | None = None) -> None:
             )
     if total > limits.max_uncompressed_bytes:
         raise ArtifactError(
-            f"The zip file expands to {_megabytes(total)}, more than the limit of "
-            f"{_megabytes(limits.max_uncompressed_bytes)} (MF_ZIP_MAX_UNCOMPRESSED_MB)."
+            f"The zip file expands to {megabytes(total)}, more than the limit of "
+            f"{megabytes(limits.max_uncompressed_bytes)} (MF_ZIP_MAX_UNCOMPRESSED_MB)."
         )
     archive_size = path.stat().st_size
     if total > _RATIO_FREE_BYTES and total > limits.max_compression_ratio * max(archive_size, 1):
@@ -519,7 +519,7 @@ class MlflowPredictor(EstimatorPredictor):
                 continue  # already what MLflow casts to: no column lookup (~30 us a column on a one-row request)
             column = frame[name]
             # A missing value stays NaN or None: MLflow refuses it in an integer column, we leave it to the model.
-            if dtype is not None and not column.isna().any() and column.dtype != dtype:
+            if dtype is not None and not column.isna().any():
                 # Values as the schema reads them: "no" is False and "3" is 3 (astype would make "no" True).
                 if mlflow_type == "boolean":
                     values = column.map(lambda v: v if isinstance(v, bool | np.bool_) else parse_boolean(v))

@@ -707,11 +707,13 @@ def _compare_compiled(
     context: _Context, compiled: artifacts.OnnxPredictor, source: str, frame: pd.DataFrame
 ) -> tuple[list[dict[str, Any]], int, float]:
     """The first rows where the two engines differ, how many do, and the largest relative difference."""
+    predictor = context.predictor
+    assert predictor is not None  # _check_compiled returns first when the model could not be loaded
     columns = {str(name): frame[name].to_numpy() for name in frame.columns}
     compiled_labels, compiled_probabilities = compiled.score(columns)
-    native_labels = context.predictor.predict(frame) if context.predictor is not None else np.array([])
+    native_labels = predictor.predict(frame)
     if context.is_classifier:
-        native_probabilities = context.predictor.predict_proba(frame) if context.predictor is not None else None
+        native_probabilities = predictor.predict_proba(frame)
         if native_probabilities is None or compiled_probabilities is None:
             native_values, compiled_values = np.zeros((len(frame), 0)), np.zeros((len(frame), 0))
             if (native_probabilities is None) != (compiled_probabilities is None):

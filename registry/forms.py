@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -15,12 +13,6 @@ class MlflowImportForm(forms.Form):
         label="Version", regex=r"^[1-9][0-9]*$", max_length=18, required=False, help_text="A number, or give an alias"
     )
     alias = forms.CharField(label="or alias", max_length=200, required=False, help_text="e.g. champion")
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if bool(data.get("version")) == bool(data.get("alias")):
-            self.add_error("version", "Give the MLflow version or an alias, one of the two.")
-        return data
 
 
 def form_apply_errors(form: forms.Form, exc: ValidationError) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
@@ -25,11 +23,6 @@ class VersionImportMlflowApi(APIView):
             r"^[1-9][0-9]*$", max_length=18, required=False, help_text="The MLflow version number; or give alias"
         )
         alias = serializers.CharField(max_length=200, required=False, help_text="An MLflow alias, e.g. champion")
-
-        def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-            if ("version" in data) == ("alias" in data):
-                raise serializers.ValidationError({"version": ["Give the MLflow version or an alias, one of the two."]})
-            return data
 
     @extend_schema(
         request=ImportInput,

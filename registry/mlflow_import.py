@@ -32,7 +32,7 @@ from django.db import IntegrityError
 
 from config.api import ConflictError, UpstreamError
 from registry import services
-from registry.artifacts import ZipLimits
+from registry.artifacts import ZipLimits, megabytes
 from registry.models import ModelVersion, RegisteredModel
 
 logger = logging.getLogger(__name__)
@@ -323,10 +323,6 @@ def _list_files(server: _TrackingServer, root: str, limits: ZipLimits) -> dict[s
     return files
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1024**2:,.0f} MB"
-
-
 def _download_zip(
     server: _TrackingServer, *, root: str, files: dict[str, int], limits: ZipLimits, directory: Path
 ) -> Path:
@@ -335,7 +331,7 @@ def _download_zip(
     too_large = ValidationError(
         {
             "artifact": [
-                f"The MLflow model is larger than the limit of {_megabytes(limits.max_uncompressed_bytes)} "
+                f"The MLflow model is larger than the limit of {megabytes(limits.max_uncompressed_bytes)} "
                 "(MF_ZIP_MAX_UNCOMPRESSED_MB)."
             ]
         }

@@ -188,7 +188,12 @@ class ServingEngine:
 
 
 def serving_engine(*, version: ModelVersion) -> ServingEngine:
-    compilation = Compilation.objects.filter(version=version).first()
+    """Reads the version's compilation and check runs through its relations, so that a list of versions
+    fetched with `select_related("compilation")` and `prefetch_related("check_runs")` asks nothing more."""
+    try:
+        compilation: Compilation | None = version.compilation
+    except Compilation.DoesNotExist:
+        compilation = None
     native = version.format
 
     def serves_native(reason: str, check_run: CheckRun | None = None, result: Any = None) -> ServingEngine:
@@ -211,9 +216,12 @@ def serving_engine(*, version: ModelVersion) -> ServingEngine:
         }
         return serves_native(reasons.get(compilation.status, compilation.get_status_display()))
     # The latest finished run decides: a later run that finds a mismatch withdraws an earlier pass.
-    for check_run in version.check_runs.filter(
-        status__in=[CheckRun.Status.PASSED, CheckRun.Status.FAILED], finished_at__isnull=False
-    ).order_by("-finished_at", "-id"):
+    finished = [
+        run
+        for run in version.check_runs.all()
+        if run.status in (CheckRun.Status.PASSED, CheckRun.Status.FAILED) and run.finished_at is not None
+    ]
+    for check_run in sorted(finished, key=lambda run: (run.finished_at, run.pk), reverse=True):
         result = next((r for r in check_run.results if r.get("name") == checks.COMPILED), None)
         if result is None:
             continue

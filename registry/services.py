@@ -337,7 +337,7 @@ def version_register(*, actor: Any, model: RegisteredModel, upload: VersionUploa
 
     if version.files.filter(kind=FileKind.REFERENCE_DATA).exists():
         transaction.on_commit(lambda: profile_reference_data.delay(version.pk))
-    if compilation_create(version=version).status == Compilation.Status.PENDING:
+    if version.compilation.status == Compilation.Status.PENDING:
         transaction.on_commit(lambda: compile_version.delay(version.pk))
     return version
 
@@ -345,7 +345,7 @@ def version_register(*, actor: Any, model: RegisteredModel, upload: VersionUploa
 COMPILATION_OFF = "Compilation is switched off on this instance (MF_COMPILE_MODELS)."
 
 
-def compilation_create(*, version: ModelVersion) -> Compilation:
+def _compilation_create(*, version: ModelVersion) -> Compilation:
     """The version's compiled-engine row at registration: pending, or disabled by MF_COMPILE_MODELS.
 
     An attached ONNX export becomes the candidate instead of a compiled graph, and is checked the same way.
@@ -533,8 +533,11 @@ def _register(
                 "format": version.format,
                 "files": {item.filename: item.sha256 for item in staged},
                 "untrusted_types": version.untrusted_types,
+                **({"mlflow_source": version.mlflow_source} if version.mlflow_source else {}),
             },
         )
+        # In the same transaction: a version never exists without its compilation row.
+        _compilation_create(version=version)
     logger.info("Registered %s (%s)", version, version.format)
     return version
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 
 from registry.models import ModelVersion
 from tests.conftest import stored_files
@@ -174,3 +175,28 @@ def test_it_accepts_an_onnx_export_and_refuses_a_broken_one(post_version, traine
     response = post_version(onnx=SimpleUploadedFile("model.onnx", exported.SerializeToString()))
     assert response.status_code == 201, response.json()
     assert "onnx" in {f["kind"] for f in response.json()["files"]}
+
+
+def test_the_version_list_asks_the_same_queries_however_many_versions(post_version, api, manager):
+    client = api(manager)
+
+    def queries_of_the_list() -> int:
+        executed: list[str] = []
+
+        def count(execute, sql, params, many, context):
+            executed.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(count):
+            assert client.get("/api/models/churn/versions/").status_code == 200
+        return len(executed)
+
+    post_version()
+    queries_of_the_list()  # the first request also reads the manager's permissions
+    one = queries_of_the_list()
+    post_version()
+    post_version()
+    # Each version's serving engine reads its compilation and check runs from the prefetched relations.
+    assert queries_of_the_list() == one
+    listing = client.get("/api/models/churn/versions/").json()
+    assert [v["serving_engine"]["engine"] for v in listing["results"]] == ["skops"] * 3
