@@ -30,8 +30,8 @@ from monitoring.window import ACTUAL, PREDICTION, SCORE, production_window
 from registry.choices import FileKind, ModelTask, VersionStatus
 from registry.loading import verified_path
 from registry.models import ModelVersion, RegisteredModel
-from registry.profiling import read_table
 from registry.schema import parse_schema
+from registry.tables import read_table
 from scoring import runtime
 
 logger = logging.getLogger(__name__)

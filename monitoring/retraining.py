@@ -22,8 +22,8 @@ from monitoring.models import Alert, RetrainingRecipe, RetrainingRun
 from registry import services, workflow
 from registry.choices import VersionStatus
 from registry.client import capture_environment, estimator_params, output_schema
-from registry.profiling import read_table
 from registry.schema import infer_schema
+from registry.tables import read_table
 from scoring import batch
 
 

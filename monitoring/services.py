@@ -16,10 +16,10 @@ from django.utils.dateparse import parse_datetime
 from config import schedules
 from monitoring import performance
 from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, RetrainingRecipe, RetrainingRun
+from registry.audit import audit_event_create
 from registry.models import RegisteredModel
 from registry.schema import parse_schema
 from registry.selectors import production_version
-from registry.services import audit_event_create
 from scoring import batch
 from scoring.models import MAX_ENTITY_ID_LENGTH, Prediction
 

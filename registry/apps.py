@@ -7,6 +7,7 @@ class RegistryConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self) -> None:
-        from registry import roles
+        # tasks: registered in every process, so that services can queue them by name (config/queue.py).
+        from registry import roles, tasks  # noqa: F401
 
         post_migrate.connect(roles.ensure_roles_after_migrate, sender=self)

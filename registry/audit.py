@@ -1,4 +1,5 @@
-"""Reading the audit trail back: filters for pages and the API, and a spreadsheet-safe CSV export."""
+"""The audit trail: its one writer (rows are only ever added), and reading it back for pages, the API and
+a spreadsheet-safe CSV export."""
 
 from __future__ import annotations
 
@@ -10,7 +11,29 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from registry import csv_export
-from registry.models import AuditEvent
+from registry.models import AuditEvent, ModelVersion, RegisteredModel
+
+
+def audit_event_create(
+    *,
+    actor: Any,
+    action: str,
+    model: RegisteredModel | None = None,
+    version: ModelVersion | None = None,
+    old: Any = None,
+    new: Any = None,
+    reason: str = "",
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        actor=actor if getattr(actor, "pk", None) else None,
+        action=action,
+        model=model or (version.model if version else None),
+        version=version,
+        old=old,
+        new=new,
+        reason=reason,
+    )
+
 
 CSV_HEADER = ["id", "at", "actor", "action", "model", "version", "old", "new", "reason"]
 

@@ -29,8 +29,8 @@ from registry import artifacts, services
 from registry.choices import FileKind, ModelTask
 from registry.loading import ArtifactIntegrityError, load_compiled_model, load_version_model, verified_path
 from registry.models import Compilation, ModelVersion, VersionFile
-from registry.profiling import read_table
 from registry.schema import NUMERIC_TYPES, FieldSpec, check_frame, parse_schema
+from registry.tables import read_table
 
 PASSED, WARNING, FAILED, SKIPPED = "passed", "warning", "failed", "skipped"
 

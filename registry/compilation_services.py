@@ -18,11 +18,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from registry import artifacts, compilation
+from registry.audit import audit_event_create
 from registry.choices import ArtifactFormat, FileKind
 from registry.loading import load_version_model, verified_path
 from registry.models import Compilation, ModelVersion, compiled_file_path
 from registry.schema import parse_schema
-from registry.services import COMPILATION_OFF, audit_event_create
+from registry.services import COMPILATION_OFF
 
 logger = logging.getLogger(__name__)
 

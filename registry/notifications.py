@@ -31,9 +31,9 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from registry import selectors
+from registry.audit import audit_event_create
 from registry.choices import VersionStatus
 from registry.models import Consumer, ModelVersion, Notification, RegisteredModel, WebhookDelivery
-from registry.services import audit_event_create
 
 logger = logging.getLogger(__name__)
 

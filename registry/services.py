@@ -26,10 +26,11 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from registry import artifacts
+from registry.audit import audit_event_create
 from registry.choices import ArtifactFormat, FileKind, ModelTask, SchemaSource
-from registry.models import AuditEvent, Compilation, ModelVersion, RegisteredModel, Tag, VersionFile
-from registry.profiling import read_table
+from registry.models import Compilation, ModelVersion, RegisteredModel, Tag, VersionFile
 from registry.schema import FieldSpec, SchemaError, check_frame, infer_schema, parse_schema
+from registry.tables import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -37,27 +38,6 @@ User = AbstractBaseUser | AnonymousUser
 
 GOLDEN_EXPECTED_COLUMN = "expected"
 _HASH_CHUNK = 1024 * 1024
-
-
-def audit_event_create(
-    *,
-    actor: Any,
-    action: str,
-    model: RegisteredModel | None = None,
-    version: ModelVersion | None = None,
-    old: Any = None,
-    new: Any = None,
-    reason: str = "",
-) -> AuditEvent:
-    return AuditEvent.objects.create(
-        actor=actor if getattr(actor, "pk", None) else None,
-        action=action,
-        model=model or (version.model if version else None),
-        version=version,
-        old=old,
-        new=new,
-        reason=reason,
-    )
 
 
 # --- models ---------------------------------------------------------------------------------

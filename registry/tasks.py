@@ -10,7 +10,8 @@ from registry.choices import FileKind
 from registry.compilation_services import compilation_run
 from registry.loading import verified_path
 from registry.models import ModelVersion
-from registry.profiling import profile_frame, read_table
+from registry.profiling import profile_frame
+from registry.tables import read_table
 
 logger = logging.getLogger(__name__)
 

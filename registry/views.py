@@ -15,8 +15,8 @@ from registry.choices import FileKind, ModelTask, VersionStatus
 from registry.forms import MlflowImportForm, form_apply_errors
 from registry.loading import ArtifactIntegrityError, verified_compiled_path, verified_path
 from registry.models import Compilation, RegisteredModel, Tag, VersionFile
-from registry.profiling import read_table
 from registry.rendering import render_markdown, render_notebook
+from registry.tables import read_table
 from scoring import selectors as scoring_selectors
 
 GOLDEN_PREVIEW_ROWS = 10

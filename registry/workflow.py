@@ -20,12 +20,12 @@ from django.utils import timezone
 
 from config.api import ConflictError
 from registry import notifications
+from registry.audit import audit_event_create
 from registry.choices import VersionStatus as S
 from registry.compilation_services import compilation_run
 from registry.loading import ArtifactIntegrityError, verified_path
 from registry.models import AuditEvent, CheckRun, Comment, ModelVersion, RegisteredModel, SignOff
 from registry.selectors import production_version
-from registry.services import audit_event_create
 
 logger = logging.getLogger(__name__)
 

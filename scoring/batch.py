@@ -44,12 +44,12 @@ from django.utils import timezone
 
 from config import schedules
 from config.api import ConflictError
+from registry.audit import audit_event_create
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel
-from registry.profiling import is_parquet, read_parquet, read_table
 from registry.schema import parse_schema, validate_rows
 from registry.selectors import production_version
-from registry.services import audit_event_create
+from registry.tables import is_parquet, read_parquet, read_table
 from scoring import runtime
 from scoring.models import MAX_ENTITY_ID_LENGTH, BatchChunk, BatchJob, BatchReject, BatchRun, BatchScore
 

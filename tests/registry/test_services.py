@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from registry import services
+from registry import audit, services
 from registry.choices import FileKind, VersionStatus
 from registry.models import AuditEvent, ModelVersion
 from tests.conftest import stored_files
@@ -146,7 +146,7 @@ def test_it_creates_and_updates_models_with_audit(author):
 
 
 def test_it_keeps_audit_events_append_only(author):
-    event = services.audit_event_create(actor=author, action="test.event")
+    event = audit.audit_event_create(actor=author, action="test.event")
     event.reason = "rewritten"
     with pytest.raises(PermissionError):
         event.save()

@@ -23,7 +23,7 @@ from django.test import Client
 
 from monitoring.models import Actual
 from registry.models import AuditEvent, ModelVersion, RegisteredModel, VersionFile
-from registry.profiling import MAX_CSV_LINE_BYTES
+from registry.tables import MAX_CSV_LINE_BYTES
 from scoring.models import BatchJob
 from tests.conftest import customers, stored_files
 
