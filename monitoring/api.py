@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config import schedules
+from registry import schedules
 from config.api import paginated_response
 from config.authentication import UserTokenAuthentication
 from config.openapi import COMMON_ERRORS, error_responses

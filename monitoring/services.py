@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from config import schedules
+from registry import schedules
 from monitoring import performance
 from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, RetrainingRecipe, RetrainingRun
 from registry.audit import audit_event_create

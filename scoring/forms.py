@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django_celery_beat.models import PeriodicTask
 
-from config import schedules
+from registry import schedules
 from registry.models import RegisteredModel
 from scoring import batch, runtime
 from scoring.models import BatchJob

@@ -1,14 +1,16 @@
-"""Schedules that users edit in the app (batch jobs, monitoring reports), kept as django-celery-beat rows.
+"""Schedules that users edit in the app (batch jobs, monitoring reports, retraining), kept as
+django-celery-beat rows.
 
 Beat reads PeriodicTask rows, so a schedule changed in a page or in the admin takes effect without
-a restart. One place parses cron text, saves the rows and describes them, for every app.
+a restart. One place parses cron text, saves the rows, describes them and audits their changes, for
+every app.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from celery import schedules
 from django.conf import settings
@@ -16,6 +18,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_beat.validators import crontab_validator
+
+from registry.audit import audit_event_create
+from registry.models import RegisteredModel
 
 MAX_EVERY_MINUTES = 366 * 24 * 60
 
@@ -125,3 +130,51 @@ def save(
     task.description = description
     task.save()  # save(), not update(): beat notices changes through PeriodicTask's save signal
     return task
+
+
+class Scheduled(Protocol):
+    """A row that owns a beat schedule (a batch job, a monitoring config, a retraining recipe)."""
+
+    periodic_task: PeriodicTask | None
+
+    def save(self, *, update_fields: list[str]) -> None: ...
+
+
+def schedule_set(
+    *,
+    actor: Any,
+    model: RegisteredModel,
+    holder: Scheduled,
+    action: str,
+    name: str,
+    task_name: str,
+    args: list[Any],
+    description: str,
+    crontab: str | None,
+    every_minutes: int | None,
+    enabled: bool,
+) -> None:
+    """Give `holder` (locked by the caller) a schedule running `task_name(*args)`; audited as `action`."""
+    old = audited(holder.periodic_task)
+    holder.periodic_task = save(
+        task=holder.periodic_task,
+        name=name,
+        task_name=task_name,
+        args=args,
+        description=description,
+        crontab=crontab,
+        every_minutes=every_minutes,
+        enabled=enabled,
+    )
+    holder.save(update_fields=["periodic_task"])
+    audit_event_create(actor=actor, action=action, model=model, old=old, new=audited(holder.periodic_task))
+
+
+def schedule_clear(*, actor: Any, model: RegisteredModel, holder: Scheduled, action: str) -> None:
+    """Remove `holder`'s schedule, audited as `action`; nothing happens, and nothing is audited, without one."""
+    if holder.periodic_task is None:
+        return
+    old = audited(holder.periodic_task)
+    holder.periodic_task.delete()
+    holder.periodic_task = None  # the database link is cleared by on_delete=SET_NULL
+    audit_event_create(actor=actor, action=action, model=model, old=old, new=None)
