@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from registry import artifacts
+from registry import artifacts, permissions
 from registry.audit import audit_event_create
 from registry.choices import ArtifactFormat, FileKind, ModelTask, SchemaSource
 from registry.models import Compilation, ModelVersion, RegisteredModel, Tag, VersionFile
@@ -568,10 +568,9 @@ def _mlflow_metadata(mlflow: artifacts.MlflowModelInfo | None, upload: VersionUp
 @transaction.atomic
 def version_accept_untrusted_types(*, actor: Any, version: ModelVersion, reason: str = "") -> ModelVersion:
     """A reviewer vouches for the artifact's types, which allows workers to load it."""
-    if not actor.has_perm("registry.accept_untrusted_types"):
-        raise PermissionDenied("Only reviewers may accept untrusted types.")
-    if actor.pk == version.author_id:
-        raise PermissionDenied("The author of a version cannot accept its untrusted types.")
+    refusal = permissions.untrusted_types_refusal(actor, version)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
     locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
     if not locked.requires_trust:
         raise ValidationError({"detail": ["This version has no untrusted types to accept."]})

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from config.api import ConflictError
-from registry import mlflow_import, selectors, services
+from registry import mlflow_import, permissions, selectors, services
 from registry.choices import FileKind, ModelTask, VersionStatus
 from registry.forms import MlflowImportForm, form_apply_errors
 from registry.loading import ArtifactIntegrityError, verified_compiled_path, verified_path
@@ -146,8 +146,7 @@ def version_detail(request: HttpRequest, name: str, number: int) -> HttpResponse
             "can_accept_trust": (
                 version.requires_trust
                 and version.trust_accepted_at is None
-                and user.has_perm("registry.accept_untrusted_types")
-                and user.pk != version.author_id
+                and permissions.may_accept_untrusted_types(user, version)
             ),
         },
     )

@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.api import ConflictError
-from registry import notifications
+from registry import notifications, permissions
 from registry.audit import audit_event_create
 from registry.choices import VersionStatus as S
 from registry.compilation_services import compilation_run
@@ -93,18 +93,6 @@ def allowed_actions(status: str) -> list[str]:
     return [action for action, t in TRANSITIONS.items() if status in t.sources]
 
 
-def _same_person(one: Any, other: Any) -> bool:
-    """Two accounts are one person if they are the same row or share an email (case-insensitive):
-    a second account must not give a second signature."""
-    if one.pk == other.pk:
-        return True
-    first, second = (
-        (getattr(one, "email", "") or "").strip().lower(),
-        (getattr(other, "email", "") or "").strip().lower(),
-    )
-    return bool(first) and first == second
-
-
 def _refusal(actor: Any, version: ModelVersion, transition: Transition) -> str | None:
     """Why `actor` may not take `transition` on `version`, or None."""
     if not getattr(actor, "is_authenticated", False):
@@ -114,14 +102,12 @@ def _refusal(actor: Any, version: ModelVersion, transition: Transition) -> str |
             return "Only the author of the version or the owner of the model may submit it."
         return None
     if transition.four_eyes:
-        author = version.author
-        if actor.pk == author.pk:
-            return "Four-eyes: the author of a version cannot sign it off."
-        if _same_person(actor, author):
-            return "Four-eyes: this account has the same email as the author of the version."
+        refusal = permissions.four_eyes_refusal(actor, version.author)
+        if refusal is not None:
+            return refusal
         if transition.action == APPROVE:
             for signoff in _round_approvals(version).select_related("user"):
-                if signoff.user_id != actor.pk and _same_person(actor, signoff.user):
+                if signoff.user_id != actor.pk and permissions.same_person(actor, signoff.user):
                     return (
                         f"Four-eyes: this account has the same email as {signoff.user}, who already approved "
                         "in this review round; approvals must come from different people."

@@ -206,3 +206,47 @@ def test_removing_the_high_risk_tag_during_review_does_not_lower_the_quorum(
     answer = transition(api, reviewer, "approve").json()
     assert answer["status"] == S.IN_REVIEW  # one approval of the two the round was submitted with
     assert answer["approvals_needed"] == 2
+
+
+# --- vouching for untrusted types --------------------------------------------------------------------
+
+TRUST_URL = f"{URL}accept-untrusted-types/"
+
+
+@pytest.fixture
+def untrusted(version: ModelVersion) -> ModelVersion:
+    ModelVersion.objects.filter(pk=version.pk).update(untrusted_types=["sklearn.tree._tree.Tree"])
+    version.refresh_from_db()
+    return version
+
+
+def test_a_second_account_with_the_authors_email_cannot_accept_untrusted_types_through_the_api(
+    api: Any, untrusted: ModelVersion, author: Any
+) -> None:
+    twin = UserFactory(username="ada-work", email=f" {author.email.upper()}", role="Reviewers")
+    response = api(twin).post(TRUST_URL, {"reason": "looks fine"}, format="json")
+    assert response.status_code == 403
+    assert "under this account or another" in response.json()["detail"]
+    untrusted.refresh_from_db()
+    assert untrusted.trust_accepted_at is None
+
+
+def test_a_second_account_with_the_authors_email_is_neither_offered_nor_granted_trust_in_the_page(
+    client: Client, untrusted: ModelVersion, author: Any, reviewer: Any
+) -> None:
+    twin = UserFactory(username="ada-work", email=author.email.title(), role="Reviewers")
+    client.force_login(twin)
+    page = client.get("/models/churn/versions/1/")
+    assert page.status_code == 200
+    assert "accept-untrusted-types" not in page.content.decode()
+    response = client.post("/models/churn/versions/1/accept-untrusted-types/", {"reason": "ok"})
+    assert response.status_code == 302
+    assert "under this account or another" in " ".join(str(m) for m in get_messages(response.wsgi_request))
+    untrusted.refresh_from_db()
+    assert untrusted.trust_accepted_at is None
+    # A reviewer who is someone else is offered the form and may accept.
+    client.force_login(reviewer)
+    assert "accept-untrusted-types" in client.get("/models/churn/versions/1/").content.decode()
+    client.post("/models/churn/versions/1/accept-untrusted-types/", {"reason": "checked the tree"})
+    untrusted.refresh_from_db()
+    assert untrusted.trust_accepted_by == reviewer
