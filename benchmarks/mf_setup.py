@@ -59,7 +59,7 @@ def register_in_production(
     from django.core.files.uploadedfile import SimpleUploadedFile
     from knox.models import AuthToken
 
-    from registry import notifications, roles, services, workflow
+    from registry import consumers, roles, services, workflow
     from registry.choices import VersionStatus
     from registry.models import CheckRun
 
@@ -107,6 +107,6 @@ def register_in_production(
         failed = [r["summary"] for r in (latest.results if latest else []) if r["status"] == "failed"]
         raise RuntimeError(f"The pre-deployment checks did not pass ({version.status}): {failed}")
     version = workflow.version_transition(actor=second_reviewer, version=version, action=workflow.GO_LIVE)
-    _, token = notifications.consumer_create(actor=author, model=model, name="bench", contact_email="b@example.com")
+    _, token = consumers.consumer_create(actor=author, model=model, name="bench", contact_email="b@example.com")
     _, user_token = AuthToken.objects.create(user=author, expiry=None)
     return Production(model=model, version=version, author=author, token=token, user_token=user_token)

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import paginated_response
-from registry import notifications, selectors
+from registry import consumers, notifications, permissions, selectors, tokens
 from registry.models import Consumer, ModelVersion, Notification, RegisteredModel, WebhookDelivery
 
 
@@ -110,7 +110,7 @@ def _pinned_version(model: RegisteredModel, number: int | None) -> ModelVersion 
 
 def _model_for_reading(request: Request, name: str) -> RegisteredModel:
     model = selectors.model_get(name=name)
-    if not notifications.consumer_may_view(actor=request.user, model=model):
+    if not permissions.may_view_consumers(request.user, model):
         raise PermissionDenied("You may not see the consumers of this model.")
     return model
 
@@ -136,8 +136,8 @@ class ConsumerListApi(APIView):
     @extend_schema(responses=ConsumerOutput(many=True), summary="List a model's consumers")
     def get(self, request: Request, name: str) -> Response:
         model = _model_for_reading(request, name)
-        consumers = notifications.consumer_list(model=model)
-        return paginated_response(request=request, view=self, queryset=consumers, serializer_class=ConsumerOutput)
+        listed = selectors.consumer_list(model=model)
+        return paginated_response(request=request, view=self, queryset=listed, serializer_class=ConsumerOutput)
 
     @extend_schema(request=ConsumerCreateInput, responses={201: ConsumerCreatedOutput}, summary="Register a consumer")
     def post(self, request: Request, name: str) -> Response:
@@ -146,7 +146,7 @@ class ConsumerListApi(APIView):
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
         data["pinned_version"] = _pinned_version(model, data["pinned_version"])
-        consumer, token = notifications.consumer_create(actor=request.user, model=model, **data)
+        consumer, token = consumers.consumer_create(actor=request.user, model=model, **data)
         body = _consumer_output(consumer, token=token, webhook_secret=consumer.webhook_secret)
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -168,12 +168,12 @@ class ConsumerDetailApi(APIView):
     @extend_schema(responses=ConsumerOutput)
     def get(self, request: Request, name: str, consumer: str) -> Response:
         model = _model_for_reading(request, name)
-        return Response(_consumer_output(notifications.consumer_get(model=model, name=consumer)))
+        return Response(_consumer_output(selectors.consumer_get(model=model, name=consumer)))
 
     @extend_schema(request=ConsumerUpdateInput, responses=ConsumerUpdatedOutput)
     def patch(self, request: Request, name: str, consumer: str) -> Response:
         model = selectors.model_get(name=name)
-        target = notifications.consumer_get(model=model, name=consumer)
+        target = selectors.consumer_get(model=model, name=consumer)
         payload = self.ConsumerUpdateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
@@ -181,9 +181,9 @@ class ConsumerDetailApi(APIView):
             data["pinned_version"] = _pinned_version(model, data["pinned_version"])
         had_secret = bool(target.webhook_secret)
         expires_at = data.pop("token_expires_at", None)
-        target = notifications.consumer_update(actor=request.user, consumer=target, **data)
+        target = consumers.consumer_update(actor=request.user, consumer=target, **data)
         if expires_at is not None:
-            target = notifications.consumer_set_token_expiry(
+            target = tokens.consumer_set_token_expiry(
                 actor=request.user, consumer=target, expires_at=expires_at, reason=data["reason"]
             )
         # A webhook added after creation gets its secret now; this response is the only place it shows.
@@ -204,10 +204,10 @@ class ConsumerTokenApi(APIView):
     @extend_schema(request=TokenRotateInput, responses=TokenOutput, summary="Replace a consumer's API token")
     def post(self, request: Request, name: str, consumer: str) -> Response:
         model = selectors.model_get(name=name)
-        target = notifications.consumer_get(model=model, name=consumer)
+        target = selectors.consumer_get(model=model, name=consumer)
         payload = self.TokenRotateInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        token = notifications.consumer_rotate_token(actor=request.user, consumer=target, **payload.validated_data)
+        token = tokens.consumer_rotate_token(actor=request.user, consumer=target, **payload.validated_data)
         return Response(
             TokenOutput(
                 {"token": token, "token_prefix": target.token_prefix, "token_expires_at": target.token_expires_at}
@@ -222,10 +222,10 @@ class ConsumerTokenApi(APIView):
     )
     def delete(self, request: Request, name: str, consumer: str) -> Response:
         model = selectors.model_get(name=name)
-        target = notifications.consumer_get(model=model, name=consumer)
+        target = selectors.consumer_get(model=model, name=consumer)
         payload = self.TokenRevokeInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        target = notifications.consumer_revoke_token(actor=request.user, consumer=target, **payload.validated_data)
+        target = tokens.consumer_revoke_token(actor=request.user, consumer=target, **payload.validated_data)
         return Response(_consumer_output(target))
 
 
@@ -233,8 +233,8 @@ class ConsumerDeliveryListApi(APIView):
     @extend_schema(responses=DeliveryOutput(many=True), summary="Webhook deliveries to a consumer, newest first")
     def get(self, request: Request, name: str, consumer: str) -> Response:
         model = _model_for_reading(request, name)
-        target = notifications.consumer_get(model=model, name=consumer)
-        deliveries = notifications.delivery_list(consumer=target)
+        target = selectors.consumer_get(model=model, name=consumer)
+        deliveries = selectors.delivery_list(consumer=target)
         return paginated_response(request=request, view=self, queryset=deliveries, serializer_class=DeliveryOutput)
 
 
@@ -260,7 +260,7 @@ class NotificationListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.NotificationFilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        items = notifications.notification_list(user=request.user, unread_only=filters.validated_data["unread"])
+        items = selectors.notification_list(user=request.user, unread_only=filters.validated_data["unread"])
         return paginated_response(request=request, view=self, queryset=items, serializer_class=NotificationOutput)
 
     @extend_schema(
@@ -275,5 +275,5 @@ class NotificationListApi(APIView):
         payload = self.NotificationMarkReadInput(data=request.data)
         payload.is_valid(raise_exception=True)
         marked = notifications.notification_mark_read(user=request.user, notification_ids=payload.validated_data["ids"])
-        unread = notifications.unread_notifications(request.user).count()
+        unread = selectors.unread_notifications(request.user).count()
         return Response({"marked_read": marked, "unread": unread})

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import BooleanField, Count, ExpressionWrapper, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
 from registry import checks
@@ -17,10 +17,13 @@ from registry.models import (
     CheckRun,
     Comment,
     Compilation,
+    Consumer,
     ModelVersion,
+    Notification,
     RegisteredModel,
     SignOff,
     VersionFile,
+    WebhookDelivery,
 )
 
 
@@ -248,3 +251,32 @@ def serving_engine(*, version: ModelVersion) -> ServingEngine:
 def compilation_file_get(*, version: ModelVersion) -> Compilation:
     """The version's compiled (or attached) ONNX graph, or 404 while there is none."""
     return get_object_or_404(Compilation.objects.exclude(file=""), version=version)
+
+
+# --- consumers, their webhook deliveries, and in-app notifications ------------------------------
+
+
+def consumer_list(*, model: RegisteredModel) -> QuerySet[Consumer]:
+    return model.consumers.select_related("model", "owner", "pinned_version").order_by("name")
+
+
+def consumer_get(*, model: RegisteredModel, name: str) -> Consumer:
+    return get_object_or_404(consumer_list(model=model), name=name)
+
+
+def delivery_list(*, consumer: Consumer) -> QuerySet[WebhookDelivery]:
+    return consumer.deliveries.order_by("-created_at", "-id")
+
+
+def notification_list(*, user: Any, unread_only: bool = False) -> QuerySet[Notification]:
+    """The user's notifications, unread first, newest first within each group."""
+    notifications = Notification.objects.filter(user_id=user.pk).alias(
+        unread=ExpressionWrapper(Q(read_at__isnull=True), output_field=BooleanField())
+    )
+    if unread_only:
+        notifications = notifications.filter(read_at__isnull=True)
+    return notifications.order_by("-unread", "-created_at", "-id")
+
+
+def unread_notifications(user: Any) -> QuerySet[Notification]:
+    return notification_list(user=user, unread_only=True)

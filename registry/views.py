@@ -77,7 +77,7 @@ def _model_page(
             "versions": selectors.version_list(model=model),
             "production": selectors.production_version(model=model),
             "production_history": selectors.production_history(model=model),
-            "consumers": model.consumers.select_related("owner", "pinned_version"),
+            "consumers": selectors.consumer_list(model=model),
             "deprecated": model.versions.filter(status=VersionStatus.DEPRECATED),
             "mlflow_form": mlflow_form if mlflow_import.may_import(request.user) else None,
             "mlflow_imports_allowed": bool(settings.MF_MLFLOW_ALLOWED_HOSTS),

@@ -20,7 +20,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
-from registry import notifications
+from registry import tokens
 from registry.models import Consumer
 
 
@@ -55,7 +55,7 @@ def _consumer(token: str) -> Consumer | None:
     cached = _cache.get(key)
     if cached is not None and cached[1] > now:
         return cached[0]
-    consumer = notifications.consumer_token_holder(token)
+    consumer = tokens.consumer_token_holder(token)
     with _cache_lock:
         _cache[key] = (consumer, now + settings.MF_CONSUMER_TOKEN_CACHE_SECONDS)
     return consumer
@@ -67,7 +67,7 @@ class ConsumerTokenAuthentication(BaseAuthentication):
         if len(parts) != 2 or parts[0].lower() not in (b"bearer", b"token"):
             return None
         token = parts[1].decode(errors="replace")
-        if not token.startswith(notifications.TOKEN_PREFIX):
+        if not token.startswith(tokens.TOKEN_PREFIX):
             return None  # a user's token: TokenAuthentication takes it
         consumer = _consumer(token)
         if consumer is None:
@@ -91,7 +91,7 @@ class ConsumerTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": f"A consumer token ({notifications.TOKEN_PREFIX}…), issued on the model's page.",
+            "description": f"A consumer token ({tokens.TOKEN_PREFIX}…), issued on the model's page.",
         }
 
 

@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from registry import notifications, roles, services, workflow
+from registry import consumers, roles, services, workflow
 from registry.models import Consumer, ModelVersion, RegisteredModel
 from tests.factories import RegisteredModelFactory, UserFactory
 from tests.mlflow_tracking import tracking_server  # noqa: F401 - the session's MLflow server, for any test
@@ -239,7 +239,7 @@ def production(
 
 @pytest.fixture
 def consumer_token(churn_model: RegisteredModel, author: Any) -> tuple[Consumer, str]:
-    return notifications.consumer_create(
+    return consumers.consumer_create(
         actor=author, model=churn_model, name="call-centre", contact_email="cc@example.com"
     )
 

@@ -218,6 +218,8 @@ MF_CONSUMER_TOKEN_CACHE_SECONDS = float(env_str("MF_CONSUMER_TOKEN_CACHE_SECONDS
 MF_USER_TOKEN_CACHE_SECONDS = float(env_str("MF_USER_TOKEN_CACHE_SECONDS", "10"))
 # A consumer token expires this many days after it is issued, unless its owner sets another date.
 MF_CONSUMER_TOKEN_DAYS = env_int("MF_CONSUMER_TOKEN_DAYS", 365, minimum=1)
+# A failed webhook delivery is retried after this many seconds, then after twice as long each time.
+MF_WEBHOOK_BACKOFF_SECONDS = env_int("MF_WEBHOOK_BACKOFF_SECONDS", 30, minimum=0)
 
 EMAIL_BACKEND = env_str("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "model-factory@localhost")

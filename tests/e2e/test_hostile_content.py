@@ -32,7 +32,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from monitoring import services as monitoring_services
 from monitoring.models import Report
-from registry import notifications, services, workflow
+from registry import consumers, services, workflow
 from registry.models import RegisteredModel
 from scoring import batch
 from scoring.models import BatchReject
@@ -188,7 +188,7 @@ def hostile_world(author: Any, reviewer: Any, second_reviewer: Any, tmp_path: Pa
     version.refresh_from_db()
     assert version.status == "production", version.status
 
-    _consumer, token = notifications.consumer_create(
+    _consumer, token = consumers.consumer_create(
         actor=author, model=model, name="call-centre", description=xss("consumer"), contact_email="cc@example.com"
     )
     traffic = _hostile_frame(300, seed=7)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from registry import notifications
+from registry import consumers
 from registry.models import ModelVersion
 from tests.conftest import PASSWORD
 
@@ -72,7 +72,7 @@ def test_a_version_earns_its_way_into_production_and_out_again(
     churn_model.required_approvals = 2
     churn_model.save()
     register(churn_model, author)
-    consumer, _token = notifications.consumer_create(
+    consumer, _token = consumers.consumer_create(
         actor=author, model=churn_model, name="call-centre", contact_email="cc@example.com", webhook_url=url
     )
     secret = consumer.webhook_secret

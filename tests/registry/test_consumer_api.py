@@ -13,7 +13,7 @@ import pytest
 from django.urls import path
 from rest_framework.test import APIClient
 
-from registry import consumer_api, notifications
+from registry import consumer_api, notifications, tokens
 from registry.choices import VersionStatus
 from registry.models import Consumer, ModelVersion, Notification, RegisteredModel
 
@@ -53,7 +53,7 @@ def test_it_shows_the_token_and_secret_once(api: Api, churn_model: RegisteredMod
     assert body["has_webhook_secret"] is True
     assert "token_hash" not in body
     consumer = Consumer.objects.get()
-    assert notifications.consumer_for_token(body["token"]) == consumer
+    assert tokens.consumer_for_token(body["token"]) == consumer
     assert consumer.webhook_secret == body["webhook_secret"]
 
     client = api(author)
@@ -175,8 +175,8 @@ def test_it_rotates_the_token(
     new_token = response.json()["token"]
     assert new_token != old_token
     assert response.json()["token_prefix"] == new_token[:12]
-    assert notifications.consumer_for_token(old_token) is None
-    assert notifications.consumer_for_token(new_token) == Consumer.objects.get()
+    assert tokens.consumer_for_token(old_token) is None
+    assert tokens.consumer_for_token(new_token) == Consumer.objects.get()
 
 
 def test_it_lists_deliveries_newest_first(api: Api, churn_model: RegisteredModel, author: Any) -> None:

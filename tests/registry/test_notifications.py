@@ -18,10 +18,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
-from registry import notifications
+from registry import consumers, notifications, selectors, tokens, webhooks
 from registry.choices import VersionStatus
 from registry.models import AuditEvent, Consumer, ModelVersion, Notification, RegisteredModel, WebhookDelivery
-from registry.notification_tasks import MAX_RETRIES, deliver_webhook
+from registry.tasks import WEBHOOK_MAX_RETRIES, deliver_webhook
 from tests.factories import UserFactory
 
 CaptureCallbacks = Callable[..., Any]
@@ -89,7 +89,7 @@ def _eager_retries(settings: Any) -> Iterator[None]:
 
 def make_consumer(model: RegisteredModel, actor: Any, name: str = "billing", **fields: Any) -> Consumer:
     fields.setdefault("contact_email", f"{name}-team@example.com")
-    consumer, _token = notifications.consumer_create(actor=actor, model=model, name=name, **fields)
+    consumer, _token = consumers.consumer_create(actor=actor, model=model, name=name, **fields)
     return consumer
 
 
@@ -107,14 +107,14 @@ def notify(model: RegisteredModel, **payload: Any) -> list[WebhookDelivery]:
 
 
 def test_it_signs_with_hmac_sha256_of_the_exact_body() -> None:
-    body = notifications.webhook_body({"model": "churn", "event": "version.deployed", "version": 2})
-    signature = notifications.webhook_signature("s3cret", body)
+    body = webhooks.webhook_body({"model": "churn", "event": "version.deployed", "version": 2})
+    signature = webhooks.webhook_signature("s3cret", body)
 
     expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(signature, f"sha256={expected}")
     assert body == b'{"event":"version.deployed","model":"churn","version":2}'
-    assert notifications.webhook_signature("s3cret", body + b" ") != signature
-    assert notifications.webhook_signature("other", body) != signature
+    assert webhooks.webhook_signature("s3cret", body + b" ") != signature
+    assert webhooks.webhook_signature("other", body) != signature
 
 
 # --- notifying consumers ---------------------------------------------------------------------
@@ -131,7 +131,7 @@ def test_it_emails_every_contact_and_posts_a_signed_webhook(
     retired = make_consumer(churn_model, author, "retired-job", contact_email="old@example.com")
     retired_hook = make_consumer(churn_model, author, "old-scorer", contact_email="", webhook_url=receiver.url)
     for consumer in (retired, retired_hook):
-        notifications.consumer_deactivate(actor=author, consumer=consumer)
+        consumers.consumer_deactivate(actor=author, consumer=consumer)
 
     with django_capture_on_commit_callbacks(execute=True):
         deliveries = notify(churn_model, version=2, previous_version=1)
@@ -189,6 +189,29 @@ def test_it_sends_nothing_when_the_change_rolls_back(
     assert not WebhookDelivery.objects.exists()
 
 
+def test_it_keeps_the_change_when_the_broker_refuses_the_webhook(
+    churn_model: RegisteredModel,
+    author: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: CaptureCallbacks,
+) -> None:
+    make_consumer(churn_model, author, webhook_url="https://billing.example.com/hook")
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(deliver_webhook, "apply_async", refuse)
+    with django_capture_on_commit_callbacks(execute=True):
+        [delivery] = notify(churn_model)
+
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.PENDING
+    assert [message.to for message in mail.outbox] == [["billing-team@example.com"]]
+    assert "registry.tasks.deliver_webhook" in caplog.text
+    assert "broker down" in caplog.text
+
+
 def test_it_retries_until_the_receiver_accepts(
     churn_model: RegisteredModel,
     author: Any,
@@ -226,8 +249,8 @@ def test_it_gives_up_after_the_last_retry_and_keeps_every_attempt(
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.FAILED
     assert delivery.delivered_at is None
-    assert len(delivery.attempts) == MAX_RETRIES + 1
-    assert len(receiver.received) == MAX_RETRIES + 1
+    assert len(delivery.attempts) == WEBHOOK_MAX_RETRIES + 1
+    assert len(receiver.received) == WEBHOOK_MAX_RETRIES + 1
     assert all(attempt["status_code"] == 500 for attempt in delivery.attempts)
 
 
@@ -244,7 +267,7 @@ def test_it_records_a_receiver_that_cannot_be_reached(
 
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.FAILED
-    assert len(delivery.attempts) == MAX_RETRIES + 1
+    assert len(delivery.attempts) == WEBHOOK_MAX_RETRIES + 1
     assert delivery.attempts[0]["status_code"] is None
     assert "ConnectionError" in delivery.attempts[0]["error"]
 
@@ -273,7 +296,7 @@ def test_it_fails_a_queued_delivery_once_its_consumer_is_deactivated(
 ) -> None:
     consumer = make_consumer(churn_model, author, webhook_url=receiver.url)
     [delivery] = notify(churn_model)  # no on-commit execution: the task is still "queued"
-    notifications.consumer_deactivate(actor=author, consumer=consumer, reason="Job decommissioned")
+    consumers.consumer_deactivate(actor=author, consumer=consumer, reason="Job decommissioned")
 
     deliver_webhook.delay(delivery.pk)
 
@@ -288,7 +311,7 @@ def test_it_fails_a_queued_delivery_once_its_consumer_is_deactivated(
 
 
 def test_it_stores_only_a_hash_of_the_token(churn_model: RegisteredModel, author: Any) -> None:
-    consumer, token = notifications.consumer_create(
+    consumer, token = consumers.consumer_create(
         actor=author, model=churn_model, name="billing", contact_email="billing@example.com"
     )
 
@@ -301,21 +324,21 @@ def test_it_stores_only_a_hash_of_the_token(churn_model: RegisteredModel, author
         [Consumer.objects.values().get(), list(AuditEvent.objects.values("old", "new"))], cls=DjangoJSONEncoder
     )
     assert token not in stored
-    assert notifications.consumer_for_token(token) == consumer
-    assert notifications.consumer_for_token(token + "x") is None
-    assert notifications.consumer_for_token("not-a-token") is None
+    assert tokens.consumer_for_token(token) == consumer
+    assert tokens.consumer_for_token(token + "x") is None
+    assert tokens.consumer_for_token("not-a-token") is None
 
 
 def test_it_invalidates_the_old_token_on_rotation(churn_model: RegisteredModel, author: Any) -> None:
-    consumer, old_token = notifications.consumer_create(
+    consumer, old_token = consumers.consumer_create(
         actor=author, model=churn_model, name="billing", contact_email="billing@example.com"
     )
 
-    new_token = notifications.consumer_rotate_token(actor=author, consumer=consumer)
+    new_token = tokens.consumer_rotate_token(actor=author, consumer=consumer)
 
     assert new_token != old_token
-    assert notifications.consumer_for_token(old_token) is None
-    assert notifications.consumer_for_token(new_token) == consumer
+    assert tokens.consumer_for_token(old_token) is None
+    assert tokens.consumer_for_token(new_token) == consumer
     event = AuditEvent.objects.get(action="consumer.token_rotated")
     assert event.actor == author
     consumer.refresh_from_db()
@@ -330,12 +353,12 @@ def test_it_invalidates_the_old_token_on_rotation(churn_model: RegisteredModel, 
 
 
 def test_it_refuses_the_token_of_an_inactive_consumer(churn_model: RegisteredModel, author: Any) -> None:
-    consumer, token = notifications.consumer_create(
+    consumer, token = consumers.consumer_create(
         actor=author, model=churn_model, name="billing", contact_email="billing@example.com"
     )
-    notifications.consumer_deactivate(actor=author, consumer=consumer)
+    consumers.consumer_deactivate(actor=author, consumer=consumer)
 
-    assert notifications.consumer_for_token(token) is None
+    assert tokens.consumer_for_token(token) is None
 
 
 def test_it_keeps_secrets_out_of_the_audit_trail(churn_model: RegisteredModel, author: Any) -> None:
@@ -383,8 +406,8 @@ def test_it_audits_only_what_an_update_changed(churn_model: RegisteredModel, aut
     consumer = make_consumer(churn_model, author)
 
     with pytest.raises(PermissionDenied):
-        notifications.consumer_update(actor=reviewer, consumer=consumer, description="hijacked")
-    notifications.consumer_update(
+        consumers.consumer_update(actor=reviewer, consumer=consumer, description="hijacked")
+    consumers.consumer_update(
         actor=author, consumer=consumer, contact_email="finance@example.com", description="", reason="Team moved"
     )
 
@@ -404,11 +427,11 @@ def test_it_checks_only_a_new_pin(
     consumer.refresh_from_db()
 
     # Still pinned to the deprecated version, the consumer may change its contact...
-    notifications.consumer_update(actor=author, consumer=consumer, contact_email="finance@example.com")
+    consumers.consumer_update(actor=author, consumer=consumer, contact_email="finance@example.com")
     # ...but nobody may pin it anew.
     other = make_consumer(churn_model, author, "marketing")
     with pytest.raises(ValidationError) as error:
-        notifications.consumer_update(actor=author, consumer=other, pinned_version=version)
+        consumers.consumer_update(actor=author, consumer=other, pinned_version=version)
     assert error.value.message_dict["pinned_version"] == [
         "Version 1 is deprecated and must not be used. No version is in production yet to pin instead."
     ]
@@ -428,8 +451,8 @@ def test_it_notifies_each_user_once_and_marks_only_their_own_read(author: Any, r
 
     assert notifications.notification_mark_read(user=author, notification_ids=[reviewers_note.pk]) == 0
     assert notifications.notification_mark_read(user=author) == 2
-    assert not notifications.unread_notifications(author).exists()
-    assert notifications.unread_notifications(reviewer).get() == reviewers_note
+    assert not selectors.unread_notifications(author).exists()
+    assert selectors.unread_notifications(reviewer).get() == reviewers_note
 
 
 def test_it_lists_unread_notifications_first(author: Any) -> None:
@@ -439,6 +462,6 @@ def test_it_lists_unread_notifications_first(author: Any) -> None:
     newest = Notification.objects.get(message="third")
     notifications.notification_mark_read(user=author, notification_ids=[newest.pk])
 
-    listed = [note.message for note in notifications.notification_list(user=author)]
+    listed = [note.message for note in selectors.notification_list(user=author)]
 
     assert listed == ["second", "first", "third"]

@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from config.api import ConflictError
-from registry import workflow
+from registry import consumers, workflow
 from registry.choices import VersionStatus as S
 from registry.models import AuditEvent, CheckRun, ModelVersion, RegisteredModel, SignOff, Tag
 from tests.factories import UserFactory
@@ -175,9 +175,7 @@ def test_go_live_retires_the_previous_version_and_notifies(
     register: Callable[..., ModelVersion],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    from registry import notifications
-
-    notifications.consumer_create(actor=author, model=churn_model, name="call-centre", contact_email="cc@example.com")
+    consumers.consumer_create(actor=author, model=churn_model, name="call-centre", contact_email="cc@example.com")
     with django_capture_on_commit_callbacks(execute=True):
         live = act(second_reviewer, passed, "go_live", "Ship it.")
     assert live.status == S.PRODUCTION
@@ -225,9 +223,7 @@ def test_go_live_is_refused_when_a_file_changed_after_review(passed: ModelVersio
 def test_deprecate_needs_a_reason_and_tells_consumers(
     passed: ModelVersion, author: Any, reviewer: Any, second_reviewer: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from registry import notifications
-
-    notifications.consumer_create(actor=author, model=passed.model, name="crm", contact_email="crm@example.com")
+    consumers.consumer_create(actor=author, model=passed.model, name="crm", contact_email="crm@example.com")
     act(second_reviewer, passed, "go_live")
     with pytest.raises(ValidationError):
         act(reviewer, passed, "deprecate")

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 from skl2onnx import to_onnx
 
-from registry import notifications, workflow
+from registry import consumers, workflow
 from registry.models import Consumer, ModelVersion, RegisteredModel
 from scoring import runtime
 from scoring.models import Prediction, ScoringPolicy, ScoringStats
@@ -204,13 +204,13 @@ def test_consumers_see_only_their_own_predictions_and_model(
     prediction_id = app.post("/api/models/churn/predict/", {"dataframe_records": ROWS}, format="json").json()[
         "prediction_ids"
     ][0]
-    _, other_token = notifications.consumer_create(
+    _, other_token = consumers.consumer_create(
         actor=author, model=churn_model, name="crm", contact_email="crm@example.com"
     )
     other = client_for(other_token)
     assert other.get(f"/api/predictions/{prediction_id}/").status_code == 404
     fraud = RegisteredModel.objects.create(name="fraud", title="Fraud", task="classification", owner=author)
-    _, fraud_token = notifications.consumer_create(actor=author, model=fraud, name="x", contact_email="x@example.com")
+    _, fraud_token = consumers.consumer_create(actor=author, model=fraud, name="x", contact_email="x@example.com")
     assert (
         client_for(fraud_token)
         .post("/api/models/churn/predict/", {"dataframe_records": ROWS}, format="json")
@@ -278,7 +278,7 @@ def test_a_consumer_pinned_to_a_deprecated_version_is_told_where_to_go(
     register: Callable[..., ModelVersion],
     go_live: Callable[[ModelVersion], ModelVersion],
 ) -> None:
-    _, token = notifications.consumer_create(
+    _, token = consumers.consumer_create(
         actor=author, model=churn_model, name="legacy", contact_email="l@example.com", pinned_version=production
     )
     go_live(register(churn_model, author))

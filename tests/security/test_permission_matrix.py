@@ -48,10 +48,11 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from monitoring.models import Alert, AlertRule, Report
-from registry import notifications, roles, services, workflow
+from registry import roles, services, workflow
 from registry.choices import FileKind
 from registry.choices import VersionStatus as S
 from registry.compilation_services import compilation_run
+from registry.consumers import consumer_create
 from registry.models import CheckRun, ModelVersion, RegisteredModel
 from scoring import batch
 from scoring.models import BatchReject, BatchRun, BatchScore
@@ -153,9 +154,7 @@ def _build_world(media: Path) -> World:
         ("sibling", churn, "billing"),
         ("other", fraud, "fraud-app"),
     ]:
-        consumers[key] = notifications.consumer_create(
-            actor=ada, model=model, name=name, contact_email=f"{name}@example.com"
-        )
+        consumers[key] = consumer_create(actor=ada, model=model, name=name, contact_email=f"{name}@example.com")
     tokens = {key: token for key, (_consumer, token) in consumers.items()}
 
     ids: dict[str, Any] = {

@@ -15,7 +15,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from config import authentication
-from registry import notifications
+from registry import tokens
 from registry.models import AuditEvent, Consumer, ModelVersion, RegisteredModel
 from tests.conftest import PASSWORD, customers
 
@@ -211,11 +211,11 @@ def test_only_an_owner_may_revoke_and_revoking_twice_is_one_event(
     consumer, token = consumer_token
 
     assert api(outsider).delete(f"{CONSUMER}token/").status_code in (403, 404)
-    assert notifications.consumer_for_token(token) == consumer
+    assert tokens.consumer_for_token(token) == consumer
 
     assert api(author).delete(f"{CONSUMER}token/").status_code == 200
     assert api(author).delete(f"{CONSUMER}token/").status_code == 200
-    assert notifications.consumer_for_token(token) is None
+    assert tokens.consumer_for_token(token) is None
     assert AuditEvent.objects.filter(action="consumer.token_revoked").count() == 1
     listed = api(author).get("/api/models/churn/consumers/").json()["results"][0]
     assert listed["token_status"] == "revoked"
