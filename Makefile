@@ -34,6 +34,9 @@ migrate: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
+# The demo's retraining recipe (demo.churn:retrain) runs in load_demo and on the worker; no package may hold
+# recipes by default (see the README).
+demo run: export MF_RETRAINING_PACKAGES ?= demo
 demo: migrate
 	$(BIN)/python manage.py load_demo
 

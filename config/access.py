@@ -28,9 +28,8 @@ def has_role(user: Any) -> bool:
 
 
 def _is_consumer(user: Any) -> bool:
-    from scoring.authentication import ConsumerPrincipal  # scoring imports the registry; import late
-
-    return isinstance(user, ConsumerPrincipal)
+    # Marked by scoring's ConsumerPrincipal: config sits below the apps and imports none of them.
+    return bool(getattr(user, "is_consumer", False))
 
 
 class HasRole(BasePermission):

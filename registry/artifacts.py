@@ -77,8 +77,8 @@ class ZipLimits:
         if not settings.configured:
             return cls()
         return cls(
-            max_uncompressed_bytes=getattr(settings, "MF_ZIP_MAX_UNCOMPRESSED_BYTES", MAX_UNCOMPRESSED_BYTES),
-            max_compression_ratio=getattr(settings, "MF_ZIP_MAX_COMPRESSION_RATIO", MAX_COMPRESSION_RATIO),
+            max_uncompressed_bytes=settings.MF_ZIP_MAX_UNCOMPRESSED_BYTES,
+            max_compression_ratio=settings.MF_ZIP_MAX_COMPRESSION_RATIO,
         )
 
 

@@ -28,6 +28,7 @@ class ConsumerPrincipal:
     """request.user for a consumer token: authenticated, but with no user permissions."""
 
     is_authenticated = True
+    is_consumer = True  # how config.access, which imports no app, tells a consumer token from a user
     is_active = True
     is_staff = False
     is_superuser = False

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "registry",
     "monitoring",
     "scoring",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -360,8 +361,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Queuing a task while the broker is unreachable fails within seconds (a 503), instead of waiting on TCP.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_int("MF_BROKER_CONNECT_TIMEOUT_SECONDS", 2, minimum=1)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Packages whose functions may be retraining recipes (workers run them): add your own, comma-separated.
-MF_RETRAINING_PACKAGES = env_list("MF_RETRAINING_PACKAGES", ["registry.demo"])
+# Packages whose functions may be retraining recipes (workers run them), comma-separated. None by default:
+# no code may run as a recipe until an operator lists its package (`make run` lists the demo's).
+MF_RETRAINING_PACKAGES = env_list("MF_RETRAINING_PACKAGES", [])
 # A batch run none of whose chunks has finished for this long has its remaining chunks queued again
 # (longer than a chunk's time limit, so a slow chunk is not mistaken for a lost one).
 MF_BATCH_STALL_MINUTES = env_int("MF_BATCH_STALL_MINUTES", 20, minimum=16)

@@ -14,7 +14,7 @@ CACHES = {
     "throttle": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"},
 }
 MF_PREDICTION_LOG = "sync"
-MF_RETRAINING_PACKAGES = ["registry.demo", "tests"]
+MF_RETRAINING_PACKAGES = ["demo", "tests"]
 MF_PRODUCTION_REFRESH_SECONDS = 0.0
 MF_CONSUMER_TOKEN_CACHE_SECONDS = 0.0
 MF_USER_TOKEN_CACHE_SECONDS = 0.0

@@ -24,8 +24,8 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from config import backup as backups
 from monitoring.models import MonitoringConfig, Report
+from registry import backup as backups
 from registry import workflow
 from registry.choices import VersionStatus
 from registry.models import AuditEvent, ModelVersion, RegisteredModel, VersionFile
@@ -193,7 +193,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.storage import storages
 from django.test import Client
 from django_celery_beat.models import PeriodicTask
-from config import backup
+from registry import backup
 from registry.models import AuditEvent, RegisteredModel
 from scoring.models import BatchRun
 

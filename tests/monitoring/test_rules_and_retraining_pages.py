@@ -107,7 +107,7 @@ def test_the_recipe_is_checked_before_it_is_saved(production: ModelVersion, auth
     assert "outside the batch input folder" in page
     anywhere = {"callable_path": "os:system", "data_path": training_file}
     page = client.post("/models/churn/monitoring/retraining/", anywhere, follow=True).content.decode()
-    assert "&#x27;os&#x27; is not in an allowed package (MF_RETRAINING_PACKAGES: registry.demo, tests)" in page
+    assert "&#x27;os&#x27; is not in an allowed package (MF_RETRAINING_PACKAGES: demo, tests)" in page
     both = client.post(
         "/models/churn/monitoring/retraining/",
         {"callable_path": RECIPE, "data_path": training_file, "data_query": "SELECT 1"},

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.backup import BackupError, backup
+from registry.backup import BackupError, backup
 
 
 class Command(BaseCommand):

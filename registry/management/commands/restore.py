@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.backup import BackupError, restore
+from registry.backup import BackupError, restore
 
 
 class Command(BaseCommand):

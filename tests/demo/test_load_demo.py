@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 
 from monitoring.models import Alert, Report, RetrainingRun
 from registry.choices import VersionStatus
@@ -33,3 +35,11 @@ def test_the_demo_drifts_in_one_region_alerts_and_puts_a_retrained_version_in_re
 
     call_command("load_demo", stdout=StringIO())  # a second run adds nothing
     assert Report.objects.count() == 12 and model.versions.count() == 3
+
+
+def test_it_refuses_to_load_anything_when_the_demo_may_not_retrain(settings: Any) -> None:
+    settings.MF_RETRAINING_PACKAGES = ["tests"]  # as in production, where no package is allowed by default
+    with pytest.raises(CommandError, match=r"demo\.churn:retrain.*MF_RETRAINING_PACKAGES=demo"):
+        call_command("load_demo", customers=1_000, stdout=StringIO())
+    assert not RegisteredModel.objects.exists()
+    assert not get_user_model().objects.exists()

@@ -8,16 +8,17 @@ import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.wsgi import get_wsgi_application
 from django.db import transaction
 
-from monitoring import demo as monitoring_demo
+from demo import monitoring as monitoring_demo
+from demo.churn import FEATURES, TARGET, generate_customers, train_versions
+from demo.notebook import build_notebook
+from demo.transport import WSGIAdapter
+from monitoring.retraining import load_callable
 from registry import roles
 from registry.client import ModelFactory
-from registry.demo.churn import FEATURES, TARGET, generate_customers, train_versions
-from registry.demo.notebook import build_notebook
-from registry.demo.transport import WSGIAdapter
 from registry.models import RegisteredModel
 
 DEMO_MODEL = "customer-churn"
@@ -45,14 +46,28 @@ class Command(BaseCommand):
         parser.add_argument("--customers", type=int, default=50_000, help="Size of the synthetic dataset")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        loaded = RegisteredModel.objects.filter(name=DEMO_MODEL).exists()
+        if not loaded:
+            self._check_retraining_allowed()
         self._ensure_users()
-        if RegisteredModel.objects.filter(name=DEMO_MODEL).exists():
+        if loaded:
             self.stdout.write(f"Demo already loaded ({DEMO_MODEL} exists); nothing to do.")
         else:
             self._register_model(options["customers"])
         self.stdout.write(f"\nDemo users (password for all: {DEMO_PASSWORD}):")
         for username, full_name, role in DEMO_USERS:
             self.stdout.write(f"  {username:<6} {full_name:<14} {role}")
+
+    def _check_retraining_allowed(self) -> None:
+        """The demo ends with an alert retraining the model: refuse before loading anything if the recipe may
+        not run (no package is allowed by default), rather than leave a demo whose retraining fails."""
+        try:
+            load_callable(monitoring_demo.RETRAINING_RECIPE)
+        except ValueError as exc:
+            raise CommandError(
+                f"The demo's retraining recipe ({monitoring_demo.RETRAINING_RECIPE}) may not run here: "
+                "set MF_RETRAINING_PACKAGES=demo (`make demo` and `make run` do)."
+            ) from exc
 
     @transaction.atomic
     def _ensure_users(self) -> None:

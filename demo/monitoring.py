@@ -20,10 +20,10 @@ import pandas as pd
 from django.utils import timezone
 
 from config.celery import app
+from demo.churn import FEATURES, ID_COLUMN, TARGET, generate_customers, retrain
 from monitoring import reports
 from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, RetrainingRecipe
 from registry import services, workflow
-from registry.demo.churn import FEATURES, ID_COLUMN, TARGET, generate_customers
 from registry.models import RegisteredModel
 from scoring import batch, runtime
 from scoring.models import Prediction
@@ -34,6 +34,8 @@ CUSTOMERS_PER_DAY = 600
 REGION = "south"
 PRICE_INCREASE = 0.3
 LABEL_DELAY_DAYS = 14  # churn is known only weeks later: the latest days have no actuals yet
+# The recipe as monitoring stores it ("demo.churn:retrain"), named after the function so that it follows it.
+RETRAINING_RECIPE = f"{retrain.__module__}:{retrain.__name__}"
 
 
 @contextmanager
@@ -68,7 +70,7 @@ def play(*, model: RegisteredModel, users: dict[str, Any], say: Callable[[str], 
         (batch.batch_input_dir() / data_path).parent.mkdir(parents=True, exist_ok=True)
         recent.to_parquet(batch.batch_input_dir() / data_path, index=False)
         RetrainingRecipe.objects.create(
-            model=model, callable_path="registry.demo.churn:retrain", data_path=str(data_path), created_by=users["ada"]
+            model=model, callable_path=RETRAINING_RECIPE, data_path=str(data_path), created_by=users["ada"]
         )
         MonitoringConfig.objects.update_or_create(
             model=model,

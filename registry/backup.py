@@ -43,6 +43,8 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 from django.utils.duration import duration_iso_string
 
+from registry.models import VersionFile
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -275,8 +277,6 @@ def _write_backup(folder: Path, *, alias: str, say: Any) -> dict[str, Any]:
 
 def _registered_file_problems(alias: str, stored: dict[str, str]) -> list[str]:
     """Registered files that are missing or whose bytes differ from the sha256 recorded at registration."""
-    from registry.models import VersionFile
-
     problems = []
     for name, expected, label in VersionFile.objects.using(alias).values_list("file", "sha256", "filename"):
         actual = stored.get(name)
@@ -513,15 +513,11 @@ def _load_table(model: type[models.Model], path: Path, alias: str) -> int:
 
 
 def _version_file_count(alias: str) -> int:
-    from registry.models import VersionFile
-
     return VersionFile.objects.using(alias).count()
 
 
 def artifact_problems(alias: str = "default") -> list[str]:
     """Registered files that are missing or differ from the sha256 the registry recorded."""
-    from registry.models import VersionFile
-
     storage = storages["default"]
     problems = []
     for name, expected, label in VersionFile.objects.using(alias).values_list("file", "sha256", "filename"):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from registry.demo.churn import (
+from demo.churn import (
     CATEGORICAL_FEATURES,
     FEATURES,
     NUMERIC_FEATURES,

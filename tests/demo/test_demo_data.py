@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from registry.demo.churn import (
+from demo.churn import (
     FEATURES,
     ID_COLUMN,
     TARGET,
@@ -21,7 +21,7 @@ from registry.demo.churn import (
     generate_customers,
     train_versions,
 )
-from registry.demo.notebook import bar_chart_png, build_notebook, encode_png
+from demo.notebook import bar_chart_png, build_notebook, encode_png
 
 CATEGORIES = {
     "contract": {"month-to-month", "one-year", "two-year"},

@@ -344,7 +344,7 @@ def _version(
 
 
 def retrain(frame: pd.DataFrame) -> dict[str, Any]:
-    """The demo's retraining recipe (`registry.demo.churn:retrain`): version 1's pipeline on recent data.
+    """The demo's retraining recipe (`demo.churn:retrain`): version 1's pipeline on recent data.
 
     `frame` holds recent production customers with their actual churn; the result is what
     monitoring.retraining registers as a new draft version.
