@@ -234,7 +234,7 @@ def test_a_second_account_with_the_authors_email_cannot_accept_untrusted_types_t
 def test_a_second_account_with_the_authors_email_is_neither_offered_nor_granted_trust_in_the_page(
     client: Client, untrusted: ModelVersion, author: Any, reviewer: Any
 ) -> None:
-    twin = UserFactory(username="ada-work", email=author.email.title(), role="Reviewers")
+    twin: Any = UserFactory(username="ada-work", email=author.email.title(), role="Reviewers")
     client.force_login(twin)
     page = client.get("/models/churn/versions/1/")
     assert page.status_code == 200
