@@ -59,7 +59,7 @@ def register_in_production(
     from django.core.files.uploadedfile import SimpleUploadedFile
     from knox.models import AuthToken
 
-    from registry import consumers, roles, services, workflow
+    from registry import check_runs, consumers, registration, roles, services, workflow
     from registry.choices import VersionStatus
     from registry.models import CheckRun
 
@@ -79,10 +79,10 @@ def register_in_production(
         "python": sys.version.split()[0],
         "libraries": {library: package_version(library) for library in ("scikit-learn", "numpy", "pandas", "skops")},
     }
-    version = services.version_register(
+    version = registration.version_register(
         actor=author,
         model=model,
-        upload=services.VersionUpload(
+        upload=registration.VersionUpload(
             artifact=upload(artifact),
             onnx=upload(onnx) if onnx is not None else None,
             golden_set=upload(golden_set),
@@ -100,7 +100,7 @@ def register_in_production(
     version = workflow.version_transition(actor=author, version=version, action=workflow.SUBMIT)
     version = workflow.version_transition(actor=reviewer, version=version, action=workflow.APPROVE)
     for check_run in version.check_runs.filter(status=CheckRun.Status.RUNNING):
-        workflow.checks_record(check_run_id=check_run.pk)
+        check_runs.checks_record(check_run_id=check_run.pk)
     version.refresh_from_db()
     if version.status != VersionStatus.CHECKS_PASSED:
         latest = version.check_runs.order_by("-started_at", "-id").first()

@@ -10,13 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from registry import schedules
 from config.api import paginated_response
 from config.authentication import UserTokenAuthentication
 from config.openapi import COMMON_ERRORS, error_responses
 from monitoring import services
 from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe
-from registry import selectors
+from registry import schedules, selectors
 from scoring.authentication import ConsumerPrincipal, ConsumerTokenAuthentication
 
 

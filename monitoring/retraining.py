@@ -19,7 +19,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from monitoring.models import Alert, RetrainingRecipe, RetrainingRun
-from registry import services, workflow
+from registry import registration, workflow
 from registry.choices import VersionStatus
 from registry.client import capture_environment, estimator_params, output_schema
 from registry.schema import infer_schema
@@ -113,10 +113,10 @@ def retrain(
             golden_file = SimpleUploadedFile("golden_set.csv", table.to_csv(index=False).encode())
         reference = result.get("reference")
         author = model.owner  # registered on the owner's behalf; four-eyes keeps them from approving it
-        version = services.version_register(
+        version = registration.version_register(
             actor=author,
             model=model,
-            upload=services.VersionUpload(
+            upload=registration.VersionUpload(
                 artifact=SimpleUploadedFile(f"{model.name}.skops", sio.dumps(estimator)),
                 format="skops",
                 release_notes=_release_notes(run, parent, metrics),

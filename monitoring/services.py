@@ -13,9 +13,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from registry import schedules
 from monitoring import performance
 from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, RetrainingRecipe, RetrainingRun
+from registry import schedules
 from registry.audit import audit_event_create
 from registry.models import RegisteredModel
 from registry.schema import parse_schema

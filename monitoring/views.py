@@ -14,10 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from registry import schedules
 from monitoring import charts, reports, selectors, services
 from monitoring.forms import AlertRuleForm, MonitoringConfigForm, RetrainingRecipeForm
 from monitoring.models import MonitoringConfig, Report
+from registry import schedules
 from registry.models import RegisteredModel
 from scoring.forms import ScheduleForm
 

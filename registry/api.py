@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from config.api import Conflict, paginated_response
 from config.openapi import COMMON_ERRORS, error_responses
-from registry import selectors, services
+from registry import registration, selectors, services
 from registry.choices import ArtifactFormat, ModelTask, VersionStatus
 from registry.loading import ArtifactIntegrityError
 from registry.models import ModelVersion, RegisteredModel, VersionFile
@@ -252,8 +252,8 @@ class VersionListApi(APIView):
             raise serializers.ValidationError(too_large)
         payload = self.VersionCreateInput(data=data)
         payload.is_valid(raise_exception=True)
-        upload = services.VersionUpload(**payload.validated_data)
-        version = services.version_register(actor=request.user, model=model, upload=upload)
+        upload = registration.VersionUpload(**payload.validated_data)
+        version = registration.version_register(actor=request.user, model=model, upload=upload)
         version = selectors.version_get(model_name=name, number=version.number)
         return Response(VersionOutput(version, context={"request": request}).data, status=status.HTTP_201_CREATED)
 

@@ -1,9 +1,9 @@
-"""Model artifacts: recognise and inspect them without running them, and load them when trusted.
+"""Model artifacts: recognise and inspect them without running them, and refuse unsafe zips.
 
 Inspecting never executes anything from the file: skops lists the types it would construct,
 pickles are scanned opcode by opcode for the globals they would import, ONNX is parsed as
-protobuf, and an MLflow model zip is read member by member (no MLflow needed). Loading happens
-only in worker and serving processes, and only with the types a reviewer accepted.
+protobuf, and an MLflow model zip is read member by member (no MLflow needed). Loading them is
+predictors.py's business.
 
 No Django imports: this module is also used by scripts and benchmarks.
 """
@@ -14,22 +14,16 @@ import gzip
 import io
 import json
 import lzma
-import pickle
 import pickletools
 import posixpath
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-import pandas as pd
+from typing import Any
 
 from registry import mlmodel
-from registry.compilation import COLUMNS_METADATA
-from registry.schema import parse_binary, parse_boolean, parse_datetime
 
 SKOPS, ONNX, PICKLE, MLFLOW = "skops", "onnx", "pickle", "mlflow"
 
@@ -43,7 +37,7 @@ _RATIO_FREE_BYTES = 1024 * 1024
 # Bytes of a pickle scanned for globals; a model's class references sit in its first frames.
 _PICKLE_SCAN_BYTES = 64 * 1024 * 1024
 # Listed among a pickle's untrusted types when the scan could not read past joblib's raw buffers.
-_INCOMPLETE_SCAN = "<more globals after binary data>"
+INCOMPLETE_SCAN = "<more globals after binary data>"
 
 _FRAMEWORKS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
 
@@ -108,14 +102,6 @@ class ArtifactInspection:
     def runs_code_on_load(self) -> bool:
         """Whether loading unpickles (a joblib/pickle file, or an MLflow model saved with pickle)."""
         return self.format == PICKLE or (self.mlflow is not None and self.mlflow.serialization_format != "skops")
-
-
-class Predictor(Protocol):
-    classes: list[Any] | None
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray: ...
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None: ...
 
 
 # --- recognising --------------------------------------------------------------------------------
@@ -202,7 +188,7 @@ def inspect_artifact(
 # --- skops --------------------------------------------------------------------------------------
 
 
-def _skops_untrusted(data: bytes) -> list[str]:
+def skops_untrusted_types(data: bytes) -> list[str]:
     import skops.io as sio
 
     try:
@@ -216,7 +202,7 @@ def _inspect_skops(path: Path, limits: ZipLimits) -> ArtifactInspection:
         raise ArtifactError("The file is not a skops file (skops files are zip archives).")
     check_zip(path, limits)
     data = path.read_bytes()
-    untrusted = _skops_untrusted(data)
+    untrusted = skops_untrusted_types(data)
     with zipfile.ZipFile(path) as archive:
         try:
             schema = json.loads(archive.read("schema.json"))
@@ -250,7 +236,7 @@ def _load_onnx(path: Path) -> Any:
 # --- pickle / joblib ----------------------------------------------------------------------------
 
 
-def _pickle_stream(path: Path) -> io.BufferedIOBase:
+def pickle_stream(path: Path) -> io.BufferedIOBase:
     with path.open("rb") as handle:
         head = handle.read(8)
     compression = _joblib_compression(head)
@@ -314,7 +300,7 @@ def _inspect_pickle(path: Path) -> ArtifactInspection:
         head = handle.read(8)
     if not (_is_pickle_head(head) or _joblib_compression(head)):
         raise ArtifactError("The file is not a joblib/pickle file (protocol 2 or newer).")
-    with _pickle_stream(path) as stream:
+    with pickle_stream(path) as stream:
         try:
             found, complete = pickle_globals(stream)
         except (OSError, EOFError, lzma.LZMAError) as exc:
@@ -322,7 +308,7 @@ def _inspect_pickle(path: Path) -> ArtifactInspection:
     if not found:
         raise ArtifactError("The joblib/pickle file holds no model (it imports no classes).")
     # Any pickle can run code when loaded, so it always needs a reviewer's acceptance.
-    untrusted = found if complete else [*found, _INCOMPLETE_SCAN]
+    untrusted = found if complete else [*found, INCOMPLETE_SCAN]
     modules = {name.split(".")[0] for name in found}
     framework = next((_FRAMEWORKS[m] for m in _FRAMEWORKS if m in modules), "")
     return ArtifactInspection(format=PICKLE, untrusted_types=untrusted, framework=framework)
@@ -417,6 +403,15 @@ def _inspect_mlflow(path: Path, limits: ZipLimits) -> ArtifactInspection:
         raise ArtifactError(str(exc)) from exc
 
 
+def read_mlflow_model(path: Path) -> tuple[MlflowModelInfo, bytes]:
+    """An MLflow model zip checked as at registration: what it says about itself, and its model's bytes."""
+    inspection = _inspect_mlflow(path, ZipLimits.from_settings())
+    assert inspection.mlflow is not None  # an MLflow inspection always describes the model
+    with zipfile.ZipFile(path) as archive:
+        data = _read_member(archive, _mlflow_root(archive), inspection.mlflow.model_path) or b""
+    return inspection.mlflow, data
+
+
 def _text(data: bytes | None, name: str) -> str:
     try:
         return (data or b"").decode("utf-8")
@@ -444,10 +439,10 @@ def _read_mlflow(path: Path) -> ArtifactInspection:
 
     serialization = str(sklearn.get("serialization_format") or "cloudpickle")
     if serialization == "skops":
-        untrusted = _skops_untrusted(model_bytes)
+        untrusted = skops_untrusted_types(model_bytes)
     else:
         found, complete = pickle_globals(io.BytesIO(model_bytes))
-        untrusted = found if complete else [*found, _INCOMPLETE_SCAN]
+        untrusted = found if complete else [*found, INCOMPLETE_SCAN]
         untrusted = untrusted or ["<pickle>"]
     info = MlflowModelInfo(
         input_schema=signature.inputs,
@@ -461,205 +456,3 @@ def _read_mlflow(path: Path) -> ArtifactInspection:
         metadata=mlmodel.metadata(description, signature, requirements, python_env),
     )
     return ArtifactInspection(format=MLFLOW, untrusted_types=untrusted, framework="scikit-learn", mlflow=info)
-
-
-# --- loading ------------------------------------------------------------------------------------
-
-
-class EstimatorPredictor:
-    """A scikit-learn-compatible estimator."""
-
-    def __init__(self, estimator: Any):
-        self.estimator = estimator
-        classes = getattr(estimator, "classes_", None)
-        self.classes = [c.item() if hasattr(c, "item") else c for c in classes] if classes is not None else None
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.estimator.predict(frame))
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None:
-        if not hasattr(self.estimator, "predict_proba"):
-            return None
-        return np.asarray(self.estimator.predict_proba(frame))
-
-
-# The numpy dtypes MLflow's pyfunc casts each column type to before calling the model, so that a model
-# sees here what it sees under MLflow (a float32 "float" column splits a tree exactly as it does there).
-_MLFLOW_DTYPES = {
-    name: np.dtype(dtype)
-    for name, dtype in {
-        "integer": "int32",
-        "long": "int64",
-        "float": "float32",
-        "double": "float64",
-        "boolean": "bool",
-    }.items()
-}
-
-
-class MlflowPredictor(EstimatorPredictor):
-    """A scikit-learn model of an MLflow zip, fed as MLflow's pyfunc feeds it: columns cast to the
-    signature's types, binary columns as bytes, and a tensor input as one 2-D array."""
-
-    def __init__(self, estimator: Any, signature: mlmodel.Signature):
-        super().__init__(estimator)
-        self.signature = signature
-
-    def model_input(self, frame: pd.DataFrame) -> pd.DataFrame | np.ndarray:
-        if self.signature.tensor_dtype is not None:
-            names = [spec["name"] for spec in self.signature.inputs or []]
-            return frame[names].to_numpy().astype(self.signature.tensor_dtype)
-        cast: dict[str, Any] = {}
-        dtypes = frame.dtypes
-        for name, mlflow_type in self.signature.column_types.items():
-            if name not in frame.columns:
-                continue
-            dtype = _MLFLOW_DTYPES.get(mlflow_type)
-            if dtype is not None and dtypes[name] == dtype:
-                continue  # already what MLflow casts to: no column lookup (~30 us a column on a one-row request)
-            column = frame[name]
-            # A missing value stays NaN or None: MLflow refuses it in an integer column, we leave it to the model.
-            if dtype is not None and not column.isna().any():
-                # Values as the schema reads them: "no" is False and "3" is 3 (astype would make "no" True).
-                if mlflow_type == "boolean":
-                    values = column.map(lambda v: v if isinstance(v, bool | np.bool_) else parse_boolean(v))
-                else:
-                    values = pd.to_numeric(column)
-                cast[name] = values.astype(dtype)
-            elif mlflow_type == "datetime" and not pd.api.types.is_datetime64_dtype(column):
-                cast[name] = pd.Series(
-                    [None if pd.isna(v) else parse_datetime(v)[0] for v in column], index=frame.index
-                ).astype("datetime64[ns]")
-            elif mlflow_type == "binary":
-                cast[name] = column.map(lambda v: v if v is None or isinstance(v, bytes) else parse_binary(v))
-        return frame.assign(**cast) if cast else frame
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.estimator.predict(self.model_input(frame)))
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None:
-        if not hasattr(self.estimator, "predict_proba"):
-            return None
-        return np.asarray(self.estimator.predict_proba(self.model_input(frame)))
-
-
-_ONNX_DTYPES = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(bool)": np.bool_,
-    "tensor(string)": np.object_,
-}
-
-
-class OnnxPredictor:
-    """An ONNX graph on onnxruntime; columns map to inputs by name, or all to one tensor input."""
-
-    def __init__(self, data: bytes):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # Serving processes run many requests in threads; one intra-op thread each avoids oversubscription.
-        options.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        self.inputs = [(i.name, i.type) for i in self.session.get_inputs()]
-        # A compiled graph with one tensor input records which column goes where (registry/compilation.py).
-        stacked = self.session.get_modelmeta().custom_metadata_map.get(COLUMNS_METADATA)
-        self.stacked_columns: list[str] | None = json.loads(stacked) if stacked else None
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.label_output = outputs[0]
-        self.proba_output = outputs[1] if len(outputs) > 1 else None
-        self.classes: list[Any] | None = None
-
-    def _feed(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if len(self.inputs) == 1 and self.inputs[0][0] not in columns:
-            name, kind = self.inputs[0]
-            ordered = [columns[column] for column in self.stacked_columns] if self.stacked_columns else columns.values()
-            return {name: np.column_stack(list(ordered)).astype(_ONNX_DTYPES.get(kind, np.float32))}
-        feed: dict[str, np.ndarray] = {}
-        for name, kind in self.inputs:
-            if name not in columns:
-                raise ArtifactError(f"The ONNX model needs an input column {name!r}.")
-            dtype = _ONNX_DTYPES.get(kind, np.float32)
-            column = np.asarray(columns[name])
-            column = column.astype(str) if dtype is np.object_ else column
-            feed[name] = column.astype(dtype).reshape(-1, 1)
-        return feed
-
-    def score(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Labels and class probabilities (None without a probability output) from one session run,
-        fed from one array per input column: no DataFrame, whose per-column cost dominates one row."""
-        rows = len(next(iter(columns.values()))) if columns else 0
-        if rows == 0:
-            return np.array([]), None
-        outputs = self.session.run(None, self._feed(columns))
-        labels = np.asarray(outputs[0]).reshape(rows, -1).squeeze(axis=1)
-        if self.proba_output is None:
-            return labels, None
-        probabilities = outputs[1]
-        if isinstance(probabilities, list):  # ZipMap output: one {class: probability} per row
-            keys = sorted(probabilities[0])
-            self.classes = keys
-            return labels, np.array([[row[k] for k in keys] for row in probabilities])
-        return labels, np.asarray(probabilities)
-
-    def _columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        return {str(name): frame[name].to_numpy() for name in frame.columns}
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.score(self._columns(frame))[0]
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray | None:
-        return self.score(self._columns(frame))[1]
-
-
-def load_artifact(path: Path, fmt: str, *, trusted_types: list[str]) -> Predictor:
-    """Load a checked artifact. `trusted_types` are those a reviewer accepted for this version."""
-    if fmt == ONNX:
-        return OnnxPredictor(path.read_bytes())
-    if fmt == SKOPS:
-        return EstimatorPredictor(_skops_load(path.read_bytes(), trusted_types))
-    if fmt == PICKLE:
-        with _pickle_stream(path) as stream:
-            _require_pickle_trust(pickle_globals(stream), trusted_types)
-        import joblib
-
-        return EstimatorPredictor(joblib.load(path))
-    if fmt == MLFLOW:
-        inspection = _inspect_mlflow(path, ZipLimits.from_settings())
-        assert inspection.mlflow is not None
-        with zipfile.ZipFile(path) as archive:
-            data = _read_member(archive, _mlflow_root(archive), inspection.mlflow.model_path) or b""
-        signature = inspection.mlflow.signature
-        if inspection.mlflow.serialization_format == "skops":
-            return MlflowPredictor(_skops_load(data, trusted_types), signature)
-        _require_pickle_trust(pickle_globals(io.BytesIO(data)), trusted_types)
-        return MlflowPredictor(pickle.loads(data), signature)  # noqa: S301 - a reviewer accepted this pickle
-    raise ArtifactError(f"Unknown artifact format {fmt!r}.")
-
-
-def _skops_load(data: bytes, trusted_types: list[str]) -> Any:
-    import skops.io as sio
-
-    missing = set(_skops_untrusted(data)) - set(trusted_types)
-    if missing:
-        raise UntrustedArtifactError(f"The artifact contains types nobody accepted: {', '.join(sorted(missing))}.")
-    return sio.loads(data, trusted=sorted(trusted_types))
-
-
-def _require_pickle_trust(scan: tuple[list[str], bool], trusted_types: list[str]) -> None:
-    """Refuse a pickle unless a reviewer accepted every global it imports, found by a fresh scan.
-
-    Checked against the bytes about to be loaded rather than only against the version's flag, so
-    a caller passing the wrong list (or a file swapped under the same name) cannot load code
-    nobody looked at.
-    """
-    if not trusted_types:
-        raise UntrustedArtifactError("A pickle is loaded only after a reviewer has accepted it.")
-    found, complete = scan
-    missing = set(found) - set(trusted_types)
-    if not complete and _INCOMPLETE_SCAN not in trusted_types:
-        missing.add(_INCOMPLETE_SCAN)
-    if missing:
-        raise UntrustedArtifactError(f"The pickle imports globals nobody accepted: {', '.join(sorted(missing))}.")

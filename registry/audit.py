@@ -1,8 +1,10 @@
 """The audit trail: its one writer (rows are only ever added), and reading it back for pages, the API and
-a spreadsheet-safe CSV export."""
+a spreadsheet-safe CSV export, and for what only the trail can prove: what was in production when, and the
+quorum a review round was submitted with."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +13,8 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from registry import csv_export
-from registry.models import AuditEvent, ModelVersion, RegisteredModel
+from registry.choices import AuditAction
+from registry.models import AuditEvent, CheckRun, ModelVersion, RegisteredModel, SignOff
 
 
 def audit_event_create(
@@ -82,3 +85,71 @@ def csv_response(events: QuerySet[AuditEvent]) -> StreamingHttpResponse:
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     rows = (csv_row(event) for event in events.iterator(chunk_size=2000))
     return csv_export.csv_response(header=CSV_HEADER, rows=rows, filename=f"audit-{stamp}.csv")
+
+
+# --- the history the trail proves ----------------------------------------------------------------
+
+
+def production_history(*, model: RegisteredModel) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(model=model, action=AuditAction.MODEL_PRODUCTION_CHANGED).select_related("actor")
+
+
+def quorum_at_submission(version: ModelVersion) -> int | None:
+    """The approvals the model needed when the current review round was submitted, if the trail says."""
+    submitted = (
+        AuditEvent.objects.filter(
+            version=version, action=AuditAction.VERSION_SUBMIT, new__review_round=version.review_round
+        )
+        .order_by("-at", "-id")
+        .values_list("new", flat=True)
+        .first()
+    )
+    if isinstance(submitted, dict) and isinstance(submitted.get("approvals_needed"), int):
+        return int(submitted["approvals_needed"])
+    return None
+
+
+@dataclass
+class ProductionAt:
+    model: RegisteredModel
+    at: datetime
+    version: ModelVersion | None
+    since: datetime | None
+    event: AuditEvent | None
+    signoffs: list[SignOff]
+    checks: CheckRun | None
+
+
+def production_at(*, model: RegisteredModel, at: datetime) -> ProductionAt:
+    """What was in production at `at`, since when, who signed it and on what evidence."""
+    event = (
+        AuditEvent.objects.filter(model=model, action=AuditAction.MODEL_PRODUCTION_CHANGED, at__lte=at)
+        .select_related("actor", "version")
+        .order_by("-at", "-id")
+        .first()
+    )
+    number = (event.new or {}).get("version") if event else None
+    version = model.versions.filter(number=number).first() if number else None
+    signoffs: list[SignOff] = []
+    checks = None
+    if version is not None and event is not None:
+        went_live = version.signoffs.filter(kind__in=[SignOff.Kind.GO_LIVE, SignOff.Kind.ROLLBACK], at__lte=event.at)
+        last_go_live = went_live.order_by("-at").first()
+        approvals = version.signoffs.filter(kind=SignOff.Kind.APPROVAL, at__lte=event.at)
+        if last_go_live is not None:
+            approvals = approvals.filter(review_round=last_go_live.review_round)
+        signoffs = [*approvals.select_related("user"), *([last_go_live] if last_go_live else [])]
+        checks = (
+            version.check_runs.filter(status=CheckRun.Status.PASSED, finished_at__lte=event.at)
+            .order_by("-finished_at")
+            .first()
+        )
+    return ProductionAt(
+        model=model,
+        at=at,
+        version=version,
+        since=event.at if event else None,
+        event=event,
+        signoffs=signoffs,
+        checks=checks,
+    )

@@ -1,3 +1,5 @@
+import enum
+
 from django.db import models
 
 
@@ -36,6 +38,14 @@ class VersionStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
     REJECTED = "rejected", "Rejected"
     DEPRECATED = "deprecated", "Do not use"
+
+    # Groups of statuses, by value: inside the class body a member is still its (value, label) pair.
+    # Not decided yet: a reviewer may still reject the version (or, once submitted, send it back).
+    OPEN = enum.nonmember(frozenset({"draft", "in_review", "approved", "checks_passed", "checks_failed"}))
+    # Set by the pre-deployment checks (a worker), not by people: a finished run moves a version between these.
+    CHECK_SOURCES = enum.nonmember(frozenset({"approved", "checks_passed", "checks_failed"}))
+    # Back with the author: not submitted yet, sent back by a reviewer, or failed its checks.
+    WITH_AUTHOR = enum.nonmember(frozenset({"draft", "changes_requested", "checks_failed"}))
 
 
 class FileKind(models.TextChoices):

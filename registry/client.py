@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import requests
 
-from registry.schema import infer_schema
+from registry.schema import GOLDEN_EXPECTED_COLUMN, infer_schema
 
 # Libraries whose versions decide whether a model reproduces; always captured when installed.
 CORE_LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "skops", "joblib", "onnx", "onnxruntime")
@@ -315,7 +315,7 @@ class ModelFactory:
             files.append(("notebook", (path.name, path.read_bytes())))
         if golden_inputs is not None:
             table = golden_inputs.copy()
-            table["expected"] = list(estimator.predict(golden_inputs) if expected is None else expected)
+            table[GOLDEN_EXPECTED_COLUMN] = list(estimator.predict(golden_inputs) if expected is None else expected)
             files.append(("golden_set", ("golden_set.csv", table.to_csv(index=False).encode())))
         if reference is not None:
             files.append(("reference_data", _table_bytes(reference, "reference_data")))

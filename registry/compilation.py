@@ -1,7 +1,7 @@
 """Compiling a scikit-learn model to an ONNX graph for fast serving: estimator in, ONNX bytes out.
 
-Pure: no Django. The caller (registry/services.py `compilation_run`) stores the graph, and the
-"Compiled model agrees" check (registry/checks.py) decides whether it may serve.
+Pure: no Django. The caller (registry/compilation_services.py `compilation_run`) stores the graph, and the
+"Compiled model agrees" check (registry/checks/compiled.py) decides whether it may serve.
 
 Precision: the graph computes in double where skl2onnx and onnxruntime allow it, so that tree
 thresholds are not rounded to float32 (a rounded threshold sends rows near a split down the other

@@ -17,17 +17,35 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from registry import artifacts, compilation
+from registry import compilation, predictors
 from registry.audit import audit_event_create
-from registry.choices import ArtifactFormat, FileKind
+from registry.choices import ArtifactFormat, AuditAction, FileKind
 from registry.loading import load_version_model, verified_path
 from registry.models import Compilation, ModelVersion, compiled_file_path
 from registry.schema import parse_schema
-from registry.services import COMPILATION_OFF
 
 logger = logging.getLogger(__name__)
 
 COMPILED_FILENAME = "model.onnx"
+COMPILATION_OFF = "Compilation is switched off on this instance (MF_COMPILE_MODELS)."
+
+
+def compilation_create(*, version: ModelVersion) -> Compilation:
+    """The version's compiled-engine row at registration: pending, or disabled by MF_COMPILE_MODELS.
+
+    An attached ONNX export becomes the candidate instead of a compiled graph, and is checked the same way.
+    """
+    attached = version.files.filter(kind=FileKind.ONNX).exists()
+    source = Compilation.Source.ATTACHED if attached else Compilation.Source.COMPILED
+    if settings.MF_COMPILE_MODELS:
+        return Compilation.objects.create(version=version, source=source)
+    return Compilation.objects.create(
+        version=version,
+        source=source,
+        status=Compilation.Status.DISABLED,
+        error=COMPILATION_OFF,
+        finished_at=timezone.now(),
+    )
 
 
 def compilation_run(*, version_id: int) -> Compilation | None:
@@ -83,7 +101,7 @@ def _candidate(version: ModelVersion, row: Compilation) -> tuple[bytes, dict[str
         raise compilation.UnsupportedModelError("unsupported: the artifact is an ONNX graph already and serves as one")
     predictor = load_version_model(version)
     estimator = getattr(predictor, "estimator", None)
-    if not isinstance(predictor, artifacts.EstimatorPredictor) or estimator is None:
+    if not isinstance(predictor, predictors.EstimatorPredictor) or estimator is None:
         raise compilation.UnsupportedModelError("unsupported: not a scikit-learn model")
     fields = parse_schema(version.input_schema or [])
     types = {spec.name: spec.type for spec in fields}
@@ -104,7 +122,7 @@ def _finish(row: Compilation, *, status: str, **values: Any) -> Compilation:
         if updated:
             audit_event_create(
                 actor=None,
-                action="version.compiled",
+                action=AuditAction.VERSION_COMPILED,
                 version=finished.version,
                 old={"status": Compilation.Status.PENDING},
                 new={"status": status, "source": finished.source, "sha256": finished.sha256},

@@ -1,9 +1,12 @@
-"""Forms of the registry pages; the services check everything again and name bad fields."""
+"""Forms of the registry pages, and a service's refusal put before the user: the services check everything
+again and name bad fields, which go onto the form, or into a message on the next page."""
 
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 
 class MlflowImportForm(forms.Form):
@@ -22,3 +25,8 @@ def form_apply_errors(form: forms.Form, exc: ValidationError) -> None:
         return
     for field, errors in exc.message_dict.items():
         form.add_error(field if field in form.fields else None, errors)
+
+
+def flash_errors(request: HttpRequest, exc: Exception) -> None:
+    """A service's refusal as an error message on the next page: a ValidationError's messages, else its text."""
+    messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))

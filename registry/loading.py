@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from registry import artifacts
+from registry import artifacts, predictors
 from registry.choices import FileKind
 from registry.models import Compilation, ModelVersion, VersionFile
 
@@ -39,14 +39,14 @@ def verified_path(version_file: VersionFile) -> Path:
     return path
 
 
-def load_version_model(version: ModelVersion) -> artifacts.Predictor:
+def load_version_model(version: ModelVersion) -> predictors.Predictor:
     """The version's model, loaded exactly as production loads it, or a clear refusal."""
     if not version.is_trusted:
         raise artifacts.UntrustedArtifactError(
             f"{version} has untrusted types that no reviewer has accepted yet: {', '.join(version.untrusted_types)}"
         )
     artifact = version.files.get(kind=FileKind.ARTIFACT)
-    return artifacts.load_artifact(verified_path(artifact), version.format, trusted_types=version.untrusted_types)
+    return predictors.load_artifact(verified_path(artifact), version.format, trusted_types=version.untrusted_types)
 
 
 def verified_compiled_path(compilation: Compilation) -> Path:
@@ -61,5 +61,5 @@ def verified_compiled_path(compilation: Compilation) -> Path:
     return path
 
 
-def load_compiled_model(compilation: Compilation) -> artifacts.OnnxPredictor:
-    return artifacts.OnnxPredictor(verified_compiled_path(compilation).read_bytes())
+def load_compiled_model(compilation: Compilation) -> predictors.OnnxPredictor:
+    return predictors.OnnxPredictor(verified_compiled_path(compilation).read_bytes())

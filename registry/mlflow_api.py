@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.openapi import COMMON_ERRORS, error_responses
-from registry import mlflow_import, selectors
+from registry import mlflow_import, permissions, selectors
 from registry.api import VersionOutput
 
 
@@ -45,7 +45,7 @@ class VersionImportMlflowApi(APIView):
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
         # Before the body is read: whoever may not register versions learns nothing about MLflow from it.
-        if not mlflow_import.may_import(request.user):
+        if not permissions.may_register_versions(request.user):
             raise exceptions.PermissionDenied("You may not register versions.")
         payload = self.ImportInput(data=request.data)
         payload.is_valid(raise_exception=True)

@@ -31,13 +31,12 @@ from django.core.files import File
 from django.db import IntegrityError
 
 from config.api import ConflictError, UpstreamError
-from registry import services
+from registry import permissions, registration
 from registry.artifacts import ZipLimits, megabytes
 from registry.models import ModelVersion, RegisteredModel
 
 logger = logging.getLogger(__name__)
 
-REGISTER_PERMISSION = "registry.add_modelversion"
 _API = "/api/2.0/mlflow"
 _ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -52,11 +51,6 @@ class MlflowUnavailableError(UpstreamError):
 
 class _MlflowRefusedError(Exception):
     """MLflow answered with one of its own errors (e.g. RESOURCE_DOES_NOT_EXIST) for what was asked."""
-
-
-def may_import(user: Any) -> bool:
-    """Importing from MLflow registers a version: whoever may register one may import one."""
-    return bool(user.has_perm(REGISTER_PERMISSION))
 
 
 def _display_host(hostname: str) -> str:
@@ -482,7 +476,8 @@ def version_import_mlflow(
     MLflow version was imported into this model before; MlflowUnavailableError when the tracking server
     cannot be reached or answers wrongly. Nothing is registered unless everything succeeds.
     """
-    if not may_import(actor):
+    # Importing from MLflow registers a version: whoever may register one may import one.
+    if not permissions.may_register_versions(actor):
         raise PermissionDenied("You may not register versions.")
     if (version in (None, "")) == (not alias):
         raise ValidationError({"version": ["Give the MLflow version number or an alias, one of the two."]})
@@ -514,7 +509,7 @@ def version_import_mlflow(
         tags = _key_values((run or {}).get("data", {}).get("tags"))
         record = _import_record(server, found, run, alias=alias, artifact_uri=artifact_uri, skipped_metrics=skipped)
         with archive.open("rb") as handle:
-            upload = services.VersionUpload(
+            upload = registration.VersionUpload(
                 artifact=File(handle, name=f"{found.name}-{found.number}.zip"),
                 release_notes=found.description,
                 params=_key_values((run or {}).get("data", {}).get("params")),
@@ -525,7 +520,7 @@ def version_import_mlflow(
                 mlflow_source=source,
             )
             try:
-                imported = services.version_register(actor=actor, model=model, upload=upload)
+                imported = registration.version_register(actor=actor, model=model, upload=upload)
             except IntegrityError:
                 # Another import of the same MLflow version committed between the check above and ours.
                 conflict = _already_imported(model, source, found, uri)

@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 from config.queue import queue_on_commit
+from registry.models import CheckRun, ModelVersion
+
+
+def run_version_checks(check_run: CheckRun) -> None:
+    queue_on_commit("registry.tasks.run_version_checks", check_run.pk)
+
+
+def compile_version(version: ModelVersion) -> None:
+    queue_on_commit("registry.tasks.compile_version", version.pk)
+
+
+def profile_reference_data(version: ModelVersion) -> None:
+    queue_on_commit("registry.tasks.profile_reference_data", version.pk)
 
 
 def webhook_delivery(delivery_id: int) -> None:

@@ -30,6 +30,8 @@ FIELD_TYPES = ("float", "integer", "string", "boolean", "category", "datetime", 
 NUMERIC_TYPES = ("float", "integer")
 # Columns with at most this many distinct values are inferred as categories rather than strings.
 MAX_INFERRED_CATEGORIES = 50
+# A golden set is input rows plus this column, the validated output the model must reproduce.
+GOLDEN_EXPECTED_COLUMN = "expected"
 
 
 class SchemaError(ValueError):

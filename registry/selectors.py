@@ -6,14 +6,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import BooleanField, Count, ExpressionWrapper, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.contrib.auth import get_user_model
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
-from registry import checks
+from registry import permissions
+from registry.checks.results import COMPILED
 from registry.choices import VersionStatus
+from registry.compilation_services import COMPILATION_OFF
 from registry.diff import DiffRow, diff_mappings, diff_schemas
 from registry.models import (
-    AuditEvent,
     CheckRun,
     Comment,
     Compilation,
@@ -25,6 +27,7 @@ from registry.models import (
     VersionFile,
     WebhookDelivery,
 )
+from registry.rendering import render_markdown
 
 
 def model_list(
@@ -93,6 +96,10 @@ def production_version(*, model: RegisteredModel) -> ModelVersion | None:
     return model.versions.filter(status=VersionStatus.PRODUCTION).first()
 
 
+def deprecated_versions(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
+    return model.versions.filter(status=VersionStatus.DEPRECATED)
+
+
 @dataclass(frozen=True)
 class VersionComparison:
     base: ModelVersion | None
@@ -121,6 +128,49 @@ def version_comparison(*, version: ModelVersion) -> VersionComparison:
     )
 
 
+# --- the review ----------------------------------------------------------------------------------
+
+
+def round_approvals(*, version: ModelVersion) -> QuerySet[SignOff]:
+    """The approvals of the version's current review round."""
+    return version.signoffs.filter(kind=SignOff.Kind.APPROVAL, review_round=version.review_round)
+
+
+def reviewer_list(*, version: ModelVersion) -> list[Any]:
+    """Whom to ask to review `version`: active users whose role may review, and superusers; never its author."""
+    codename = permissions.REVIEW.partition(".")[2]
+    reviewers = (
+        get_user_model()
+        .objects.filter(Q(groups__permissions__codename=codename) | Q(is_superuser=True), is_active=True)
+        .exclude(pk=version.author_id)
+    )
+    return list(reviewers.distinct())
+
+
+@dataclass(frozen=True)
+class ReviewInbox:
+    waiting: QuerySet[ModelVersion]  # for this user's sign-off: approvals to give, go-lives to sign
+    mine: QuerySet[ModelVersion]  # this user's own versions, back with them
+
+
+def review_inbox(*, user: Any) -> ReviewInbox:
+    waiting = ModelVersion.objects.none()
+    if permissions.may_review(user):
+        already = SignOff.objects.filter(
+            kind=SignOff.Kind.APPROVAL, user=user, version=OuterRef("pk"), review_round=OuterRef("review_round")
+        )
+        waiting = waiting | ModelVersion.objects.filter(status=VersionStatus.IN_REVIEW).exclude(
+            Q(author=user) | Q(Exists(already))
+        )
+    if permissions.may_go_live(user):
+        waiting = waiting | ModelVersion.objects.filter(status=VersionStatus.CHECKS_PASSED).exclude(author=user)
+    mine = ModelVersion.objects.filter(author=user, status__in=VersionStatus.WITH_AUTHOR)
+    return ReviewInbox(
+        waiting=waiting.select_related("model", "author").order_by("status_changed_at"),
+        mine=mine.select_related("model").order_by("status_changed_at"),
+    )
+
+
 @dataclass
 class CommentNode:
     comment: Comment
@@ -128,9 +178,33 @@ class CommentNode:
     replies: list[CommentNode]
 
 
+def comment_tree(*, version: ModelVersion) -> list[CommentNode]:
+    """The version's comments as threads, oldest first, each with its Markdown rendered."""
+    nodes: dict[int, CommentNode] = {}
+    roots: list[CommentNode] = []
+    for comment in comment_list(version=version).order_by("created_at", "id"):
+        node = CommentNode(comment=comment, html=render_markdown(comment.body), replies=[])
+        nodes[comment.pk] = node
+        parent = nodes.get(comment.parent_id) if comment.parent_id else None
+        (parent.replies if parent else roots).append(node)
+    return roots
+
+
+def comment_list(*, version: ModelVersion) -> QuerySet[Comment]:
+    return version.comments.select_related("author")
+
+
+def comment_get(*, version: ModelVersion, comment_id: int) -> Comment | None:
+    """A comment on `version` (one to reply to), or None."""
+    return version.comments.filter(pk=comment_id).first()
+
+
+def comment_authors(*, version: ModelVersion) -> list[Any]:
+    return [comment.author for comment in comment_list(version=version)]
+
+
 @dataclass
 class Review:
-    actions: list[Any]
     approvals: list[SignOff]
     approvals_needed: int
     signoffs: list[SignOff]
@@ -140,33 +214,27 @@ class Review:
     production: ModelVersion | None
 
 
-def version_review(*, version: ModelVersion, user: Any) -> Review:
-    """Everything the review panel of a version page shows, in a fixed number of queries."""
-    from registry import workflow
-    from registry.rendering import render_markdown
-
-    signoffs = list(version.signoffs.select_related("user"))
-    nodes: dict[int, CommentNode] = {}
-    roots: list[CommentNode] = []
-    for comment in version.comments.select_related("author").order_by("created_at", "id"):
-        node = CommentNode(comment=comment, html=render_markdown(comment.body), replies=[])
-        nodes[comment.pk] = node
-        parent = nodes.get(comment.parent_id) if comment.parent_id else None
-        (parent.replies if parent else roots).append(node)
+def version_review(*, version: ModelVersion) -> Review:
+    """Everything the review panel of a version page shows, in a fixed number of queries. What the user may
+    do there is the workflow's to say (workflow.available_actions)."""
+    signoffs = list(signoff_list(version=version))
     return Review(
-        actions=workflow.available_actions(user=user, version=version),
         approvals=[s for s in signoffs if s.kind == SignOff.Kind.APPROVAL and s.review_round == version.review_round],
         approvals_needed=version.model.approvals_needed,
         signoffs=signoffs,
-        check_run=version.check_runs.select_related("requested_by").first(),
-        comments=roots,
-        deprecated=list(version.model.versions.filter(status=VersionStatus.DEPRECATED)),
+        check_run=check_run_list(version=version).first(),
+        comments=comment_tree(version=version),
+        deprecated=list(deprecated_versions(model=version.model)),
         production=production_version(model=version.model),
     )
 
 
-def production_history(*, model: RegisteredModel) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(model=model, action="model.production_changed").select_related("actor")
+def check_run_list(*, version: ModelVersion) -> QuerySet[CheckRun]:
+    return version.check_runs.select_related("requested_by")
+
+
+def signoff_list(*, version: ModelVersion) -> QuerySet[SignOff]:
+    return version.signoffs.select_related("user")
 
 
 ONNX_ENGINE = "onnx"
@@ -205,7 +273,7 @@ def serving_engine(*, version: ModelVersion) -> ServingEngine:
     if compilation is None:
         return serves_native("Not compiled: the version was registered before compilation existed.")
     if not settings.MF_COMPILE_MODELS:
-        return serves_native("Compilation is switched off on this instance (MF_COMPILE_MODELS).")
+        return serves_native(COMPILATION_OFF)
     if compilation.status != Compilation.Status.COMPILED:
         reasons: dict[str, str] = {
             Compilation.Status.PENDING: (
@@ -225,7 +293,7 @@ def serving_engine(*, version: ModelVersion) -> ServingEngine:
         if run.status in (CheckRun.Status.PASSED, CheckRun.Status.FAILED) and run.finished_at is not None
     ]
     for check_run in sorted(finished, key=lambda run: (run.finished_at, run.pk), reverse=True):
-        result = next((r for r in check_run.results if r.get("name") == checks.COMPILED), None)
+        result = next((r for r in check_run.results if r.get("name") == COMPILED), None)
         if result is None:
             continue
         evidence = result.get("evidence") or {}

@@ -7,6 +7,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from registry import webhooks
+from registry.check_runs import checks_record
 from registry.choices import FileKind
 from registry.compilation_services import compilation_run
 from registry.loading import verified_path
@@ -47,8 +48,6 @@ def profile_reference_data(version_id: int) -> None:
 @shared_task(acks_late=True, time_limit=900, soft_time_limit=870)
 def run_version_checks(check_run_id: int) -> None:
     """Run a requested pre-deployment check run; a duplicate delivery finds it finished and returns."""
-    from registry.workflow import checks_record
-
     checks_record(check_run_id=check_run_id)
 
 

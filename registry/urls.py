@@ -1,6 +1,6 @@
 from django.urls import path
 
-from registry import views, workflow_views
+from registry import audit_views, notification_views, views, workflow_views
 
 app_name = "registry"
 
@@ -15,9 +15,9 @@ urlpatterns = [
         name="version-accept-trust",
     ),
     path("reviews/", workflow_views.review_inbox, name="review-inbox"),
-    path("audit/", workflow_views.audit_log, name="audit-log"),
-    path("notifications/", workflow_views.notification_list, name="notifications"),
-    path("models/<slug:name>/production-at/", workflow_views.production_at_page, name="production-at"),
+    path("audit/", audit_views.audit_log, name="audit-log"),
+    path("notifications/", notification_views.notification_list, name="notifications"),
+    path("models/<slug:name>/production-at/", audit_views.production_at_page, name="production-at"),
     path(
         "models/<slug:name>/versions/<int:number>/transition/",
         workflow_views.version_transition,

@@ -10,9 +10,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from config.api import ConflictError
-from registry import mlflow_import, permissions, selectors, services
+from registry import audit, mlflow_import, permissions, selectors, services, workflow
 from registry.choices import FileKind, ModelTask, VersionStatus
-from registry.forms import MlflowImportForm, form_apply_errors
+from registry.forms import MlflowImportForm, flash_errors, form_apply_errors
 from registry.loading import ArtifactIntegrityError, verified_compiled_path, verified_path
 from registry.models import Compilation, RegisteredModel, Tag, VersionFile
 from registry.rendering import render_markdown, render_notebook
@@ -76,10 +76,10 @@ def _model_page(
             "description_html": render_markdown(model.description),
             "versions": selectors.version_list(model=model),
             "production": selectors.production_version(model=model),
-            "production_history": selectors.production_history(model=model),
+            "production_history": audit.production_history(model=model),
             "consumers": selectors.consumer_list(model=model),
-            "deprecated": model.versions.filter(status=VersionStatus.DEPRECATED),
-            "mlflow_form": mlflow_form if mlflow_import.may_import(request.user) else None,
+            "deprecated": selectors.deprecated_versions(model=model),
+            "mlflow_form": mlflow_form if permissions.may_register_versions(request.user) else None,
             "mlflow_imports_allowed": bool(settings.MF_MLFLOW_ALLOWED_HOSTS),
         },
         status=status,
@@ -90,7 +90,7 @@ def _model_page(
 def version_import_mlflow(request: HttpRequest, name: str) -> HttpResponse:
     """The model page's "Import from MLflow" form: the new version's page, or the form with the problem."""
     model = selectors.model_get(name=name)
-    if not mlflow_import.may_import(request.user):
+    if not permissions.may_register_versions(request.user):
         raise PermissionDenied
     form = MlflowImportForm(request.POST)
     status = 400
@@ -139,7 +139,8 @@ def version_detail(request: HttpRequest, name: str, number: int) -> HttpResponse
             "notebook_error": notebook_error,
             "golden_preview": golden_preview,
             "comparison": selectors.version_comparison(version=version),
-            "review": selectors.version_review(version=version, user=user),
+            "review": selectors.version_review(version=version),
+            "actions": workflow.available_actions(user=user, version=version),
             # Scoring reads the registry, not the other way round, except for this summary on the page.
             "usage": scoring_selectors.version_usage(version=version),
             "serving": selectors.serving_engine(version=version),
@@ -191,7 +192,7 @@ def version_accept_trust(request: HttpRequest, name: str, number: int) -> HttpRe
             actor=request.user, version=version, reason=request.POST.get("reason", "")
         )
     except (PermissionDenied, ValidationError) as exc:
-        messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+        flash_errors(request, exc)
     else:
         messages.success(request, f"You accepted the untrusted types of {version}.")
     return redirect(version)

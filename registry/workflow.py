@@ -2,39 +2,33 @@
 
 Every transition locks the version row, checks who may act and from which status, writes the
 new status and an audit row in one transaction. Sign-offs record the sha256 of every file the
-signer reviewed, and go-live re-reads the files to prove they are still those bytes.
+signer reviewed, and go-live re-reads the files to prove they are still those bytes. The one move
+nobody signs, from a finished pre-deployment check run, is `version_checks_finished`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from config.api import ConflictError
-from registry import notifications, permissions
-from registry.audit import audit_event_create
+from registry import notifications, permissions, queue, selectors
+from registry.audit import audit_event_create, quorum_at_submission
+from registry.choices import AuditAction
 from registry.choices import VersionStatus as S
-from registry.compilation_services import compilation_run
 from registry.loading import ArtifactIntegrityError, verified_path
-from registry.models import AuditEvent, CheckRun, Comment, ModelVersion, RegisteredModel, SignOff
-from registry.selectors import production_version
+from registry.models import CheckRun, Comment, ModelVersion, RegisteredModel, SignOff
 
 logger = logging.getLogger(__name__)
 
 SUBMIT, APPROVE, REQUEST_CHANGES, REJECT = "submit", "approve", "request_changes", "reject"
 GO_LIVE, ROLLBACK, DEPRECATE = "go_live", "rollback", "deprecate"
-REVIEW_PERMISSION = "registry.review_version"
-GO_LIVE_PERMISSION = "registry.go_live_version"
-
-_OPEN = frozenset({S.DRAFT, S.IN_REVIEW, S.APPROVED, S.CHECKS_PASSED, S.CHECKS_FAILED})
 
 
 @dataclass(frozen=True)
@@ -43,8 +37,10 @@ class Transition:
     label: str
     sources: frozenset[str]
     target: str
-    # None: the version's author or the model's owner acts (submitting their own work).
-    permission: str | None
+    audit_action: AuditAction
+    # Who may take it (a predicate of permissions.py); None: the version's author or the model's owner
+    # (submitting their own work).
+    may: Callable[[Any], bool] | None
     # The author may never sign this (four-eyes).
     four_eyes: bool = False
     comment_required: bool = False
@@ -53,25 +49,58 @@ class Transition:
 TRANSITIONS: dict[str, Transition] = {
     t.action: t
     for t in [
-        Transition(SUBMIT, "Submit for review", frozenset({S.DRAFT, S.CHANGES_REQUESTED}), S.IN_REVIEW, None),
+        Transition(
+            SUBMIT,
+            "Submit for review",
+            frozenset({S.DRAFT, S.CHANGES_REQUESTED}),
+            S.IN_REVIEW,
+            AuditAction.VERSION_SUBMIT,
+            None,
+        ),
         # Approving records a sign-off; the status moves once the model's quorum is reached.
-        Transition(APPROVE, "Approve", frozenset({S.IN_REVIEW}), S.APPROVED, REVIEW_PERMISSION, four_eyes=True),
+        Transition(
+            APPROVE,
+            "Approve",
+            frozenset({S.IN_REVIEW}),
+            S.APPROVED,
+            AuditAction.VERSION_APPROVE,
+            permissions.may_review,
+            four_eyes=True,
+        ),
         Transition(
             REQUEST_CHANGES,
             "Request changes",
-            _OPEN - {S.DRAFT},
+            S.OPEN - {S.DRAFT},
             S.CHANGES_REQUESTED,
-            REVIEW_PERMISSION,
+            AuditAction.VERSION_REQUEST_CHANGES,
+            permissions.may_review,
             comment_required=True,
         ),
-        Transition(REJECT, "Reject", _OPEN, S.REJECTED, REVIEW_PERMISSION, comment_required=True),
-        Transition(GO_LIVE, "Go live", frozenset({S.CHECKS_PASSED}), S.PRODUCTION, GO_LIVE_PERMISSION, four_eyes=True),
+        Transition(
+            REJECT,
+            "Reject",
+            S.OPEN,
+            S.REJECTED,
+            AuditAction.VERSION_REJECT,
+            permissions.may_review,
+            comment_required=True,
+        ),
+        Transition(
+            GO_LIVE,
+            "Go live",
+            frozenset({S.CHECKS_PASSED}),
+            S.PRODUCTION,
+            AuditAction.VERSION_GO_LIVE,
+            permissions.may_go_live,
+            four_eyes=True,
+        ),
         Transition(
             ROLLBACK,
             "Roll back to this version",
             frozenset({S.RETIRED}),
             S.PRODUCTION,
-            GO_LIVE_PERMISSION,
+            AuditAction.VERSION_ROLLBACK,
+            permissions.may_go_live,
             four_eyes=True,
             comment_required=True,
         ),
@@ -80,13 +109,12 @@ TRANSITIONS: dict[str, Transition] = {
             "Mark do not use",
             frozenset({S.PRODUCTION, S.RETIRED}),
             S.DEPRECATED,
-            REVIEW_PERMISSION,
+            AuditAction.VERSION_DEPRECATE,
+            permissions.may_review,
             comment_required=True,
         ),
     ]
 }
-# Set by the pre-deployment checks (a worker), not by people.
-CHECK_SOURCES = frozenset({S.APPROVED, S.CHECKS_PASSED, S.CHECKS_FAILED})
 
 
 def allowed_actions(status: str) -> list[str]:
@@ -97,8 +125,8 @@ def _refusal(actor: Any, version: ModelVersion, transition: Transition) -> str |
     """Why `actor` may not take `transition` on `version`, or None."""
     if not getattr(actor, "is_authenticated", False):
         return "Sign in first."
-    if transition.permission is None:
-        if actor.pk not in (version.author_id, version.model.owner_id):
+    if transition.may is None:
+        if not permissions.is_author_or_owner(actor, version):
             return "Only the author of the version or the owner of the model may submit it."
         return None
     if transition.four_eyes:
@@ -106,19 +134,15 @@ def _refusal(actor: Any, version: ModelVersion, transition: Transition) -> str |
         if refusal is not None:
             return refusal
         if transition.action == APPROVE:
-            for signoff in _round_approvals(version).select_related("user"):
+            for signoff in selectors.round_approvals(version=version).select_related("user"):
                 if signoff.user_id != actor.pk and permissions.same_person(actor, signoff.user):
                     return (
                         f"Four-eyes: this account has the same email as {signoff.user}, who already approved "
                         "in this review round; approvals must come from different people."
                     )
-    if not actor.has_perm(transition.permission):
+    if not transition.may(actor):
         return f"You do not have the permission to {transition.label.lower()}."
     return None
-
-
-def _round_approvals(version: ModelVersion) -> Any:
-    return version.signoffs.filter(kind=SignOff.Kind.APPROVAL, review_round=version.review_round)
 
 
 def approvals_needed(version: ModelVersion) -> int:
@@ -129,15 +153,8 @@ def approvals_needed(version: ModelVersion) -> int:
     which nobody can rewrite.
     """
     needed = version.model.approvals_needed
-    submitted = (
-        AuditEvent.objects.filter(version=version, action=f"version.{SUBMIT}", new__review_round=version.review_round)
-        .order_by("-at", "-id")
-        .values_list("new", flat=True)
-        .first()
-    )
-    if isinstance(submitted, dict) and isinstance(submitted.get("approvals_needed"), int):
-        needed = max(needed, submitted["approvals_needed"])
-    return needed
+    submitted = quorum_at_submission(version)
+    return needed if submitted is None else max(needed, submitted)
 
 
 def available_actions(*, user: Any, version: ModelVersion) -> list[Transition]:
@@ -147,12 +164,7 @@ def available_actions(*, user: Any, version: ModelVersion) -> list[Transition]:
         transition = TRANSITIONS[action]
         if _refusal(user, version, transition) is not None:
             continue
-        if (
-            action == APPROVE
-            and version.signoffs.filter(
-                kind=SignOff.Kind.APPROVAL, review_round=version.review_round, user=user
-            ).exists()
-        ):
+        if action == APPROVE and selectors.round_approvals(version=version).filter(user=user).exists():
             continue
         available.append(transition)
     return available
@@ -200,10 +212,11 @@ def version_transition(*, actor: Any, version: ModelVersion, action: str, commen
             _HANDLERS[action](actor, locked, transition, comment)
             new: dict[str, Any] = {"status": locked.status, "review_round": locked.review_round}
             if action == SUBMIT:
-                new["approvals_needed"] = locked.model.approvals_needed  # the round's quorum, for approvals_needed()
+                # The round's quorum, read back by approvals_needed().
+                new["approvals_needed"] = locked.model.approvals_needed
             audit_event_create(
                 actor=actor,
-                action=f"version.{action}",
+                action=transition.audit_action,
                 version=locked,
                 old={"status": old_status},
                 new=new,
@@ -221,20 +234,15 @@ def version_transition(*, actor: Any, version: ModelVersion, action: str, commen
 def _submit(actor: Any, version: ModelVersion, transition: Transition, comment: str) -> None:
     version.review_round += 1
     _set_status(version, S.IN_REVIEW)
-    reviewers = (
-        get_user_model()
-        .objects.filter(Q(groups__permissions__codename="review_version") | Q(is_superuser=True), is_active=True)
-        .exclude(pk=version.author_id)
-    )
     notifications.notify_users(
-        users=list(reviewers.distinct()),
+        users=selectors.reviewer_list(version=version),
         message=f"{version} by {version.author} is waiting for your review.",
         url=version.get_absolute_url(),
     )
 
 
 def _approve(actor: Any, version: ModelVersion, transition: Transition, comment: str) -> None:
-    approvals = _round_approvals(version)
+    approvals = selectors.round_approvals(version=version)
     if approvals.filter(user=actor).exists():
         raise ConflictError(f"You already approved {version} in this review round.")
     SignOff.objects.create(
@@ -248,18 +256,12 @@ def _approve(actor: Any, version: ModelVersion, transition: Transition, comment:
     if approvals.values("user").distinct().count() >= approvals_needed(version):
         _set_status(version, S.APPROVED)
         check_run = CheckRun.objects.create(version=version, requested_by=actor)
-        _queue_checks(check_run)
+        queue.run_version_checks(check_run)
         notifications.notify_users(
             users=[version.author],
             message=f"{version} is approved; pre-deployment checks are running.",
             url=version.get_absolute_url(),
         )
-
-
-def _queue_checks(check_run: CheckRun) -> None:
-    from registry.tasks import run_version_checks
-
-    transaction.on_commit(lambda: run_version_checks.delay(check_run.pk))
 
 
 def _reject_or_request_changes(actor: Any, version: ModelVersion, transition: Transition, comment: str) -> None:
@@ -301,7 +303,7 @@ def _promote(actor: Any, version: ModelVersion, kind: str, comment: str) -> None
         _set_status(previous, S.RETIRED)
         audit_event_create(
             actor=actor,
-            action="version.retired",
+            action=AuditAction.VERSION_RETIRED,
             version=previous,
             old={"status": S.PRODUCTION},
             new={"status": S.RETIRED, "replaced_by": version.number},
@@ -317,7 +319,7 @@ def _deprecate(actor: Any, version: ModelVersion, transition: Transition, commen
     _set_status(version, S.DEPRECATED)
     if was_production:
         _production_changed(actor, version.model, old=version, new=None, reason=comment)
-    production = production_version(model=version.model)
+    production = selectors.production_version(model=version.model)
     use_instead = f"Use version {production.number} instead." if production else "No version is in production now."
     notifications.notify_consumers(
         model=version.model,
@@ -337,7 +339,7 @@ def _production_changed(
 ) -> None:
     audit_event_create(
         actor=actor,
-        action="model.production_changed",
+        action=AuditAction.MODEL_PRODUCTION_CHANGED,
         model=model,
         version=new,
         old={"version": old.number if old else None},
@@ -370,148 +372,32 @@ _HANDLERS = {
 }
 
 
-# --- pre-deployment checks ------------------------------------------------------------------------
+# --- the move nobody signs ------------------------------------------------------------------------
+
+_CHECKS_OUTCOMES = {
+    S.CHECKS_PASSED: AuditAction.VERSION_CHECKS_PASSED,
+    S.CHECKS_FAILED: AuditAction.VERSION_CHECKS_FAILED,
+}
 
 
-def checks_request(*, actor: Any, version: ModelVersion) -> CheckRun:
-    """Run the checks again on demand (reviewers and the author)."""
-    if not (actor.has_perm(REVIEW_PERMISSION) or actor.pk in (version.author_id, version.model.owner_id)):
-        raise PermissionDenied("Only reviewers, the author and the model's owner may run the checks.")
-    with transaction.atomic():
-        if version.check_runs.filter(status=CheckRun.Status.RUNNING).exists():
-            raise ConflictError(f"The checks of {version} are already running.")
-        check_run = CheckRun.objects.create(version=version, requested_by=actor)
-        audit_event_create(actor=actor, action="checks.requested", version=version, new={"check_run": check_run.pk})
-        _queue_checks(check_run)
-    return check_run
+def version_checks_finished(*, version: ModelVersion, check_run: CheckRun) -> None:
+    """Move a version the pre-deployment checks apply to by the outcome of `check_run`, a finished run.
 
-
-def checks_record(*, check_run_id: int) -> CheckRun | None:
-    """Compute and store a requested run, then move the version by its outcome. Idempotent."""
-    from registry.checks import run_checks
-
-    check_run = CheckRun.objects.select_related("version__model").filter(pk=check_run_id).first()
-    if check_run is None or check_run.status != CheckRun.Status.RUNNING:
-        return check_run
-    # The checks verify the compiled graph: compile now if the registration's task has not (yet).
-    try:
-        compilation_run(version_id=check_run.version_id)
-    except Exception:  # e.g. the artifact store is full: the checks still run, and the native model serves
-        logger.exception("Compiling %s for its checks failed", check_run.version)
-    try:
-        outcome = run_checks(check_run.version)
-        status = CheckRun.Status.PASSED if outcome.passed else CheckRun.Status.FAILED
-        results = [result.as_json() for result in outcome.results]
-        environment, error = outcome.serving_environment, ""
-    except Exception as exc:  # a bug in a check must not leave the run "running" forever
-        logger.exception("Checks of %s could not run", check_run.version)
-        status, results, environment, error = CheckRun.Status.ERROR, [], {}, f"{type(exc).__name__}: {exc}"
-    with transaction.atomic():
-        locked = CheckRun.objects.select_for_update().get(pk=check_run.pk)
-        if locked.status != CheckRun.Status.RUNNING:
-            return locked
-        locked.status, locked.results, locked.serving_environment, locked.error = status, results, environment, error
-        locked.finished_at = timezone.now()
-        locked.save()
-        version = ModelVersion.objects.select_for_update().select_related("model").get(pk=locked.version_id)
-        audit_event_create(
-            actor=None,
-            action="checks.completed",
-            version=version,
-            new={
-                "check_run": locked.pk,
-                "status": status,
-                "failed": [r["name"] for r in results if r["status"] == "failed"],
-            },
-        )
-        if version.status in CHECK_SOURCES:
-            target = S.CHECKS_PASSED if status == CheckRun.Status.PASSED else S.CHECKS_FAILED
-            if version.status != target:
-                old = version.status
-                _set_status(version, target)
-                audit_event_create(
-                    actor=None, action=f"version.{target}", version=version, old={"status": old}, new={"status": target}
-                )
-                notifications.notify_users(
-                    users=[version.author],
-                    message=f"Pre-deployment checks of {version}: {locked.get_status_display().lower()}.",
-                    url=version.get_absolute_url(),
-                )
-    return locked
-
-
-# --- comments -------------------------------------------------------------------------------------
-
-
-def comment_create(*, actor: Any, version: ModelVersion, body: str, parent: Comment | None = None) -> Comment:
-    if not (actor.has_perm(REVIEW_PERMISSION) or actor.has_perm("registry.add_modelversion")):
-        raise PermissionDenied("Only reviewers and data scientists may comment.")
-    body = body.strip()
-    if not body:
-        raise ValidationError({"body": ["Write something."]})
-    if len(body) > 20_000:
-        raise ValidationError({"body": ["At most 20,000 characters."]})
-    if parent is not None and parent.version_id != version.pk:
-        raise ValidationError({"parent": ["That comment belongs to another version."]})
-    with transaction.atomic():
-        comment = Comment.objects.create(version=version, author=actor, body=body, parent=parent)
-        audit_event_create(
-            actor=actor,
-            action="comment.created",
-            version=version,
-            new={"comment": comment.pk, "parent": parent.pk if parent else None, "body": body},
-        )
-        others = {version.author, *(c.author for c in version.comments.select_related("author"))} - {actor}
-        notifications.notify_users(
-            users=list(others), message=f"{actor} commented on {version}.", url=version.get_absolute_url()
-        )
-    return comment
-
-
-# --- the audit trail, read back -------------------------------------------------------------------
-
-
-@dataclass
-class ProductionAt:
-    model: RegisteredModel
-    at: datetime
-    version: ModelVersion | None
-    since: datetime | None
-    event: AuditEvent | None
-    signoffs: list[SignOff]
-    checks: CheckRun | None
-
-
-def production_at(*, model: RegisteredModel, at: datetime) -> ProductionAt:
-    """What was in production at `at`, since when, who signed it and on what evidence."""
-    event = (
-        AuditEvent.objects.filter(model=model, action="model.production_changed", at__lte=at)
-        .select_related("actor", "version")
-        .order_by("-at", "-id")
-        .first()
+    Called inside the caller's transaction, with `version` locked; a version that has moved on (rejected,
+    say, or in production) keeps its status.
+    """
+    if version.status not in S.CHECK_SOURCES:
+        return
+    target = S.CHECKS_PASSED if check_run.status == CheckRun.Status.PASSED else S.CHECKS_FAILED
+    if version.status == target:
+        return
+    old = version.status
+    _set_status(version, target)
+    audit_event_create(
+        actor=None, action=_CHECKS_OUTCOMES[target], version=version, old={"status": old}, new={"status": target}
     )
-    number = (event.new or {}).get("version") if event else None
-    version = model.versions.filter(number=number).first() if number else None
-    signoffs: list[SignOff] = []
-    checks = None
-    if version is not None and event is not None:
-        went_live = version.signoffs.filter(kind__in=[SignOff.Kind.GO_LIVE, SignOff.Kind.ROLLBACK], at__lte=event.at)
-        last_go_live = went_live.order_by("-at").first()
-        approvals = version.signoffs.filter(kind=SignOff.Kind.APPROVAL, at__lte=event.at)
-        if last_go_live is not None:
-            approvals = approvals.filter(review_round=last_go_live.review_round)
-        signoffs = [*approvals.select_related("user"), *([last_go_live] if last_go_live else [])]
-        checks = (
-            version.check_runs.filter(status=CheckRun.Status.PASSED, finished_at__lte=event.at)
-            .order_by("-finished_at")
-            .first()
-        )
-    return ProductionAt(
-        model=model,
-        at=at,
-        version=version,
-        since=event.at if event else None,
-        event=event,
-        signoffs=signoffs,
-        checks=checks,
+    notifications.notify_users(
+        users=[version.author],
+        message=f"Pre-deployment checks of {version}: {check_run.get_status_display().lower()}.",
+        url=version.get_absolute_url(),
     )

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from config.api import paginated_response
 from config.openapi import error_responses
-from registry import audit, selectors, workflow
+from registry import audit, check_runs, comments, selectors, workflow
 from registry.models import AuditEvent, CheckRun, Comment, SignOff
 
 
@@ -93,13 +93,12 @@ class VersionTransitionApi(APIView):
         payload = self.TransitionInput(data=request.data)
         payload.is_valid(raise_exception=True)
         version = workflow.version_transition(actor=request.user, version=version, **payload.validated_data)
-        approvals = version.signoffs.filter(kind=SignOff.Kind.APPROVAL, review_round=version.review_round)
         return Response(
             {
                 "model": name,
                 "number": version.number,
                 "status": version.status,
-                "approvals": approvals.count(),
+                "approvals": selectors.round_approvals(version=version).count(),
                 "approvals_needed": workflow.approvals_needed(version),
                 "allowed_actions": workflow.allowed_actions(version.status),
             }
@@ -110,13 +109,13 @@ class VersionChecksApi(APIView):
     @extend_schema(responses=CheckRunOutput(many=True))
     def get(self, request: Request, name: str, number: int) -> Response:
         version = selectors.version_get(model_name=name, number=number)
-        runs = version.check_runs.select_related("requested_by")
+        runs = selectors.check_run_list(version=version)
         return paginated_response(request=request, view=self, queryset=runs, serializer_class=CheckRunOutput)
 
     @extend_schema(request=None, responses={202: CheckRunOutput, 409: OpenApiResponse(description="Already running")})
     def post(self, request: Request, name: str, number: int) -> Response:
         version = selectors.version_get(model_name=name, number=number)
-        check_run = workflow.checks_request(actor=request.user, version=version)
+        check_run = check_runs.checks_request(actor=request.user, version=version)
         check_run.refresh_from_db()
         return Response(CheckRunOutput(check_run).data, status=status.HTTP_202_ACCEPTED)
 
@@ -125,18 +124,18 @@ class VersionSignOffsApi(APIView):
     @extend_schema(responses=SignOffOutput(many=True))
     def get(self, request: Request, name: str, number: int) -> Response:
         version = selectors.version_get(model_name=name, number=number)
-        return Response(SignOffOutput(version.signoffs.select_related("user"), many=True).data)
+        return Response(SignOffOutput(selectors.signoff_list(version=version), many=True).data)
 
 
 class VersionCommentsApi(APIView):
     class CommentInput(serializers.Serializer):
-        body = serializers.CharField(max_length=20_000, help_text="Markdown")
+        body = serializers.CharField(max_length=comments.MAX_COMMENT_LENGTH, help_text="Markdown")
         parent = serializers.IntegerField(required=False, allow_null=True, help_text="The comment replied to")  # type: ignore[assignment]
 
     @extend_schema(responses=CommentOutput(many=True))
     def get(self, request: Request, name: str, number: int) -> Response:
         version = selectors.version_get(model_name=name, number=number)
-        return Response(CommentOutput(version.comments.select_related("author"), many=True).data)
+        return Response(CommentOutput(selectors.comment_list(version=version), many=True).data)
 
     @extend_schema(request=CommentInput, responses={201: CommentOutput, **error_responses(400, 401, 403, 404, 415)})
     def post(self, request: Request, name: str, number: int) -> Response:
@@ -144,10 +143,10 @@ class VersionCommentsApi(APIView):
         payload = self.CommentInput(data=request.data)
         payload.is_valid(raise_exception=True)
         parent_id = payload.validated_data.get("parent")
-        parent = version.comments.filter(pk=parent_id).first() if parent_id else None
+        parent = selectors.comment_get(version=version, comment_id=parent_id) if parent_id else None
         if parent_id and parent is None:
             raise serializers.ValidationError({"parent": [f"No comment {parent_id} on this version."]})
-        comment = workflow.comment_create(
+        comment = comments.comment_create(
             actor=request.user, version=version, body=payload.validated_data["body"], parent=parent
         )
         return Response(CommentOutput(comment).data, status=status.HTTP_201_CREATED)
@@ -197,7 +196,7 @@ class ProductionAtApi(APIView):
     def get(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
         at = _parse_time(request.query_params.get("t", ""))
-        answer = workflow.production_at(model=model, at=at)
+        answer = audit.production_at(model=model, at=at)
         event = answer.event
         return Response(
             {

@@ -42,8 +42,8 @@ from django.db.models.fields.files import FieldFile
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from registry import schedules
 from config.api import ConflictError
+from registry import schedules
 from registry.audit import audit_event_create
 from registry.choices import VersionStatus
 from registry.models import ModelVersion, RegisteredModel

@@ -25,7 +25,7 @@ from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifie
 from sklearn.pipeline import Pipeline
 from threadpoolctl import ThreadpoolController
 
-from registry import artifacts, selectors
+from registry import predictors, selectors
 from registry.choices import ModelTask, VersionStatus
 from registry.compilation import known_categories
 from registry.loading import ArtifactIntegrityError, load_compiled_model, load_version_model, verified_compiled_path
@@ -67,7 +67,7 @@ class LoadedModel:
     model_id: int
     model_name: str
     number: int
-    predictor: artifacts.Predictor
+    predictor: predictors.Predictor
     engine: str  # "onnx" or the artifact's format
     fields: list[FieldSpec]
     is_classifier: bool
@@ -91,7 +91,7 @@ class LoadedModel:
     def score(self, inputs: Mapping[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels, and class probabilities for a classifier, of validated inputs (one array per field)."""
         with self.single_threaded():
-            if isinstance(self.predictor, artifacts.OnnxPredictor):
+            if isinstance(self.predictor, predictors.OnnxPredictor):
                 columns = {str(name): np.asarray(values) for name, values in inputs.items()}
                 labels, probabilities = self.predictor.score(columns)
                 return labels, probabilities if self.is_classifier else None
@@ -102,7 +102,7 @@ class LoadedModel:
             return _labels(self.predictor, frame, probabilities), probabilities
 
 
-def _labels(predictor: artifacts.Predictor, frame: pd.DataFrame, probabilities: np.ndarray) -> np.ndarray:
+def _labels(predictor: predictors.Predictor, frame: pd.DataFrame, probabilities: np.ndarray) -> np.ndarray:
     """predict()'s labels from predict_proba()'s output: where the top probability is tied (e.g. a
     score that rounds to exactly 0.5), which class predict() picks depends on the score, so those rows
     ask predict()."""
@@ -116,7 +116,7 @@ def _labels(predictor: artifacts.Predictor, frame: pd.DataFrame, probabilities: 
     return labels
 
 
-def _argmax_predictor(predictor: artifacts.Predictor) -> bool:
+def _argmax_predictor(predictor: predictors.Predictor) -> bool:
     estimator = getattr(predictor, "estimator", None)
     final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
     classes = getattr(predictor, "classes", None)
@@ -137,12 +137,12 @@ class _TreeLoopForest:
         self._forest = forest
 
     @classmethod
-    def wrap(cls, predictor: artifacts.Predictor) -> None:
+    def wrap(cls, predictor: predictors.Predictor) -> None:
         """Give a native predictor of such a forest this predict_proba; leave any other model as it is."""
         estimator: Any = getattr(predictor, "estimator", None)
         final = estimator.steps[-1][1] if type(estimator) is Pipeline else estimator
         if (
-            isinstance(predictor, artifacts.EstimatorPredictor)
+            isinstance(predictor, predictors.EstimatorPredictor)
             and type(final) in (RandomForestClassifier, ExtraTreesClassifier)
             and getattr(final, "n_outputs_", None) == 1
             and not sklearn.get_config()["enable_metadata_routing"]
@@ -187,7 +187,7 @@ def load(version: ModelVersion, *, engine: str | None = None) -> LoadedModel:
     """
     policy, _ = ScoringPolicy.objects.get_or_create(model=version.model)
     serving = selectors.serving_engine(version=version)
-    onnx: artifacts.OnnxPredictor | None = None
+    onnx: predictors.OnnxPredictor | None = None
     wanted = engine or serving.engine
     if wanted == selectors.ONNX_ENGINE and serving.compilation is not None and serving.compilation.file:
         try:

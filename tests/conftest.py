@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from registry import consumers, roles, services, workflow
+from registry import consumers, registration, roles, workflow
 from registry.models import Consumer, ModelVersion, RegisteredModel
 from tests.factories import RegisteredModelFactory, UserFactory
 from tests.mlflow_tracking import tracking_server  # noqa: F401 - the session's MLflow server, for any test
@@ -198,10 +198,10 @@ def register(version_files: Callable[..., dict[str, Any]]) -> Callable[..., Mode
     def do(model: RegisteredModel, actor: Any, **overrides: Any) -> ModelVersion:
         fields = version_files(**overrides)
         files = {key: fields.pop(key) for key in list(fields) if hasattr(fields[key], "read")}
-        return services.version_register(
+        return registration.version_register(
             actor=actor,
             model=model,
-            upload=services.VersionUpload(**files, **fields),
+            upload=registration.VersionUpload(**files, **fields),
         )
 
     return do

@@ -32,7 +32,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from monitoring import services as monitoring_services
 from monitoring.models import Report
-from registry import consumers, services, workflow
+from registry import comments, consumers, registration, workflow
 from registry.models import RegisteredModel
 from scoring import batch
 from scoring.models import BatchReject
@@ -159,10 +159,10 @@ def hostile_world(author: Any, reviewer: Any, second_reviewer: Any, tmp_path: Pa
     notebook["cells"].append(
         {"cell_type": "markdown", "id": "links", "metadata": {}, "source": "[run](javascript:window.__xss='nb-link')"}
     )
-    version = services.version_register(
+    version = registration.version_register(
         actor=author,
         model=model,
-        upload=services.VersionUpload(
+        upload=registration.VersionUpload(
             artifact=SimpleUploadedFile("model.skops", sio.dumps(pipeline)),
             notebook=SimpleUploadedFile(f"{xss('nb-name')}.ipynb", json.dumps(notebook).encode()),
             golden_set=SimpleUploadedFile("golden.csv", golden.to_csv(index=False).encode()),
@@ -177,7 +177,7 @@ def hostile_world(author: Any, reviewer: Any, second_reviewer: Any, tmp_path: Pa
             code_commit=short_xss("c")[:64],
         ),
     )
-    workflow.comment_create(actor=reviewer, version=version, body=MARKDOWN)
+    comments.comment_create(actor=reviewer, version=version, body=MARKDOWN)
     workflow.version_transition(actor=author, version=version, action="submit", comment=xss("submit"))
     workflow.version_transition(actor=reviewer, version=version, action="request_changes", comment=xss("changes"))
     workflow.version_transition(actor=author, version=version, action="submit", comment=MARKDOWN)

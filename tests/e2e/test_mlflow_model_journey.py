@@ -3,7 +3,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from registry import services
+from registry import registration
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import SCREENSHOTS
 from tests.registry.test_mlflow_models import model_zip
@@ -15,10 +15,10 @@ def test_a_reviewer_reads_what_mlflow_wrote_and_still_accepts_the_types(
     live_server: Any, page: Any, screenshot: Any, settings: Any, churn_model: Any, author: Any, reviewer: Any
 ) -> None:
     settings.MF_COMPILE_MODELS = False
-    services.version_register(
+    registration.version_register(
         actor=author,
         model=churn_model,
-        upload=services.VersionUpload(artifact=SimpleUploadedFile("all_types.zip", model_zip("all_types"))),
+        upload=registration.VersionUpload(artifact=SimpleUploadedFile("all_types.zip", model_zip("all_types"))),
     )
     page.goto(f"{live_server.url}/login/?next=/models/churn/versions/1/")
     page.fill("#id_username", reviewer.username)

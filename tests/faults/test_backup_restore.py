@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 
 from monitoring.models import MonitoringConfig, Report
 from registry import backup as backups
-from registry import workflow
+from registry import comments, workflow
 from registry.choices import VersionStatus
 from registry.models import AuditEvent, ModelVersion, RegisteredModel, VersionFile
 from scoring import batch
@@ -69,7 +69,7 @@ def populated(
     workflow.version_transition(actor=author, version=v4, action="submit")
     workflow.version_transition(actor=reviewer, version=v4, action="reject", comment="Leaks the label.")
     register(churn_model, author)  # v5: a draft
-    workflow.comment_create(actor=reviewer, version=v3, body="Looks good so far.")
+    comments.comment_create(actor=reviewer, version=v3, body="Looks good so far.")
     second_live_at = timezone.now()
 
     inputs = use_input_dir(settings, tmp_path)

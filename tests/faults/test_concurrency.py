@@ -28,7 +28,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from config.api import ConflictError
-from registry import workflow
+from registry import audit, workflow
 from registry.choices import VersionStatus as S
 from registry.models import AuditEvent, CheckRun, ModelVersion, RegisteredModel, SignOff, Tag
 from scoring import batch, tasks
@@ -113,7 +113,7 @@ def test_two_go_lives_at_once_leave_one_production_version_and_a_consistent_audi
     for version in (a, b):
         assert AuditEvent.objects.filter(action="version.go_live", version=version).count() == 1
         assert version.signoffs.filter(kind=SignOff.Kind.GO_LIVE).count() == 1
-    assert workflow.production_at(model=churn_model, at=timezone.now()).version == winner
+    assert audit.production_at(model=churn_model, at=timezone.now()).version == winner
 
 
 # --- approvals --------------------------------------------------------------------------------------

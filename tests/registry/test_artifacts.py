@@ -18,7 +18,7 @@ from skl2onnx import to_onnx
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
-from registry import artifacts
+from registry import artifacts, predictors
 from registry.artifacts import ArtifactError, UntrustedArtifactError
 
 
@@ -78,7 +78,7 @@ def test_onnx_is_detected_and_checked(tmp_path: Path) -> None:
 
     assert inspection.format == "onnx"
     assert inspection.untrusted_types == []
-    predictor = artifacts.load_artifact(path, "onnx", trusted_types=[])
+    predictor = predictors.load_artifact(path, "onnx", trusted_types=[])
     rows = pd.DataFrame(np.eye(4, dtype=np.float32))
     assert predictor.predict(rows).tolist() == forest.predict(np.eye(4)).tolist()
     proba = predictor.predict_proba(rows)
@@ -92,7 +92,7 @@ def test_onnx_pipeline_with_one_input_per_column(tmp_path: Path, pipeline: Pipel
     onnx_model = to_onnx(pipeline, sample, options={id(pipeline.steps[-1][1]): {"zipmap": False}})
     path = write(tmp_path, "churn.onnx", onnx_model.SerializeToString())
 
-    predictor = artifacts.load_artifact(path, "onnx", trusted_types=[])
+    predictor = predictors.load_artifact(path, "onnx", trusted_types=[])
 
     assert predictor.predict(frame).tolist() == pipeline.predict(frame).tolist()
     proba = predictor.predict_proba(frame)
@@ -129,7 +129,7 @@ def test_malicious_pickle_is_listed_and_never_executed(tmp_path: Path) -> None:
     assert inspection.format == "pickle"
     assert any(name.endswith(".system") for name in inspection.untrusted_types)
     with pytest.raises(UntrustedArtifactError):
-        artifacts.load_artifact(path, "pickle", trusted_types=[])
+        predictors.load_artifact(path, "pickle", trusted_types=[])
     assert not marker.exists()
 
 
@@ -198,10 +198,10 @@ def test_skops_refuses_types_that_were_not_accepted(tmp_path: Path) -> None:
     path = write(tmp_path, "forest.skops", sio.dumps(forest))
 
     with pytest.raises(UntrustedArtifactError, match=r"sklearn\.tree\._tree\.Tree"):
-        artifacts.load_artifact(path, "skops", trusted_types=[])
+        predictors.load_artifact(path, "skops", trusted_types=[])
 
     accepted = artifacts.inspect_artifact(path).untrusted_types
-    predictor = artifacts.load_artifact(path, "skops", trusted_types=accepted)
+    predictor = predictors.load_artifact(path, "skops", trusted_types=accepted)
     assert predictor.classes == [0, 1]
     assert predictor.predict(pd.DataFrame(np.eye(4))).tolist() == [0, 1, 0, 1]
 
@@ -211,6 +211,6 @@ def test_trusted_pickle_loads(tmp_path: Path, pipeline: Pipeline, frame: pd.Data
     joblib.dump(pipeline, path)
     inspection = artifacts.inspect_artifact(path)
 
-    predictor = artifacts.load_artifact(path, "pickle", trusted_types=inspection.untrusted_types)
+    predictor = predictors.load_artifact(path, "pickle", trusted_types=inspection.untrusted_types)
 
     assert predictor.predict(frame).tolist() == pipeline.predict(frame).tolist()

@@ -21,7 +21,10 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from registry import checks
+from registry.checks import latency as latency_check
+from registry.checks.environment import serving_environment
+from registry.checks.results import CheckOutcome, CheckResult
+from registry.checks.runner import run_checks
 from registry.choices import FileKind
 from registry.compilation_services import compilation_run
 from registry.models import ModelVersion, RegisteredModel
@@ -49,7 +52,7 @@ class NanIntolerantClassifier:
         return np.column_stack([1 - churn, churn])
 
 
-def by_name(outcome: checks.CheckOutcome) -> dict[str, checks.CheckResult]:
+def by_name(outcome: CheckOutcome) -> dict[str, CheckResult]:
     return {result.name: result for result in outcome.results}
 
 
@@ -61,7 +64,7 @@ def golden_csv(trained: Trained, expected: list[Any] | None = None) -> SimpleUpl
 
 
 def matching_environment() -> str:
-    return json.dumps(checks.serving_environment())
+    return json.dumps(serving_environment())
 
 
 def other_sklearn(level: str) -> str:
@@ -72,7 +75,7 @@ def other_sklearn(level: str) -> str:
 def test_it_passes_a_good_version(churn_model: RegisteredModel, author: Any, register: Register) -> None:
     version = register(churn_model, author, environment=matching_environment())
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     results = by_name(outcome)
     assert outcome.passed
@@ -108,7 +111,7 @@ def test_it_fails_a_golden_row_the_model_does_not_reproduce(
     expected[2] = 1 - expected[2]
     version = register(churn_model, author, golden_set=golden_csv(trained, expected))
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     golden = by_name(outcome)["golden_set"]
     assert golden.status == "failed"
@@ -133,7 +136,7 @@ def test_it_reproduces_regression_scores_within_the_tolerance(
         golden_set=SimpleUploadedFile("golden.csv", golden.to_csv(index=False).encode()),
     )
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     result = by_name(outcome)["golden_set"]
     assert result.status == "failed"
@@ -152,7 +155,7 @@ def test_it_skips_golden_rows_without_a_validated_output(
     expected[0] = expected[1] = None
     version = register(churn_model, author, golden_set=golden_csv(trained, expected))
 
-    golden = by_name(checks.run_checks(version))["golden_set"]
+    golden = by_name(run_checks(version))["golden_set"]
 
     assert golden.status == "passed"
     assert golden.summary == "3 of 3 golden rows reproduced exactly. 2 rows without a validated output were skipped."
@@ -163,7 +166,7 @@ def test_it_warns_when_there_is_nothing_to_reproduce(
 ) -> None:
     version = register(churn_model, author, golden_set=None)
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     golden = by_name(outcome)["golden_set"]
     assert golden.status == "warning"
@@ -188,7 +191,7 @@ def test_it_names_the_edge_case_that_crashes_the_model(
     version.trust_accepted_at = timezone.now()
     version.save(update_fields=["trust_accepted_at"])
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     robustness = by_name(outcome)["robustness"]
     assert robustness.status == "failed"
@@ -217,7 +220,7 @@ def test_it_counts_a_text_value_the_encoder_never_saw_as_refused_not_a_crash(
     version = register(churn_model, author, input_schema=json.dumps(schema))
     compilation_run(version_id=version.pk)
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     robustness = by_name(outcome)["robustness"]
     assert robustness.status == "passed", robustness.summary
@@ -233,11 +236,11 @@ def test_it_compares_the_registered_scikit_learn_version(
     churn_model: RegisteredModel, author: Any, register: Register, level: str, status: str
 ) -> None:
     registered = other_sklearn(level)
-    environment = checks.serving_environment()
+    environment = serving_environment()
     environment["libraries"]["scikit-learn"] = registered
     version = register(churn_model, author, environment=json.dumps(environment))
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     result = by_name(outcome)["environment"]
     assert result.status == status
@@ -254,7 +257,7 @@ def test_it_fails_an_old_scikit_learn_and_warns_about_python(
     environment = '{"python": "3.9.1", "libraries": {"scikit-learn": "1.0.2"}}'
     version = register(churn_model, author, environment=environment)
 
-    result = by_name(checks.run_checks(version))["environment"]
+    result = by_name(run_checks(version))["environment"]
 
     assert result.status == "failed"
     verdicts = {row["library"]: row["status"] for row in result.details}
@@ -266,7 +269,7 @@ def test_it_warns_when_no_environment_was_captured(
 ) -> None:
     version = register(churn_model, author, environment=None)
 
-    result = by_name(checks.run_checks(version))["environment"]
+    result = by_name(run_checks(version))["environment"]
 
     assert result.status == "warning"
     assert result.summary == "No environment was captured at registration."
@@ -277,7 +280,7 @@ def test_it_fails_an_impossible_latency_budget(churn_model: RegisteredModel, aut
     churn_model.save()
     version = register(churn_model, author)
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     latency = by_name(outcome)["latency"]
     assert latency.status == "failed"
@@ -297,7 +300,7 @@ def test_it_reports_an_untrusted_model_instead_of_loading_it(
     version = register(churn_model, author, artifact=SimpleUploadedFile("tree.skops", sio.dumps(tree)))
     assert not version.is_trusted
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     results = by_name(outcome)
     assert not outcome.passed
@@ -316,7 +319,7 @@ def test_it_refuses_an_artifact_changed_after_registration(
     with open(artifact.file.path, "ab") as handle:
         handle.write(b"tampered")
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     golden = by_name(outcome)["golden_set"]
     assert golden.status == "failed"
@@ -329,11 +332,11 @@ def test_it_reports_a_broken_check_and_runs_the_others(
 ) -> None:
     version = register(churn_model, author)
 
-    def broken(*args: Any) -> checks.CheckResult:
+    def broken(*args: Any) -> CheckResult:
         raise RuntimeError("timer exploded")
 
-    monkeypatch.setattr(checks, "_check_latency", broken)
-    outcome = checks.run_checks(version)
+    monkeypatch.setattr(latency_check, "check_latency", broken)
+    outcome = run_checks(version)
 
     latency = by_name(outcome)["latency"]
     assert (latency.status, latency.required) == ("failed", True)
@@ -351,7 +354,7 @@ def test_it_compares_an_attached_onnx_export_with_the_model(
     version = register(churn_model, author, onnx=SimpleUploadedFile("model.onnx", exported.SerializeToString()))
     compilation_run(version_id=version.pk)
 
-    compiled = by_name(checks.run_checks(version))["compiled"]
+    compiled = by_name(run_checks(version))["compiled"]
 
     assert (compiled.status, compiled.required) == ("passed", False), compiled.summary
     assert compiled.evidence["source"] == "attached"
@@ -369,7 +372,7 @@ def test_it_fails_an_onnx_export_of_another_model_without_failing_the_version(
     version = register(churn_model, author, onnx=SimpleUploadedFile("model.onnx", exported.SerializeToString()))
     compilation_run(version_id=version.pk)
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
     compiled = by_name(outcome)["compiled"]
     assert compiled.status == "failed"

@@ -23,10 +23,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from registry import checks, selectors, services
+from registry import selectors, services
+from registry.checks.results import COMPILED
+from registry.checks.runner import run_checks
 from registry.choices import ModelTask
 from registry.compilation_services import compilation_run
 from registry.models import AuditEvent, Compilation, ModelVersion, RegisteredModel
+from registry.registration import VersionUpload, version_register
 from scoring import runtime
 from scoring.models import Prediction
 from tests.conftest import INPUT_SCHEMA, customers
@@ -60,7 +63,7 @@ def one_hot(final: Any) -> Pipeline:
     return Pipeline([("prepare", prepare), ("model", final)])
 
 
-def upload(estimator: Any, frame: pd.DataFrame, *, expected: Any = None, **overrides: Any) -> services.VersionUpload:
+def upload(estimator: Any, frame: pd.DataFrame, *, expected: Any = None, **overrides: Any) -> VersionUpload:
     golden = frame.head(20).copy()
     golden["expected"] = estimator.predict(golden) if expected is None else expected
     reference = io.BytesIO()
@@ -73,7 +76,7 @@ def upload(estimator: Any, frame: pd.DataFrame, *, expected: Any = None, **overr
         "release_notes": "Compiled.",
         **overrides,
     }
-    return services.VersionUpload(**fields)
+    return VersionUpload(**fields)
 
 
 @pytest.fixture
@@ -82,7 +85,7 @@ def registered(author: Any, reviewer: Any, django_capture_on_commit_callbacks: A
 
     def do(model: RegisteredModel, estimator: Any, frame: pd.DataFrame, **overrides: Any) -> ModelVersion:
         with django_capture_on_commit_callbacks(execute=True):
-            version = services.version_register(actor=author, model=model, upload=upload(estimator, frame, **overrides))
+            version = version_register(actor=author, model=model, upload=upload(estimator, frame, **overrides))
         if version.requires_trust:
             with django_capture_on_commit_callbacks(execute=True):
                 version = services.version_accept_untrusted_types(actor=reviewer, version=version, reason="Trees.")
@@ -94,7 +97,7 @@ def registered(author: Any, reviewer: Any, django_capture_on_commit_callbacks: A
 def compiled_result(version: ModelVersion) -> dict[str, Any]:
     check_run = version.check_runs.order_by("-finished_at").first()
     assert check_run is not None
-    return next(result for result in check_run.results if result["name"] == checks.COMPILED)
+    return next(result for result in check_run.results if result["name"] == COMPILED)
 
 
 def user_client(user: Any) -> APIClient:
@@ -174,8 +177,8 @@ def test_a_one_hot_pipeline_takes_string_categories(churn_model: RegisteredModel
 
     assert version.compilation.status == "compiled"
     assert version.compilation.converter["inputs"] == "3 inputs, one per column"
-    outcome = checks.run_checks(version)
-    compiled = next(result for result in outcome.results if result.name == checks.COMPILED)
+    outcome = run_checks(version)
+    compiled = next(result for result in outcome.results if result.name == COMPILED)
     assert compiled.status == "passed", compiled.summary
 
 

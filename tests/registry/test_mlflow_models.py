@@ -18,7 +18,11 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from registry import artifacts, checks, mlmodel, services
+from registry import artifacts, mlmodel, services
+from registry.checks.environment import check_environment, serving_environment
+from registry.checks.results import FAILED, GOLDEN_SET, PASSED, ROBUSTNESS
+from registry.checks.robustness import PREDICTED, REJECTED
+from registry.checks.runner import run_checks
 from registry.choices import SchemaSource
 from registry.client import ModelFactory
 from registry.models import ModelVersion, RegisteredModel
@@ -443,7 +447,7 @@ def test_the_environment_check_compares_mlflow_pins(upload: Callable[..., Any]) 
     assert upload("regressor").status_code == 201
     version = ModelVersion.objects.get()
 
-    result = checks._check_environment(version, checks.serving_environment())
+    result = check_environment(version, serving_environment())
 
     libraries = {row["library"]: row for row in result.details}
     assert libraries["scikit-learn"]["registered"] == "1.9.1"
@@ -457,16 +461,16 @@ def test_robustness_covers_datetime_and_binary_fields(upload: Callable[..., Any]
     services.version_accept_untrusted_types(actor=reviewer, version=version)
     version.refresh_from_db()
 
-    outcome = checks.run_checks(version)
+    outcome = run_checks(version)
 
-    robustness = next(result for result in outcome.results if result.name == checks.ROBUSTNESS)
+    robustness = next(result for result in outcome.results if result.name == ROBUSTNESS)
     cases = {(row["field"], row["case"]): row["outcome"] for row in robustness.details}
-    assert robustness.status == checks.PASSED, robustness.summary
-    assert cases[("signed_up", "wrong type ('not-a-date')")] == checks.REJECTED
-    assert cases[("avatar", "wrong type ('not base64!')")] == checks.REJECTED
-    assert cases[("signed_up", "with a time zone")] == checks.PREDICTED
-    golden = next(result for result in outcome.results if result.name == checks.GOLDEN_SET)
-    assert golden.status != checks.FAILED, golden.summary
+    assert robustness.status == PASSED, robustness.summary
+    assert cases[("signed_up", "wrong type ('not-a-date')")] == REJECTED
+    assert cases[("avatar", "wrong type ('not base64!')")] == REJECTED
+    assert cases[("signed_up", "with a time zone")] == PREDICTED
+    golden = next(result for result in outcome.results if result.name == GOLDEN_SET)
+    assert golden.status != FAILED, golden.summary
 
 
 def test_inspection_reads_the_fixture_without_mlflow(tmp_path: Path) -> None:

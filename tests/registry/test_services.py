@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from registry import audit, services
+from registry import audit, registration, services
 from registry.choices import FileKind, VersionStatus
 from registry.models import AuditEvent, ModelVersion
 from tests.conftest import stored_files
@@ -67,7 +67,7 @@ def test_it_removes_stored_files_when_the_database_write_fails(churn_model, auth
     def fail(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services, "audit_event_create", fail)
+    monkeypatch.setattr(registration, "audit_event_create", fail)
     with pytest.raises(RuntimeError):
         register(churn_model, author)
     assert stored_files(tmp_path) == []

@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from config.api import ConflictError
-from registry import consumers, workflow
+from registry import audit, consumers, workflow
 from registry.choices import VersionStatus as S
 from registry.models import AuditEvent, CheckRun, ModelVersion, RegisteredModel, SignOff, Tag
 from tests.factories import UserFactory
@@ -127,6 +127,12 @@ def test_every_table_entry_names_existing_statuses() -> None:
     for transition in workflow.TRANSITIONS.values():
         assert transition.target in S.values
         assert transition.sources <= set(S.values)
+
+
+def test_every_status_group_names_existing_statuses() -> None:
+    # The groups are written by value: inside the class body a member is still its (value, label) pair.
+    for group in (S.OPEN, S.CHECK_SOURCES, S.WITH_AUTHOR):
+        assert group <= set(S.values)
 
 
 def test_request_changes_and_resubmit_open_a_new_round(
@@ -244,8 +250,8 @@ def test_production_at_answers_who_approved_on_what_evidence(
     act(second_reviewer, passed, "go_live", "Ship it.")
     after = timezone.now()
 
-    assert workflow.production_at(model=passed.model, at=before).version is None
-    answer = workflow.production_at(model=passed.model, at=after)
+    assert audit.production_at(model=passed.model, at=before).version is None
+    answer = audit.production_at(model=passed.model, at=after)
     assert answer.version == passed
     assert [(s.kind, s.user) for s in answer.signoffs] == [("approval", reviewer), ("go_live", second_reviewer)]
     assert answer.checks is not None

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from registry.artifacts import EstimatorPredictor
+from registry.predictors import EstimatorPredictor
 from scoring import runtime
 
 

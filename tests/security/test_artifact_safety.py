@@ -24,7 +24,7 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from sklearn.ensemble import RandomForestClassifier
 
-from registry import artifacts, loading
+from registry import artifacts, loading, predictors
 from registry.artifacts import ArtifactError, UntrustedArtifactError, ZipLimits
 from registry.models import CheckRun, ModelVersion
 from tests.registry.test_mlflow_models import model_zip
@@ -56,13 +56,13 @@ def payload(marker: Path) -> bytes:
 def load_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every call that would deserialise a model, recorded (and still made, so a miss would show)."""
     calls: list[str] = []
-    real_load = artifacts.load_artifact
+    real_load = predictors.load_artifact
 
-    def recording_load(path: Path, fmt: str, *, trusted_types: list[str]) -> artifacts.Predictor:
+    def recording_load(path: Path, fmt: str, *, trusted_types: list[str]) -> predictors.Predictor:
         calls.append(fmt)
         return real_load(path, fmt, trusted_types=trusted_types)
 
-    monkeypatch.setattr(artifacts, "load_artifact", recording_load)
+    monkeypatch.setattr(predictors, "load_artifact", recording_load)
     return calls
 
 
@@ -103,11 +103,11 @@ def test_a_pickle_is_not_loaded_with_a_trust_list_that_omits_what_it_imports(
     path.write_bytes(payload)
     # A caller that passes some other version's accepted types must not load this file.
     with pytest.raises(UntrustedArtifactError, match=r"system"):
-        artifacts.load_artifact(path, artifacts.PICKLE, trusted_types=["sklearn.pipeline.Pipeline"])
+        predictors.load_artifact(path, artifacts.PICKLE, trusted_types=["sklearn.pipeline.Pipeline"])
     zipped = tmp_path / "model.zip"
     zipped.write_bytes(mlflow_zip_bytes(payload))
     with pytest.raises(UntrustedArtifactError, match=r"system"):
-        artifacts.load_artifact(zipped, artifacts.MLFLOW, trusted_types=["sklearn.pipeline.Pipeline"])
+        predictors.load_artifact(zipped, artifacts.MLFLOW, trusted_types=["sklearn.pipeline.Pipeline"])
     assert not marker.exists()
 
 
@@ -247,7 +247,7 @@ def test_skops_untrusted_types_are_refused_until_a_reviewer_accepts_them(
         loading.load_version_model(version)
     # Even a caller that skips the version's flag cannot load it with fewer types than it needs.
     with pytest.raises(UntrustedArtifactError, match="Tree"):
-        artifacts.load_artifact(loading.verified_path(version.files.get(kind="artifact")), "skops", trusted_types=[])
+        predictors.load_artifact(loading.verified_path(version.files.get(kind="artifact")), "skops", trusted_types=[])
 
     accept = f"{VERSIONS}1/accept-untrusted-types/"
     assert api(author).post(accept, {}, format="json").status_code == 403

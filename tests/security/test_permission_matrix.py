@@ -48,7 +48,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from monitoring.models import Alert, AlertRule, Report
-from registry import roles, services, workflow
+from registry import registration, roles, services, workflow
 from registry.choices import FileKind
 from registry.choices import VersionStatus as S
 from registry.compilation_services import compilation_run
@@ -93,10 +93,10 @@ def _register(model: RegisteredModel, actor: Any, *, with_files: bool = False) -
             "notebook": SimpleUploadedFile("analysis.ipynb", notebook_json()),
             "reference_data": SimpleUploadedFile("reference.parquet", reference.getvalue()),
         }
-    return services.version_register(
+    return registration.version_register(
         actor=actor,
         model=model,
-        upload=services.VersionUpload(
+        upload=registration.VersionUpload(
             artifact=SimpleUploadedFile("model.skops", ARTIFACT), input_schema=json.dumps(INPUT_SCHEMA), **extra
         ),
     )

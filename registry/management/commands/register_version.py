@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from registry import services
+from registry import registration, services
 from registry.choices import ArtifactFormat, ModelTask
 from registry.client import mlflow_directory_zip
 from registry.models import RegisteredModel
@@ -92,10 +92,10 @@ class Command(BaseCommand):
 
             try:
                 model = self._model(options, user)
-                version = services.version_register(
+                version = registration.version_register(
                     actor=user,
                     model=model,
-                    upload=services.VersionUpload(
+                    upload=registration.VersionUpload(
                         artifact=zipped or open_file(artifact),  # type: ignore[arg-type]
                         format=options["format"],
                         release_notes=options["release_notes"].read_text() if options["release_notes"] else "",
