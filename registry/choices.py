@@ -1,3 +1,5 @@
+import enum
+
 from django.db import models
 
 
@@ -36,6 +38,8 @@ class VersionStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
     REJECTED = "rejected", "Rejected"
     DEPRECATED = "deprecated", "Do not use"
+    # Passed review, so may score; values, as in the class body the names above are (value, label) pairs.
+    SERVABLE = enum.nonmember(frozenset({"approved", "checks_passed", "production", "retired"}))
 
 
 class FileKind(models.TextChoices):
