@@ -38,14 +38,11 @@ def _scores(run: Any, version: ModelVersion, entity_ids: list[str], labels: Any,
         run_id=run.pk,
         model_id=version.model_id,
         version_id=version.pk,
-        scored_at=NOW,
+        scored_at=timezone.now(),
         entity_ids=pa.array(entity_ids, type=pa.string()),
         labels=np.asarray(labels),
         probabilities=None if probabilities is None else np.array(probabilities, dtype=float),
     )
-
-
-NOW = timezone.now()
 
 
 def test_it_writes_awkward_values_and_skips_scores_already_stored(run: Any, production: ModelVersion) -> None:
