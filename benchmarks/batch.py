@@ -3,7 +3,7 @@
 A StandardScaler + HistGradientBoostingClassifier pipeline (100 trees) is registered as skops and
 put in production in a fresh Model Factory on PostgreSQL (a database created for the run and
 dropped after it) with Redis as the broker. A batch job reads a Parquet file of N rows x F features;
-each run goes end to end through the product: `scoring.batch.run_start` → the start task snapshots
+each run goes end to end through the product: `scoring.batch.runs.run_start` → the start task snapshots
 the input and queues one task per chunk → Celery worker processes (each `--concurrency 1`) score
 the chunks and COPY the scores into PostgreSQL → the last chunk marks the run succeeded. The run is
 timed from `run_start` until its status is succeeded, once per worker count.
@@ -126,12 +126,12 @@ def celery_workers(count: int, workdir: Path) -> Iterator[None]:
 
 
 def timed_run(job: Any, author: Any) -> Timing:
-    from scoring import batch
+    from scoring.batch.runs import run_start
     from scoring.models import BatchRun
 
     started = time.perf_counter()
-    run = batch.run_start(job=job, actor=author)
-    while run.status not in batch.TERMINAL:
+    run = run_start(job=job, actor=author)
+    while run.status not in BatchRun.Status.TERMINAL:
         time.sleep(0.1)
         run.refresh_from_db()
     total = time.perf_counter() - started
@@ -199,7 +199,8 @@ def main() -> int:
             )
             from django.db import connection
 
-            from scoring import batch
+            from scoring.batch.services import job_create
+            from scoring.batch.sources import batch_input_dir
 
             golden = frame.iloc[:50].assign(expected=pipeline.predict(frame.iloc[:50]))
             golden.to_csv(workdir / "golden_set.csv", index=False)
@@ -212,9 +213,9 @@ def main() -> int:
                 columns=list(frame.columns),
             )
             print(f"  Model Factory on {database_url}: {production.version} is in production")
-            batch.batch_input_dir().mkdir(parents=True, exist_ok=True)
-            frame.assign(entity_id=np.arange(args.rows)).to_parquet(batch.batch_input_dir() / "input.parquet")
-            job = batch.job_create(
+            batch_input_dir().mkdir(parents=True, exist_ok=True)
+            frame.assign(entity_id=np.arange(args.rows)).to_parquet(batch_input_dir() / "input.parquet")
+            job = job_create(
                 actor=production.author,
                 model=production.model,
                 name="bench",

@@ -25,7 +25,8 @@ from monitoring import reports
 from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, RetrainingRecipe
 from registry import services, workflow
 from registry.models import RegisteredModel
-from scoring import batch, runtime
+from scoring import runtime
+from scoring.batch import sources
 from scoring.models import Prediction
 
 WEEKS = 12
@@ -67,8 +68,8 @@ def play(*, model: RegisteredModel, users: dict[str, Any], say: Callable[[str], 
 
         # Under the batch input folder, the only place a recipe may read training files from.
         data_path = Path("demo") / "churn-recent-customers.parquet"
-        (batch.batch_input_dir() / data_path).parent.mkdir(parents=True, exist_ok=True)
-        recent.to_parquet(batch.batch_input_dir() / data_path, index=False)
+        (sources.batch_input_dir() / data_path).parent.mkdir(parents=True, exist_ok=True)
+        recent.to_parquet(sources.batch_input_dir() / data_path, index=False)
         RetrainingRecipe.objects.create(
             model=model, callable_path=RETRAINING_RECIPE, data_path=str(data_path), created_by=users["ada"]
         )
@@ -123,7 +124,7 @@ def _day(model_version: Any, day: int, at: Any) -> tuple[pd.DataFrame, list[Pred
         )
         in_region = (customers["region"] == REGION).to_numpy()
         customers.loc[in_region] = raised.loc[in_region]
-    loaded = runtime.models.version(model_version.pk)
+    loaded = runtime.model_cache.loaded_version(model_version.pk)
     inputs = customers[FEATURES]
     labels = np.asarray(loaded.predictor.predict(inputs))
     probabilities = np.asarray(loaded.predictor.predict_proba(inputs))

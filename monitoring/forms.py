@@ -8,7 +8,7 @@ from django import forms
 
 from monitoring.models import AlertRule, MonitoringConfig, RetrainingRecipe
 from monitoring.services import CONFIG_FIELDS, RECIPE_FIELDS
-from scoring import batch
+from scoring.batch import sources
 
 
 class ColumnsField(forms.CharField):
@@ -53,6 +53,6 @@ class RetrainingRecipeForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.fields["data_connection"].choices = [("", "—")] + [  # type: ignore[attr-defined]
-            (name, name) for name in sorted(batch.scoring_databases())
+            (name, name) for name in sorted(sources.scoring_databases())
         ]
-        self.fields["data_path"].help_text = f"CSV or Parquet, relative to {batch.batch_input_dir()}"
+        self.fields["data_path"].help_text = f"CSV or Parquet, relative to {sources.batch_input_dir()}"

@@ -237,7 +237,7 @@ def _prediction_drift(
     if PREDICTION in reference:
         expected = reference[PREDICTION]
     else:
-        loaded = runtime.models.version(version.pk)
+        loaded = runtime.model_cache.loaded_version(version.pk)
         expected = pd.Series(np.asarray(loaded.predictor.predict(reference[columns])))
     current = frame[PREDICTION]
     if version.model.task == ModelTask.REGRESSION:

@@ -24,7 +24,7 @@ from registry.choices import VersionStatus
 from registry.client import capture_environment, estimator_params, output_schema
 from registry.schema import infer_schema
 from registry.tables import read_table
-from scoring import batch
+from scoring.batch import sources
 
 
 def load_callable(path: str) -> Callable[[pd.DataFrame], dict[str, Any]]:
@@ -42,8 +42,8 @@ def load_callable(path: str) -> Callable[[pd.DataFrame], dict[str, Any]]:
 def training_data(recipe: RetrainingRecipe) -> pd.DataFrame:
     """The recipe's training data: a file under the batch input folder, or a SELECT on a scoring database."""
     if recipe.data_path:
-        return read_table(batch.resolve_input_path(recipe.data_path))
-    return batch.sql_input_frame(recipe.data_connection, recipe.data_query)
+        return read_table(sources.resolve_input_path(recipe.data_path))
+    return sources.sql_input_frame(recipe.data_connection, recipe.data_query)
 
 
 def _table(frame: pd.DataFrame, name: str) -> SimpleUploadedFile:

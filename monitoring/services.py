@@ -20,7 +20,7 @@ from registry.audit import audit_event_create
 from registry.models import RegisteredModel
 from registry.schema import parse_schema
 from registry.selectors import production_version
-from scoring import batch
+from scoring.batch import sources
 from scoring.models import MAX_ENTITY_ID_LENGTH, Prediction
 
 MAX_ACTUALS_PER_REQUEST = 50_000
@@ -331,12 +331,12 @@ def _recipe_errors(fields: dict[str, str]) -> dict[str, list[str]]:
         errors["data_path"] = ["Give either a training-data file or a SQL query (one of them)."]
     elif fields["data_path"]:
         try:
-            batch.resolve_input_path(fields["data_path"])
+            sources.resolve_input_path(fields["data_path"])
         except ValueError as exc:
             errors["data_path"] = [str(exc)]
     else:
         try:
-            batch.sql_input_columns(fields["data_connection"], fields["data_query"])
+            sources.sql_input_columns(fields["data_connection"], fields["data_query"])
         except ValueError as exc:
             errors["data_query"] = [str(exc)]
     return errors

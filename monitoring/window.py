@@ -14,7 +14,7 @@ from django.db.models import Q
 
 from monitoring.models import Actual
 from registry.models import RegisteredModel
-from scoring.batch import read_snapshot
+from scoring.batch.snapshots import read_snapshot
 from scoring.models import BatchRun, BatchScore, Prediction
 
 # Columns the window adds next to the model's inputs.

@@ -38,6 +38,8 @@ class VersionStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
     REJECTED = "rejected", "Rejected"
     DEPRECATED = "deprecated", "Do not use"
+    # Passed review, so may score; values, as in the class body the names above are (value, label) pairs.
+    SERVABLE = enum.nonmember(frozenset({"approved", "checks_passed", "production", "retired"}))
 
     # Groups of statuses, by value: inside the class body a member is still its (value, label) pair.
     # Not decided yet: a reviewer may still reject the version (or, once submitted, send it back).

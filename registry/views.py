@@ -15,9 +15,9 @@ from registry.choices import FileKind, ModelTask, VersionStatus
 from registry.forms import MlflowImportForm, flash_errors, form_apply_errors
 from registry.loading import ArtifactIntegrityError, verified_compiled_path, verified_path
 from registry.models import Compilation, RegisteredModel, Tag, VersionFile
+from registry.panels import version_panels
 from registry.rendering import render_markdown, render_notebook
 from registry.tables import read_table
-from scoring import selectors as scoring_selectors
 
 GOLDEN_PREVIEW_ROWS = 10
 
@@ -141,8 +141,7 @@ def version_detail(request: HttpRequest, name: str, number: int) -> HttpResponse
             "comparison": selectors.version_comparison(version=version),
             "review": selectors.version_review(version=version),
             "actions": workflow.available_actions(user=user, version=version),
-            # Scoring reads the registry, not the other way round, except for this summary on the page.
-            "usage": scoring_selectors.version_usage(version=version),
+            "panels": version_panels(version),
             "serving": selectors.serving_engine(version=version),
             "can_accept_trust": (
                 version.requires_trust

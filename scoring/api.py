@@ -21,7 +21,8 @@ from config.authentication import UserTokenAuthentication
 from config.openapi import error_responses
 from registry.loading import ArtifactIntegrityError
 from registry.models import ModelVersion
-from scoring import formats, runtime, services
+from registry.permissions import may_view_models
+from scoring import formats, realtime, runtime
 from scoring.authentication import ConsumerPrincipal, ConsumerRateThrottle, ConsumerTokenAuthentication
 from scoring.models import Prediction
 
@@ -55,7 +56,7 @@ class ScoringView(APIView):
             if principal.consumer.model.name != model_name:
                 raise PermissionDenied("This consumer token is for another model.")
             return principal.consumer
-        if not principal.has_perm("registry.view_registeredmodel"):
+        if not may_view_models(principal):
             raise PermissionDenied("You may not score with this model.")
         return None
 
@@ -63,16 +64,16 @@ class ScoringView(APIView):
         pinned = consumer.pinned_version if consumer is not None else None
         try:
             if number is not None:
-                return runtime.models.pinned(name, number)
+                return runtime.model_cache.loaded_pinned(name, number)
             if pinned is not None:
-                return runtime.models.pinned(name, pinned.number)
-            return runtime.models.production(name)
+                return runtime.model_cache.loaded_pinned(name, pinned.number)
+            return runtime.model_cache.loaded_production(name)
         except ModelVersion.DoesNotExist as exc:
             raise NotFound(str(exc)) from exc
         except runtime.NoProductionVersionError as exc:
             raise NotFound(f"{name} has no version in production.") from exc
 
-    def _score(self, request: Request, name: str, number: int | None) -> tuple[services.Scored | None, Response | None]:
+    def _score(self, request: Request, name: str, number: int | None) -> tuple[realtime.Scored | None, Response | None]:
         consumer = self._check_access(request, name)
         try:
             loaded = self._loaded(request, name, number, consumer)
@@ -86,7 +87,7 @@ class ScoringView(APIView):
             entity_ids = request.data.get("entity_ids") if isinstance(request.data, dict) else None
             if entity_ids is not None and not isinstance(entity_ids, list):
                 raise formats.RequestFormatError("entity_ids: must be a list, one per row.")
-            scored = services.predict(
+            scored = realtime.predict(
                 loaded=loaded,
                 records=records,
                 consumer=consumer,
@@ -95,7 +96,7 @@ class ScoringView(APIView):
             )
         except formats.RequestFormatError as exc:
             return None, Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        except services.InvalidInputError as exc:
+        except realtime.InvalidInputError as exc:
             return None, Response(exc.as_json(), status=status.HTTP_400_BAD_REQUEST)
         return scored, None
 
@@ -175,7 +176,7 @@ INVOCATIONS_RESPONSES = {
 }
 
 
-def _native(scored: services.Scored) -> dict[str, Any]:
+def _native(scored: realtime.Scored) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": scored.model,
         "version": scored.version,
@@ -252,7 +253,7 @@ def _visible_prediction(request: Request, prediction_id: str) -> Prediction:
     if isinstance(principal, ConsumerPrincipal):
         if prediction.consumer_id != principal.consumer.pk:
             raise NotFound("No such prediction.")  # other consumers' predictions do not exist for you
-    elif not principal.has_perm("registry.view_registeredmodel"):
+    elif not may_view_models(principal):
         raise PermissionDenied()
     return prediction
 
@@ -289,7 +290,7 @@ class PredictionReproduceApi(ScoringView):
     def post(self, request: Request, prediction_id: str) -> Response:
         prediction = _visible_prediction(request, prediction_id)
         try:
-            result = services.reproduce(prediction=prediction)
+            result = realtime.reproduce(prediction=prediction)
         except (ValueError, ArtifactIntegrityError) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(

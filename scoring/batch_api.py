@@ -20,21 +20,35 @@ from config.authentication import UserTokenAuthentication
 from config.openapi import COMMON_ERRORS, error_responses
 from registry import selectors
 from registry.models import RegisteredModel
-from scoring import batch
 from scoring.authentication import ConsumerPrincipal, ConsumerRateThrottle, ConsumerTokenAuthentication
+from scoring.batch.runs import run_resume, run_start
+from scoring.batch.selectors import (
+    JobRow,
+    job_get,
+    job_list,
+    job_row,
+    latest_score,
+    run_get,
+    run_list,
+    run_progress,
+    run_rejects,
+    schedule_of,
+)
+from scoring.batch.services import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS, job_create, job_schedule, job_unschedule
 from scoring.models import BatchJob, BatchReject, BatchRun, BatchScore
+from scoring.permissions import may_view_batches
 
 
 def _visible_model(request: Request, name: str) -> RegisteredModel:
-    if not batch.may_view_batches(request.user):
+    if not may_view_batches(request.user):
         raise PermissionDenied("You may not see batch scoring.")
     return selectors.model_get(name=name)
 
 
 def _visible_run(request: Request, run_id: int) -> BatchRun:
-    if not batch.may_view_batches(request.user):
+    if not may_view_batches(request.user):
         raise PermissionDenied("You may not see batch scoring.")
-    return batch.run_get(run_id=run_id)
+    return run_get(run_id=run_id)
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -105,7 +119,7 @@ class BatchRunDetailOutput(BatchRunOutput):
 
 
 def _run_detail(run: BatchRun) -> dict[str, Any]:
-    progress = batch.run_progress(run=run)
+    progress = run_progress(run=run)
     data = dict(BatchRunOutput(run).data)
     data["chunks_failed"] = progress.chunks_failed
     data["chunk_errors"] = BatchChunkErrorOutput(progress.chunk_errors, many=True).data
@@ -128,7 +142,7 @@ class BatchJobOutput(serializers.Serializer):
     last_run = BatchRunOutput(allow_null=True)
     created_at = serializers.DateTimeField(source="job.created_at")
 
-    def get_input_file(self, row: batch.JobRow) -> str | None:
+    def get_input_file(self, row: JobRow) -> str | None:
         return (row.job.input_file.name or "").rsplit("/", 1)[-1] or None
 
 
@@ -173,14 +187,14 @@ class BatchJobListApi(APIView):
         )
         write_parquet = serializers.BooleanField(required=False, default=False)
         chunk_rows = serializers.IntegerField(
-            required=False, default=batch.DEFAULT_CHUNK_ROWS, min_value=1, max_value=batch.MAX_CHUNK_ROWS
+            required=False, default=DEFAULT_CHUNK_ROWS, min_value=1, max_value=MAX_CHUNK_ROWS
         )
 
     @extend_schema(responses=BatchJobOutput(many=True), summary="List a model's batch scoring jobs")
     def get(self, request: Request, name: str) -> Response:
         model = _visible_model(request, name)
         return paginated_response(
-            request=request, view=self, queryset=batch.job_list(model=model), serializer_class=BatchJobOutput
+            request=request, view=self, queryset=job_list(model=model), serializer_class=BatchJobOutput
         )
 
     @extend_schema(
@@ -192,16 +206,16 @@ class BatchJobListApi(APIView):
         model = _visible_model(request, name)
         payload = self.BatchJobCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        job = batch.job_create(actor=request.user, model=model, **payload.validated_data)
-        return Response(BatchJobOutput(batch.job_row(job)).data, status=status.HTTP_201_CREATED)
+        job = job_create(actor=request.user, model=model, **payload.validated_data)
+        return Response(BatchJobOutput(job_row(job)).data, status=status.HTTP_201_CREATED)
 
 
 class BatchJobDetailApi(APIView):
     @extend_schema(responses=BatchJobOutput, summary="A batch scoring job, its schedule and last run")
     def get(self, request: Request, name: str, job: str) -> Response:
         model = _visible_model(request, name)
-        found = batch.job_get(model=model, name=job)
-        return Response(BatchJobOutput(batch.job_row(found)).data)
+        found = job_get(model=model, name=job)
+        return Response(BatchJobOutput(job_row(found)).data)
 
 
 class BatchJobScheduleApi(APIView):
@@ -219,16 +233,16 @@ class BatchJobScheduleApi(APIView):
     )
     def put(self, request: Request, name: str, job: str) -> Response:
         model = _visible_model(request, name)
-        found = batch.job_get(model=model, name=job)
+        found = job_get(model=model, name=job)
         payload = self.BatchScheduleInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        found = batch.job_schedule(actor=request.user, job=found, **payload.validated_data)
-        return Response(BatchScheduleOutput(batch.schedule_of(found)).data)
+        found = job_schedule(actor=request.user, job=found, **payload.validated_data)
+        return Response(BatchScheduleOutput(schedule_of(found)).data)
 
     @extend_schema(request=None, responses={204: None}, summary="Remove a job's schedule")
     def delete(self, request: Request, name: str, job: str) -> Response:
         model = _visible_model(request, name)
-        batch.job_unschedule(actor=request.user, job=batch.job_get(model=model, name=job))
+        job_unschedule(actor=request.user, job=job_get(model=model, name=job))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -236,7 +250,7 @@ class BatchJobRunListApi(APIView):
     @extend_schema(responses=BatchRunOutput(many=True), summary="The runs of a job, newest first")
     def get(self, request: Request, name: str, job: str) -> Response:
         model = _visible_model(request, name)
-        runs = batch.run_list(job=batch.job_get(model=model, name=job))
+        runs = run_list(job=job_get(model=model, name=job))
         return paginated_response(request=request, view=self, queryset=runs, serializer_class=BatchRunOutput)
 
     @extend_schema(
@@ -250,8 +264,8 @@ class BatchJobRunListApi(APIView):
     )
     def post(self, request: Request, name: str, job: str) -> Response:
         model = _visible_model(request, name)
-        run = batch.run_start(job=batch.job_get(model=model, name=job), actor=request.user)
-        return Response(BatchRunOutput(batch.run_get(run_id=run.pk)).data, status=status.HTTP_202_ACCEPTED)
+        run = run_start(job=job_get(model=model, name=job), actor=request.user)
+        return Response(BatchRunOutput(run_get(run_id=run.pk)).data, status=status.HTTP_202_ACCEPTED)
 
 
 # --- runs -------------------------------------------------------------------------------------------
@@ -270,14 +284,14 @@ class BatchRunResumeApi(APIView):
         summary="Resume a failed run: failed chunks are tried again, done ones kept",
     )
     def post(self, request: Request, run_id: int) -> Response:
-        run = batch.run_resume(actor=request.user, run=_visible_run(request, run_id))
-        return Response(_run_detail(batch.run_get(run_id=run.pk)), status=status.HTTP_202_ACCEPTED)
+        run = run_resume(actor=request.user, run=_visible_run(request, run_id))
+        return Response(_run_detail(run_get(run_id=run.pk)), status=status.HTTP_202_ACCEPTED)
 
 
 class BatchRunRejectListApi(APIView):
     @extend_schema(responses=BatchRejectOutput(many=True), summary="Rows a run refused, with the reasons")
     def get(self, request: Request, run_id: int) -> Response:
-        rejects = batch.run_rejects(run=_visible_run(request, run_id))
+        rejects = run_rejects(run=_visible_run(request, run_id))
         return paginated_response(request=request, view=self, queryset=rejects, serializer_class=BatchRejectOutput)
 
 
@@ -323,7 +337,7 @@ class EntityScoreApi(APIView):
                 raise PermissionDenied("This consumer token is for another model.")
         else:
             model = _visible_model(request, name)
-        score = batch.latest_score(model=model, entity_id=entity_id)
+        score = latest_score(model=model, entity_id=entity_id)
         if score is None:
             raise NotFound(f"{name} has no batch score for {entity_id!r}.")
         return Response(BatchScoreOutput(score).data)

@@ -8,8 +8,10 @@ from django import forms
 from django_celery_beat.models import PeriodicTask
 
 from registry import schedules
+from registry.choices import VersionStatus
 from registry.models import RegisteredModel
-from scoring import batch, runtime
+from scoring.batch.services import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS
+from scoring.batch.sources import batch_input_dir, scoring_databases
 from scoring.models import BatchJob
 
 
@@ -33,20 +35,20 @@ class BatchJobForm(forms.Form):
         help_text="Production: whichever is live at run time",
     )
     chunk_rows = forms.IntegerField(
-        label="Rows per chunk", initial=batch.DEFAULT_CHUNK_ROWS, min_value=1, max_value=batch.MAX_CHUNK_ROWS
+        label="Rows per chunk", initial=DEFAULT_CHUNK_ROWS, min_value=1, max_value=MAX_CHUNK_ROWS
     )
     write_parquet = forms.BooleanField(label="Also write the scores to a Parquet file", required=False)
 
     def __init__(self, *args: Any, model: RegisteredModel, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        databases = sorted(batch.scoring_databases())
+        databases = sorted(scoring_databases())
         self.fields["sql_connection"].choices = [("", "—")] + [(name, name) for name in databases]  # type: ignore[attr-defined]
-        servable = model.versions.filter(status__in=runtime.SERVABLE).order_by("-number")
+        servable = model.versions.filter(status__in=VersionStatus.SERVABLE).order_by("-number")
         self.fields["pinned_version"].choices = [("", "The production version")] + [  # type: ignore[attr-defined]
             (version.number, f"Version {version.number} ({version.get_status_display().lower()})")
             for version in servable
         ]
-        self.fields["input_path"].help_text = f"Relative to {batch.batch_input_dir()}"
+        self.fields["input_path"].help_text = f"Relative to {batch_input_dir()}"
 
 
 class ScheduleForm(forms.Form):

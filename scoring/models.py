@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 
 from django.conf import settings
@@ -134,6 +135,9 @@ class BatchRun(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        # Values, not the names above: in the class body those are still (value, label) pairs.
+        ACTIVE = enum.nonmember(frozenset({"pending", "running"}))
+        TERMINAL = enum.nonmember(frozenset({"succeeded", "failed"}))  # a failed run may still resume
 
     job = models.ForeignKey(BatchJob, on_delete=models.PROTECT, related_name="runs")
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")

@@ -49,9 +49,6 @@ class VersionNotServableError(Exception):
         self.use_instead = use_instead
 
 
-# Pinned predictions are allowed for versions that passed review; "do not use" answers 410.
-SERVABLE = {VersionStatus.APPROVED, VersionStatus.CHECKS_PASSED, VersionStatus.PRODUCTION, VersionStatus.RETIRED}
-
 # Classifiers whose predict() is the argmax of scores that predict_proba() maps to probabilities without
 # changing their order, so a label can be read off the probabilities instead of running the model again.
 _PREDICT_IS_ARGMAX = (
@@ -224,6 +221,10 @@ def load(version: ModelVersion, *, engine: str | None = None) -> LoadedModel:
 
 
 class ModelCache:
+    """The loaded models of this process, by version, at most `max_models` of them (the least recently
+    loaded goes first), and which version of each model is in production or pinned, re-read at most
+    every MF_PRODUCTION_REFRESH_SECONDS."""
+
     def __init__(self, max_models: int = 8):
         self.max_models = max_models
         self._lock = threading.Lock()
@@ -238,7 +239,7 @@ class ModelCache:
             self._production.clear()
             self._pinned.clear()
 
-    def production(self, model_name: str) -> LoadedModel:
+    def loaded_production(self, model_name: str) -> LoadedModel:
         cached = self._production.get(model_name)
         now = time.monotonic()
         if cached is not None and cached[1] > now:
@@ -252,9 +253,9 @@ class ModelCache:
             self._production[model_name] = (version_id, now + settings.MF_PRODUCTION_REFRESH_SECONDS)
         if version_id is None:
             raise NoProductionVersionError(model_name)
-        return self.version(version_id)
+        return self.loaded_version(version_id)
 
-    def pinned(self, model_name: str, number: int) -> LoadedModel:
+    def loaded_pinned(self, model_name: str, number: int) -> LoadedModel:
         """A named version, if its status lets it serve; the status is re-read at most once a second."""
         key = (model_name, number)
         cached = self._pinned.get(key)
@@ -268,7 +269,7 @@ class ModelCache:
         if found is None:
             raise ModelVersion.DoesNotExist(f"{model_name} has no version {number}.")
         version_id, status = found
-        if status not in SERVABLE:
+        if status not in VersionStatus.SERVABLE:
             production = (
                 ModelVersion.objects.filter(model__name=model_name, status=VersionStatus.PRODUCTION)
                 .values_list("number", flat=True)
@@ -281,9 +282,9 @@ class ModelCache:
             else:
                 message = f"{model_name} version {number} is {label}: only approved versions serve.{instead}"
             raise VersionNotServableError(message, gone=status == VersionStatus.DEPRECATED, use_instead=production)
-        return self.version(version_id)
+        return self.loaded_version(version_id)
 
-    def version(self, version_id: int) -> LoadedModel:
+    def loaded_version(self, version_id: int) -> LoadedModel:
         loaded = self._models.get(version_id)
         if loaded is not None:
             return loaded
@@ -303,4 +304,4 @@ class ModelCache:
         return loaded
 
 
-models = ModelCache()
+model_cache = ModelCache()

@@ -1,4 +1,4 @@
-"""Batch scoring tasks: thin wrappers that take IDs and call scoring.batch.
+"""Batch scoring tasks: thin wrappers that take IDs and call the services of scoring.batch.
 
 No task waits for another (there is no result backend): the start task queues one task per chunk,
 and each chunk task, after committing, finalizes the run if it was the last one.
@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from config.errors import unavailable_dependency
-from scoring import batch
+from scoring.batch import chunks, runs, selectors
 from scoring.models import BatchJob
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def run_batch_job(job_id: int) -> None:
         logger.warning("Scheduled batch job %s no longer exists", job_id)
         return
     try:
-        batch.run_start(job=job, trigger=batch.TRIGGER_SCHEDULE)
+        runs.run_start(job=job, trigger=runs.TRIGGER_SCHEDULE)
     except ValidationError as exc:
         logger.warning("Scheduled run of %s not started: %s", job, "; ".join(exc.messages))
 
@@ -51,7 +51,7 @@ def queue_chunks(run_id: int, chunk_indexes: list[int]) -> None:
 @shared_task(time_limit=120, soft_time_limit=110)
 def requeue_stalled_chunks() -> None:
     """Beat, every few minutes: queue again the chunks of runs that stopped moving (lost by the broker)."""
-    stalled = batch.stalled_chunks(quiet_for=timedelta(minutes=settings.MF_BATCH_STALL_MINUTES))
+    stalled = selectors.stalled_chunks(quiet_for=timedelta(minutes=settings.MF_BATCH_STALL_MINUTES))
     for run_id, indexes in stalled.items():
         logger.warning("Batch run %s made no progress; queueing its %s remaining chunks again", run_id, len(indexes))
         queue_chunks(run_id, indexes)
@@ -70,16 +70,16 @@ def _wait_for_dependency(task: Task[Any, Any], exc: Exception) -> None:
 def start_batch_run(self: Task[Any, Any], run_id: int) -> None:
     """Snapshot the input, split it into chunks and queue them; for a prepared run, requeue what is left."""
     try:
-        pending = batch.run_prepare(run_id=run_id)
+        pending = runs.run_prepare(run_id=run_id)
     except Exception as exc:  # this task owns the run's status: any failure is recorded on the run
         _wait_for_dependency(self, exc)
         logger.exception("Batch run %s could not start", run_id)
-        batch.run_fail(run_id=run_id, error=f"Could not read the input: {type(exc).__name__}: {exc}")
+        runs.run_fail(run_id=run_id, error=f"Could not read the input: {type(exc).__name__}: {exc}")
         return
     if pending:
         transaction.on_commit(lambda: queue_chunks(run_id, pending))
     else:
-        batch.run_finalize(run_id=run_id)  # an empty input, or every chunk done before a crash
+        runs.run_finalize(run_id=run_id)  # an empty input, or every chunk done before a crash
 
 
 @shared_task(
@@ -96,14 +96,14 @@ def start_batch_run(self: Task[Any, Any], run_id: int) -> None:
 def score_batch_chunk(self: Task[Any, Any], run_id: int, chunk_index: int) -> None:
     """Score one chunk exactly once; after the last retry a failing chunk fails its run (which may resume)."""
     try:
-        batch.chunk_score(run_id=run_id, chunk_index=chunk_index)
+        chunks.chunk_score(run_id=run_id, chunk_index=chunk_index)
     except Exception as exc:
         # Retries spent waiting for the database count in request.retries too: a chunk that then
         # fails on its own has fewer attempts left (but at least one).
         _wait_for_dependency(self, exc)
         retries = self.max_retries if self.max_retries is not None else CHUNK_MAX_RETRIES
         final = self.request.retries >= retries
-        batch.chunk_record_error(
+        chunks.chunk_record_error(
             run_id=run_id, chunk_index=chunk_index, error=f"{type(exc).__name__}: {exc}", final=final
         )
         if final:
@@ -111,4 +111,4 @@ def score_batch_chunk(self: Task[Any, Any], run_id: int, chunk_index: int) -> No
             return
         raise  # autoretry_for queues the next attempt, with exponential backoff
     # Checked after every chunk (also one found already done): the last to commit finalizes the run.
-    batch.run_finalize(run_id=run_id)
+    runs.run_finalize(run_id=run_id)

@@ -13,16 +13,18 @@ from config.api import ConflictError
 from registry import selectors
 from registry.forms import form_apply_errors
 from registry.models import RegisteredModel
-from scoring import batch
+from scoring.batch import runs, services
+from scoring.batch import selectors as batch_selectors
 from scoring.forms import BatchJobForm, ScheduleForm
 from scoring.models import BatchJob, BatchRun
+from scoring.permissions import may_manage_batches, may_view_batches
 
 RUNS_PER_PAGE = 20
 REJECTS_PER_PAGE = 50
 
 
 def _model(request: HttpRequest, name: str) -> RegisteredModel:
-    if not batch.may_view_batches(request.user):
+    if not may_view_batches(request.user):
         raise PermissionDenied
     return selectors.model_get(name=name)
 
@@ -37,7 +39,7 @@ def job_list(request: HttpRequest, name: str) -> HttpResponse:
     form = BatchJobForm(request.POST or None, request.FILES or None, model=model)
     if request.method == "POST" and form.is_valid():
         try:
-            job = batch.job_create(actor=request.user, model=model, **form.cleaned_data)
+            job = services.job_create(actor=request.user, model=model, **form.cleaned_data)
         except ValidationError as exc:
             form_apply_errors(form, exc)
         else:
@@ -48,9 +50,9 @@ def job_list(request: HttpRequest, name: str) -> HttpResponse:
         "scoring/job_list.html",
         {
             "model": model,
-            "rows": batch.job_list(model=model),
+            "rows": batch_selectors.job_list(model=model),
             "form": form,
-            "may_manage": batch.may_manage_batches(request.user),
+            "may_manage": may_manage_batches(request.user),
             "production": selectors.production_version(model=model),
         },
         status=400 if form.errors else 200,
@@ -58,18 +60,17 @@ def job_list(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def _render_job(request: HttpRequest, job: BatchJob, schedule_form: ScheduleForm, status: int = 200) -> HttpResponse:
-    runs = Paginator(batch.run_list(job=job), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(batch_selectors.run_list(job=job), RUNS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         "scoring/job_detail.html",
         {
             "model": job.model,
             "job": job,
-            "schedule": batch.schedule_of(job),
+            "schedule": batch_selectors.schedule_of(job),
             "schedule_form": schedule_form,
-            "page": runs,
-            "may_manage": batch.may_manage_batches(request.user),
-            "active_statuses": [BatchRun.Status.PENDING, BatchRun.Status.RUNNING],
+            "page": page,
+            "may_manage": may_manage_batches(request.user),
         },
         status=status,
     )
@@ -77,14 +78,14 @@ def _render_job(request: HttpRequest, job: BatchJob, schedule_form: ScheduleForm
 
 @require_GET
 def job_detail(request: HttpRequest, name: str, job: str) -> HttpResponse:
-    found = batch.job_get(model=_model(request, name), name=job)
+    found = batch_selectors.job_get(model=_model(request, name), name=job)
     return _render_job(request, found, ScheduleForm.for_task(found.periodic_task))
 
 
 @require_POST
 def job_schedule(request: HttpRequest, name: str, job: str) -> HttpResponse:
-    found = batch.job_get(model=_model(request, name), name=job)
-    if not batch.may_manage_batches(request.user):
+    found = batch_selectors.job_get(model=_model(request, name), name=job)
+    if not may_manage_batches(request.user):
         # Refused before the form is read, as creating a job is: a 403, not a form error.
         raise PermissionDenied
     form = ScheduleForm(request.POST)
@@ -92,17 +93,17 @@ def job_schedule(request: HttpRequest, name: str, job: str) -> HttpResponse:
         data = form.cleaned_data
         try:
             if data["kind"] == "none":
-                batch.job_unschedule(actor=request.user, job=found)
+                services.job_unschedule(actor=request.user, job=found)
                 messages.success(request, f"{found.name} no longer runs on a schedule.")
             else:
-                batch.job_schedule(
+                services.job_schedule(
                     actor=request.user,
                     job=found,
                     crontab=data["crontab"] if data["kind"] == "cron" else None,
                     every_minutes=data["every_minutes"] if data["kind"] == "interval" else None,
                     enabled=data["enabled"],
                 )
-                schedule = batch.schedule_of(found) or {}
+                schedule = batch_selectors.schedule_of(found) or {}
                 state = "" if data["enabled"] else " (disabled)"
                 messages.success(request, f"{found.name} now runs {schedule.get('description', '')}{state}.")
             return redirect(found)
@@ -118,9 +119,9 @@ def job_schedule(request: HttpRequest, name: str, job: str) -> HttpResponse:
 
 @require_POST
 def job_run(request: HttpRequest, name: str, job: str) -> HttpResponse:
-    found = batch.job_get(model=_model(request, name), name=job)
+    found = batch_selectors.job_get(model=_model(request, name), name=job)
     try:
-        run = batch.run_start(job=found, actor=request.user)
+        run = runs.run_start(job=found, actor=request.user)
     except (PermissionDenied, ValidationError, ConflictError) as exc:
         _flash(request, exc)
     else:
@@ -131,10 +132,10 @@ def job_run(request: HttpRequest, name: str, job: str) -> HttpResponse:
 @require_GET
 def run_detail(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
     model = _model(request, name)
-    run = batch.run_get(run_id=run_id)
+    run = batch_selectors.run_get(run_id=run_id)
     if run.job.model_id != model.pk:
         raise PermissionDenied
-    rejects = Paginator(batch.run_rejects(run=run), REJECTS_PER_PAGE).get_page(request.GET.get("page"))
+    rejects = Paginator(batch_selectors.run_rejects(run=run), REJECTS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         "scoring/run_detail.html",
@@ -142,9 +143,9 @@ def run_detail(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
             "model": model,
             "job": run.job,
             "run": run,
-            "progress": batch.run_progress(run=run),
+            "progress": batch_selectors.run_progress(run=run),
             "page": rejects,
-            "may_manage": batch.may_manage_batches(request.user),
+            "may_resume": run.status == BatchRun.Status.FAILED and may_manage_batches(request.user),
         },
     )
 
@@ -152,11 +153,11 @@ def run_detail(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
 @require_POST
 def run_resume(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
     model = _model(request, name)
-    run = batch.run_get(run_id=run_id)
+    run = batch_selectors.run_get(run_id=run_id)
     if run.job.model_id != model.pk:
         raise PermissionDenied
     try:
-        batch.run_resume(actor=request.user, run=run)
+        runs.run_resume(actor=request.user, run=run)
     except (PermissionDenied, ConflictError) as exc:
         _flash(request, exc)
     else:

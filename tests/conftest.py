@@ -281,5 +281,5 @@ def _fresh_process_state() -> None:
 
     from scoring import runtime
 
-    runtime.models.clear()
+    runtime.model_cache.clear()
     caches["throttle"].clear()

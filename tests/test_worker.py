@@ -18,7 +18,7 @@ from django.db import connection
 
 from config.celery import app
 from registry.models import ModelVersion
-from scoring import batch
+from scoring.batch import runs, services
 from scoring.models import BatchChunk, BatchRun, BatchScore
 from tests.scoring.batch_support import customer_table, use_input_dir, write_input
 
@@ -125,7 +125,7 @@ def test_a_batch_run_survives_a_worker_killed_mid_run_with_exactly_once_scores(
     inputs = use_input_dir(settings, tmp_path)
     rows = 30_000
     write_input(inputs, customer_table(rows))
-    job = batch.job_create(
+    job = services.job_create(
         actor=author,
         model=production.model,
         name="nightly",
@@ -136,7 +136,7 @@ def test_a_batch_run_survives_a_worker_killed_mid_run_with_exactly_once_scores(
     )
     visibility = "3"
     first, first_log = start_worker("first", MF_BROKER_VISIBILITY_TIMEOUT_SECONDS=visibility)
-    run = batch.run_start(job=job, actor=author)
+    run = runs.run_start(job=job, actor=author)
 
     def some_chunks_done() -> bool:
         run.refresh_from_db()

@@ -34,7 +34,8 @@ from monitoring import services as monitoring_services
 from monitoring.models import Report
 from registry import comments, consumers, registration, workflow
 from registry.models import RegisteredModel
-from scoring import batch
+from scoring.batch.runs import run_start
+from scoring.batch.services import job_create
 from scoring.models import BatchReject
 from tests.conftest import customers, notebook_json
 from tests.e2e.test_review_journey import sign_in
@@ -231,7 +232,7 @@ def hostile_world(author: Any, reviewer: Any, second_reviewer: Any, tmp_path: Pa
     upload = tmp_path / "customers.csv"
     batch_input.to_csv(upload, index=False)
     with upload.open("rb") as handle:
-        job = batch.job_create(
+        job = job_create(
             actor=author,
             model=model,
             name="nightly",
@@ -240,7 +241,7 @@ def hostile_world(author: Any, reviewer: Any, second_reviewer: Any, tmp_path: Pa
             input_file=File(handle, name="customers.csv"),
             chunk_rows=25,
         )
-    run = batch.run_start(job=job, actor=author)
+    run = run_start(job=job, actor=author)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert BatchReject.objects.filter(run=run).count() >= 1

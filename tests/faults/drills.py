@@ -354,14 +354,15 @@ def drill(args: argparse.Namespace, workdir: Path, pg: PrivatePostgres, redis: P
 
     from monitoring.models import Report
     from registry.models import AuditEvent
-    from scoring import batch
+    from scoring.batch.runs import run_start
+    from scoring.batch.services import job_create
     from scoring.models import BatchChunk, BatchRun, BatchScore, Prediction
 
     started = time.monotonic()
     try:
         model = train_model()
         write_batch_input(workdir, model, args.rows)
-        job = batch.job_create(
+        job = job_create(
             actor=app.production.author,
             model=app.production.model,
             name="drill",
@@ -370,7 +371,7 @@ def drill(args: argparse.Namespace, workdir: Path, pg: PrivatePostgres, redis: P
             entity_column="customer_id",
             chunk_rows=args.chunk_rows,
         )
-        second_job = batch.job_create(
+        second_job = job_create(
             actor=app.production.author,
             model=app.production.model,
             name="drill-run-now",
@@ -406,7 +407,7 @@ def drill(args: argparse.Namespace, workdir: Path, pg: PrivatePostgres, redis: P
         load.start("healthz", 4, "GET", f"{app.base_url}/healthz")
         time.sleep(3)
 
-        run = batch.run_start(job=job, actor=app.production.author)
+        run = run_start(job=job, actor=app.production.author)
         phases.enter("batch running")
 
         def chunks_done() -> bool:

@@ -29,7 +29,7 @@ from registry import backup as backups
 from registry import comments, workflow
 from registry.choices import VersionStatus
 from registry.models import AuditEvent, ModelVersion, RegisteredModel, VersionFile
-from scoring import batch
+from scoring.batch import services
 from scoring.models import BatchRun
 from tests.conftest import customers
 from tests.scoring.batch_support import customer_table, run_now, use_input_dir, write_input
@@ -76,7 +76,7 @@ def populated(
     frame = customer_table(40)
     frame.loc[3, "charges"] = -5.0  # one row for the rejects table
     write_input(inputs, frame, "nightly.csv")
-    job = batch.job_create(
+    job = services.job_create(
         actor=author,
         model=churn_model,
         name="nightly",
@@ -86,7 +86,7 @@ def populated(
         chunk_rows=15,
         write_parquet=True,
     )
-    batch.job_schedule(actor=author, job=job, crontab="30 2 * * *")
+    services.job_schedule(actor=author, job=job, crontab="30 2 * * *")
     run = run_now(job, author, django_capture_on_commit_callbacks)
     assert run.status == BatchRun.Status.SUCCEEDED, run.error
     assert (run.rows_scored, run.rows_rejected) == (39, 1)

@@ -31,7 +31,8 @@ from config.api import ConflictError
 from registry import audit, workflow
 from registry.choices import VersionStatus as S
 from registry.models import AuditEvent, CheckRun, ModelVersion, RegisteredModel, SignOff, Tag
-from scoring import batch, tasks
+from scoring import queue, tasks
+from scoring.batch import runs, services
 from scoring.models import BatchChunk, BatchJob, BatchRun, BatchScore
 from tests.scoring.batch_support import customer_table, put_in_production, use_input_dir, write_input
 
@@ -197,7 +198,7 @@ def scheduled_job(
 ) -> BatchJob:
     put_in_production(register(churn_model, author), author, reviewer, second_reviewer)
     write_input(use_input_dir(settings, tmp_path), customer_table(ROWS), "nightly.csv")
-    job = batch.job_create(
+    job = services.job_create(
         actor=author,
         model=churn_model,
         name="nightly",
@@ -206,14 +207,14 @@ def scheduled_job(
         entity_column="customer_id",
         chunk_rows=20,
     )
-    return batch.job_schedule(actor=author, job=job, crontab="0 2 * * *")
+    return services.job_schedule(actor=author, job=job, crontab="0 2 * * *")
 
 
 @pytest.fixture
 def queued_starts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Runs whose start was queued, kept instead of run at once, so the race is only about creating runs."""
     queued: list[int] = []
-    monkeypatch.setattr(batch, "_queue_start", queued.append)
+    monkeypatch.setattr(queue, "batch_run_start", lambda run_id, **_: queued.append(run_id))
     return queued
 
 
@@ -234,7 +235,7 @@ def test_beat_firing_twice_at_once_starts_one_run(scheduled_job: BatchJob, queue
 
     assert errors(outcomes) == []
     run = BatchRun.objects.get(job=scheduled_job)  # exactly one
-    assert run.trigger == batch.TRIGGER_SCHEDULE
+    assert run.trigger == runs.TRIGGER_SCHEDULE
     assert queued_starts == [run.pk]
     assert AuditEvent.objects.filter(action="batch_run.requested").count() == 1
     tasks.start_batch_run(run.pk)
@@ -260,7 +261,7 @@ def test_a_run_started_twice_at_once_scores_every_row_exactly_once(
 ) -> None:
     """The start task delivered twice at the same moment (a redelivery, or beat and a resume): both
     deliveries prepare and score chunks concurrently, and every entity is scored once."""
-    run = batch.run_start(job=scheduled_job, trigger=batch.TRIGGER_SCHEDULE)
+    run = runs.run_start(job=scheduled_job, trigger=runs.TRIGGER_SCHEDULE)
 
     outcomes = race(lambda: tasks.start_batch_run(run.pk), lambda: tasks.start_batch_run(run.pk))
 

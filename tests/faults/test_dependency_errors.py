@@ -21,8 +21,9 @@ from config import health
 from monitoring import tasks as monitoring_tasks
 from monitoring.models import Report
 from registry.models import AuditEvent, ModelVersion
-from scoring import batch, runtime
+from scoring import runtime
 from scoring import tasks as scoring_tasks
+from scoring.batch.services import job_create
 from scoring.models import BatchRun
 from tests.scoring.batch_support import customer_table, use_input_dir, write_input
 
@@ -40,7 +41,7 @@ def test_it_answers_503_with_retry_after_when_the_database_is_down_while_predict
     def database_down(name: str) -> Any:
         raise error
 
-    monkeypatch.setattr(runtime.models, "production", database_down)
+    monkeypatch.setattr(runtime.model_cache, "loaded_production", database_down)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_token[1]}")
     answer = client.post("/api/models/churn/predict/", {"dataframe_records": [ROW]}, format="json")
@@ -56,7 +57,7 @@ def test_other_errors_stay_500s(production: ModelVersion, consumer_token: Any, m
     def broken(name: str) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(runtime.models, "production", broken)
+    monkeypatch.setattr(runtime.model_cache, "loaded_production", broken)
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {consumer_token[1]}")
     answer = client.post("/api/models/churn/predict/", {"dataframe_records": [ROW]}, format="json")
@@ -109,7 +110,7 @@ def test_a_run_asked_for_while_the_broker_is_down_fails_and_resumes_later(
     production: ModelVersion, author: Any, monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Any
 ) -> None:
     write_input(use_input_dir(settings, tmp_path), customer_table(40))
-    job = batch.job_create(
+    job = job_create(
         actor=author,
         model=production.model,
         name="nightly",
@@ -120,7 +121,7 @@ def test_a_run_asked_for_while_the_broker_is_down_fails_and_resumes_later(
     client = APIClient()
     client.force_authenticate(author)
     with monkeypatch.context() as patched:
-        patched.setattr(scoring_tasks.start_batch_run, "delay", broker_down)
+        patched.setattr(scoring_tasks.start_batch_run, "apply_async", broker_down)
         answer = client.post(f"/api/models/churn/batch-jobs/{job.name}/runs/", {}, format="json")
     assert answer.status_code == 503
     run = BatchRun.objects.get()

@@ -132,7 +132,7 @@ def test_it_compiles_a_random_forest_pipeline_and_serves_it_once_verified(
     assert not result["required"]
     assert result["evidence"]["rows"] == {"golden": 20, "reference": 300}
     assert result["evidence"]["sha256"] == compilation.sha256
-    assert runtime.models.version(version.pk).engine == "onnx"
+    assert runtime.model_cache.loaded_version(version.pk).engine == "onnx"
     answer = user_client(author).post("/api/models/churn/predict/", {"instances": ROWS}, format="json").json()
     native = pipeline.predict_proba(pd.DataFrame(ROWS))
     assert answer["predictions"] == pipeline.predict(pd.DataFrame(ROWS)).tolist()
@@ -162,7 +162,7 @@ def test_it_compiles_a_regressor_in_double_precision(
     result = compiled_result(version)
     assert result["status"] == "passed", result["summary"]
     assert result["evidence"]["largest_relative_difference"] < 1e-6
-    loaded = runtime.models.version(version.pk)
+    loaded = runtime.model_cache.loaded_version(version.pk)
     assert loaded.engine == "onnx"
     columns = {name: np.array([row[name] for row in ROWS]) for name in ROWS[0]}
     compiled, _ = loaded.score(columns)
@@ -205,7 +205,7 @@ def test_an_unsupported_estimator_serves_natively_with_the_converters_reason(
     assert serving.engine == "skops"
     assert serving.reason.startswith("Cannot be compiled: unsupported: tests.registry.test_compilation.Doubler")
     assert compiled_result(version)["status"] == "skipped"
-    assert runtime.models.version(version.pk).engine == "skops"
+    assert runtime.model_cache.loaded_version(version.pk).engine == "skops"
     client.force_login(manager)
     page = client.get("/models/churn/versions/1/").content.decode()
     assert "Serving engine: native model" in page
@@ -241,7 +241,7 @@ def test_a_doctored_onnx_export_is_caught_and_the_native_model_serves(
     serving = selectors.serving_engine(version=version)
     assert serving.engine == "skops"
     assert "did not pass check run" in serving.reason
-    assert runtime.models.version(version.pk).engine == "skops"
+    assert runtime.model_cache.loaded_version(version.pk).engine == "skops"
     client.force_login(manager)
     page = client.get("/models/churn/versions/1/").content.decode()
     assert "First rows where the engines differ" in page
@@ -259,7 +259,7 @@ def test_with_compilation_switched_off_nothing_is_compiled(
     assert version.compilation.status == "disabled"
     assert not version.compilation.file
     assert compiled_result(version)["status"] == "skipped"
-    loaded = runtime.models.version(version.pk)
+    loaded = runtime.model_cache.loaded_version(version.pk)
     assert loaded.engine == "skops"
     assert "MF_COMPILE_MODELS" in selectors.serving_engine(version=version).reason
     # The native forest sums its trees in a loop of its own (no joblib): scikit-learn's answer, bit for bit.
@@ -348,7 +348,7 @@ def test_an_mlflow_model_is_compiled_and_serves_what_mlflow_predicts(
     version = go_live(version)
 
     assert compiled_result(version)["status"] == "passed", compiled_result(version)["summary"]
-    assert runtime.models.version(version.pk).engine == "onnx"
+    assert runtime.model_cache.loaded_version(version.pk).engine == "onnx"
     want = mlflow_models.expected(case)
     answer = user_client(reviewer).post("/api/models/m/invocations", want["request"], format="json").json()
     if task == "classification":
@@ -368,7 +368,7 @@ def test_a_text_value_the_compiled_encoder_does_not_know_is_refused_by_field(
     frame = customers(100)
     pipeline = one_hot(DecisionTreeClassifier(random_state=0)).fit(frame, churn_labels(frame))
     version = go_live(registered(churn_model, pipeline, frame, input_schema=json.dumps(schema)))
-    assert runtime.models.version(version.pk).engine == "onnx"
+    assert runtime.model_cache.loaded_version(version.pk).engine == "onnx"
 
     rows = [{**ROWS[0], "contract": "weekly"}, ROWS[1]]
     answer = user_client(author).post("/api/models/churn/predict/", {"instances": rows}, format="json")

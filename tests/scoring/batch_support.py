@@ -9,6 +9,7 @@ import pandas as pd
 
 from registry import workflow
 from registry.models import ModelVersion
+from scoring.batch import runs
 from tests.conftest import customers
 
 
@@ -46,9 +47,7 @@ def use_input_dir(settings: Any, tmp_path: Path) -> Path:
 
 def run_now(job: Any, actor: Any, capture: Any, **kwargs: Any) -> Any:
     """Start a run and let its (eager) tasks run, as after a real commit; the run, re-read."""
-    from scoring import batch
-
     with capture(execute=True):
-        run = batch.run_start(job=job, actor=actor, **kwargs)
+        run = runs.run_start(job=job, actor=actor, **kwargs)
     run.refresh_from_db()
     return run

@@ -23,7 +23,8 @@ from config.api import ConflictError
 from config.celery import app as celery_app
 from registry.choices import VersionStatus
 from registry.models import AuditEvent, ModelVersion, RegisteredModel
-from scoring import batch, tasks
+from scoring import tasks
+from scoring.batch import chunks, runs, selectors, services, snapshots
 from scoring.models import BatchChunk, BatchJob, BatchReject, BatchRun, BatchScore
 from tests.factories import UserFactory
 from tests.scoring.batch_support import customer_table, run_now, use_input_dir, write_input
@@ -40,7 +41,7 @@ def inputs(settings: Any, tmp_path: Path) -> Path:
 def path_job(production: ModelVersion, author: Any, inputs: Path) -> Callable[..., BatchJob]:
     def create(frame: pd.DataFrame, *, chunk_rows: int = 10, name: str = "nightly", **extra: Any) -> BatchJob:
         write_input(inputs, frame, f"{name}.csv")
-        return batch.job_create(
+        return services.job_create(
             actor=author,
             model=production.model,
             name=name,
@@ -126,13 +127,13 @@ def test_a_chunk_delivered_twice_is_scored_once(
     path_job: Callable[..., BatchJob], author: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     job = path_job(customer_table(30), chunk_rows=10)
-    run = batch.run_start(job=job, actor=author)  # queued on commit, which this test does not let happen
-    assert batch.run_prepare(run_id=run.pk) == [0, 1, 2]
-    assert batch.run_prepare(run_id=run.pk) == [0, 1, 2]  # a duplicate start: the same chunks, no new ones
+    run = runs.run_start(job=job, actor=author)  # queued on commit, which this test does not let happen
+    assert runs.run_prepare(run_id=run.pk) == [0, 1, 2]
+    assert runs.run_prepare(run_id=run.pk) == [0, 1, 2]  # a duplicate start: the same chunks, no new ones
 
     tasks.score_batch_chunk.delay(run.pk, 1)
     tasks.score_batch_chunk.delay(run.pk, 1)  # redelivered after its worker died before acknowledging
-    assert batch.chunk_score(run_id=run.pk, chunk_index=1) is None
+    assert chunks.chunk_score(run_id=run.pk, chunk_index=1) is None
 
     run.refresh_from_db()
     assert BatchScore.objects.filter(run=run).count() == 10
@@ -145,7 +146,7 @@ def test_a_chunk_delivered_twice_is_scored_once(
     assert (run.status, run.chunks_done, run.rows_scored) == (BatchRun.Status.SUCCEEDED, 3, 30)
     assert BatchScore.objects.filter(run=run).count() == 30
     assert AuditEvent.objects.filter(action="batch_run.succeeded").count() == 1
-    assert batch.run_finalize(run_id=run.pk) is False  # finalizing again changes nothing
+    assert runs.run_finalize(run_id=run.pk) is False  # finalizing again changes nothing
 
 
 @pytest.fixture
@@ -165,7 +166,7 @@ def test_a_failing_chunk_is_retried_then_fails_the_run_which_resumes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     job = path_job(customer_table(30), chunk_rows=10)
-    real_read = batch._read_rows
+    real_read = snapshots.read_rows
     broken = {"on": True}
 
     def flaky_read(snapshot: Any, first_row: int, last_row: int, columns: list[str] | None = None) -> Any:
@@ -173,23 +174,23 @@ def test_a_failing_chunk_is_retried_then_fails_the_run_which_resumes(
             raise OSError("disk went away")
         return real_read(snapshot, first_row, last_row, columns)
 
-    monkeypatch.setattr(batch, "_read_rows", flaky_read)
+    monkeypatch.setattr(chunks, "read_rows", flaky_read)
 
     run = run_now(job, author, django_capture_on_commit_callbacks)
 
     assert run.status == BatchRun.Status.FAILED
     assert run.error == "Chunk 1 failed after 4 attempts: OSError: disk went away"
-    chunks = {chunk.index: chunk for chunk in run.chunks.all()}
-    assert chunks[0].status == BatchChunk.Status.DONE
-    assert (chunks[1].status, chunks[1].attempts) == (BatchChunk.Status.FAILED, 1 + tasks.CHUNK_MAX_RETRIES)
-    assert chunks[1].error == "OSError: disk went away"
-    assert chunks[2].status == BatchChunk.Status.PENDING  # not started once the run had failed
+    by_index = {chunk.index: chunk for chunk in run.chunks.all()}
+    assert by_index[0].status == BatchChunk.Status.DONE
+    assert (by_index[1].status, by_index[1].attempts) == (BatchChunk.Status.FAILED, 1 + tasks.CHUNK_MAX_RETRIES)
+    assert by_index[1].error == "OSError: disk went away"
+    assert by_index[2].status == BatchChunk.Status.PENDING  # not started once the run had failed
     assert run.rows_scored == 10
 
     broken["on"] = False
     with django_capture_on_commit_callbacks(execute=True):
-        resumed = batch.run_resume(actor=author, run=run)
-    assert resumed.trigger == batch.TRIGGER_RESUME
+        resumed = runs.run_resume(actor=author, run=run)
+    assert resumed.trigger == runs.TRIGGER_RESUME
     run.refresh_from_db()
     assert run.status == BatchRun.Status.SUCCEEDED, run.error
     assert (run.chunks_done, run.rows_scored, run.error) == (3, 30, "")
@@ -200,7 +201,7 @@ def test_a_failing_chunk_is_retried_then_fails_the_run_which_resumes(
     assert resumed_event.old is not None
     assert resumed_event.old["error"].startswith("Chunk 1 failed")
     with pytest.raises(ConflictError, match="only failed runs resume"):
-        batch.run_resume(actor=author, run=run)
+        runs.run_resume(actor=author, run=run)
 
 
 def test_a_run_whose_input_cannot_be_read_fails_and_resumes_from_the_input(
@@ -217,7 +218,7 @@ def test_a_run_whose_input_cannot_be_read_fails_and_resumes_from_the_input(
     assert run.chunks_total == 0 and not run.snapshot
     write_input(inputs, frame, "nightly.csv")
     with django_capture_on_commit_callbacks(execute=True):
-        batch.run_resume(actor=author, run=run)
+        runs.run_resume(actor=author, run=run)
     run.refresh_from_db()
     assert (run.status, run.rows_scored, run.chunks_total) == (BatchRun.Status.SUCCEEDED, 8, 2)
 
@@ -245,11 +246,11 @@ def test_an_empty_input_succeeds_with_no_chunks(
 
 def test_one_run_per_job_at_a_time(path_job: Callable[..., BatchJob], author: Any) -> None:
     job = path_job(customer_table(5))
-    first = batch.run_start(job=job, actor=author)  # pending: its start is queued on commit
+    first = runs.run_start(job=job, actor=author)  # pending: its start is queued on commit
 
     with pytest.raises(ConflictError, match="already running"):
-        batch.run_start(job=job, actor=author)
-    assert batch.run_start(job=job, trigger=batch.TRIGGER_SCHEDULE) == first
+        runs.run_start(job=job, actor=author)
+    assert runs.run_start(job=job, trigger=runs.TRIGGER_SCHEDULE) == first
     assert BatchRun.objects.count() == 1
 
 
@@ -258,7 +259,7 @@ def test_a_run_needs_a_version_in_production(
 ) -> None:
     draft = register(churn_model, author)
     write_input(inputs, customer_table(3))
-    job = batch.job_create(
+    job = services.job_create(
         actor=author,
         model=churn_model,
         name="nightly",
@@ -267,12 +268,12 @@ def test_a_run_needs_a_version_in_production(
         entity_column="customer_id",
     )
     with pytest.raises(ValidationError, match="churn has no production version"):
-        batch.run_start(job=job, actor=author)
+        runs.run_start(job=job, actor=author)
     # A pinned version must have passed review when each run starts, too.
     BatchJob.objects.filter(pk=job.pk).update(pinned_version=draft)
     job.refresh_from_db()
     with pytest.raises(ValidationError) as refused:
-        batch.run_start(job=job, actor=author)
+        runs.run_start(job=job, actor=author)
     assert "pinned_version" in refused.value.message_dict
 
 
@@ -295,7 +296,7 @@ def test_a_pinned_version_scores_and_parquet_output_is_written(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     write_input(inputs, customer_table(7), "customers.parquet")
-    job = batch.job_create(
+    job = services.job_create(
         actor=author,
         model=production.model,
         name="pinned",
@@ -325,7 +326,7 @@ def test_an_uploaded_file_is_checked_and_scored(
     frame = customer_table(6)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    job = batch.job_create(
+    job = services.job_create(
         actor=author,
         model=production.model,
         name="upload",
@@ -352,7 +353,7 @@ def test_a_sql_job_scores_the_rows_of_its_query(
                 "INSERT INTO test_customers VALUES (%s, %s, %s, %s)",
                 [row["customer_id"], int(row["tenure"]), float(row["charges"]), row["contract"]],
             )
-    job = batch.job_create(
+    job = services.job_create(
         actor=author,
         model=production.model,
         name="warehouse",
@@ -383,7 +384,7 @@ def _create(model: RegisteredModel, actor: Any, **fields: Any) -> BatchJob:
         "input_path": "customers.csv",
         "entity_column": "customer_id",
     }
-    return batch.job_create(actor=actor, model=model, **{**defaults, **fields})
+    return services.job_create(actor=actor, model=model, **{**defaults, **fields})
 
 
 @pytest.mark.parametrize(
@@ -473,9 +474,9 @@ def test_only_data_scientists_and_batch_operators_manage_jobs(
     operator.user_permissions.add(Permission.objects.get(codename="add_batchjob"))
     job = _create(production.model, operator)
     with pytest.raises(PermissionDenied):
-        batch.run_start(job=job, actor=reviewer)
+        runs.run_start(job=job, actor=reviewer)
     with pytest.raises(PermissionDenied):
-        batch.job_schedule(actor=reviewer, job=job, crontab="0 2 * * *")
+        services.job_schedule(actor=reviewer, job=job, crontab="0 2 * * *")
 
 
 # --- schedules ------------------------------------------------------------------------------------
@@ -484,7 +485,7 @@ def test_only_data_scientists_and_batch_operators_manage_jobs(
 def test_a_schedule_is_created_updated_disabled_and_removed(path_job: Callable[..., BatchJob], author: Any) -> None:
     job = path_job(customer_table(3))
 
-    batch.job_schedule(actor=author, job=job, crontab="0 2 * * *")
+    services.job_schedule(actor=author, job=job, crontab="0 2 * * *")
 
     task = PeriodicTask.objects.get(name="batch:churn/nightly")
     assert job.periodic_task == task
@@ -495,17 +496,17 @@ def test_a_schedule_is_created_updated_disabled_and_removed(path_job: Callable[.
         None,
     )
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "2", "*")
-    schedule = batch.schedule_of(job)
+    schedule = selectors.schedule_of(job)
     assert schedule is not None and schedule["crontab"] == "0 2 * * *"
     next_run = schedule["next_run_at"]
     assert next_run is not None and (next_run.hour, next_run.minute) == (2, 0) and next_run > timezone.now()
 
-    batch.job_schedule(actor=author, job=job, every_minutes=60, enabled=False)
+    services.job_schedule(actor=author, job=job, every_minutes=60, enabled=False)
 
     task.refresh_from_db()
     assert PeriodicTask.objects.count() == 1
     assert (task.crontab, task.interval.every, task.interval.period, task.enabled) == (None, 60, "minutes", False)
-    assert batch.schedule_of(job) == {
+    assert selectors.schedule_of(job) == {
         "crontab": None,
         "every_minutes": 60,
         "enabled": False,
@@ -513,7 +514,7 @@ def test_a_schedule_is_created_updated_disabled_and_removed(path_job: Callable[.
         "next_run_at": None,
     }
 
-    batch.job_unschedule(actor=author, job=job)
+    services.job_unschedule(actor=author, job=job)
     job.refresh_from_db()
     assert job.periodic_task is None and PeriodicTask.objects.count() == 0
     events = AuditEvent.objects.filter(action__startswith="batch_job.").order_by("id")
@@ -544,7 +545,7 @@ def test_a_bad_schedule_is_refused_by_field(
 ) -> None:
     job = path_job(customer_table(3))
     with pytest.raises(ValidationError) as refused:
-        batch.job_schedule(actor=author, job=job, **arguments)
+        services.job_schedule(actor=author, job=job, **arguments)
     assert message in refused.value.message_dict[field][0]
     assert PeriodicTask.objects.count() == 0
 
@@ -562,12 +563,12 @@ def test_the_latest_score_of_an_entity_comes_from_the_newest_run(
     write_input(inputs, frame, "nightly.csv")
     second = run_now(job, author, django_capture_on_commit_callbacks)
 
-    latest = batch.latest_score(model=job.model, entity_id="c0")
+    latest = selectors.latest_score(model=job.model, entity_id="c0")
 
     assert latest is not None and latest.run == second
     assert BatchScore.objects.filter(entity_id="c0").count() == 2
     assert latest.scored_at > first.scores.get(entity_id="c0").scored_at
-    assert batch.latest_score(model=job.model, entity_id="nobody") is None
+    assert selectors.latest_score(model=job.model, entity_id="nobody") is None
 
 
 def test_the_job_list_shows_last_runs_and_schedules(
@@ -576,19 +577,19 @@ def test_the_job_list_shows_last_runs_and_schedules(
     nightly = path_job(customer_table(3), name="nightly")
     path_job(customer_table(3), name="adhoc")
     run = run_now(nightly, author, django_capture_on_commit_callbacks)
-    batch.job_schedule(actor=author, job=nightly, every_minutes=15)
+    services.job_schedule(actor=author, job=nightly, every_minutes=15)
 
-    rows = batch.job_list(model=nightly.model)
+    rows = selectors.job_list(model=nightly.model)
 
     assert [(row.job.name, row.last_run) for row in rows] == [("adhoc", None), ("nightly", run)]
     assert rows[0].schedule is None
     assert rows[1].schedule is not None and rows[1].schedule["every_minutes"] == 15
-    assert batch.run_progress(run=run).chunks_failed == 0
+    assert selectors.run_progress(run=run).chunks_failed == 0
 
 
 def test_entity_ids_are_text_and_whole_floats_lose_their_decimals() -> None:
     def text(values: list[Any], kind: Any = None) -> list[Any]:
-        return batch._entity_text(pa.chunked_array([pa.array(values, type=kind)])).to_pylist()
+        return snapshots._entity_text(pa.chunked_array([pa.array(values, type=kind)])).to_pylist()
 
     assert text([1.0, 2.0, None, 4.0]) == ["1", "2", None, "4"]
     assert text([1.5, None]) == ["1.5", None]
@@ -597,37 +598,63 @@ def test_entity_ids_are_text_and_whole_floats_lose_their_decimals() -> None:
     assert text(["x", "y", None], pa.dictionary(pa.int8(), pa.string())) == ["x", "y", None]
     assert text([True, None]) == ["True", None]
     ids = pa.chunked_array([pa.array(["a", "b", "a"]), pa.array([None, "b", "a"])])
-    assert batch._first_rows(ids).tolist() == [-1, -1, 0, -1, 1, 0]
+    assert snapshots._first_rows(ids).tolist() == [-1, -1, 0, -1, 1, 0]
 
 
 def test_a_deprecated_version_run_cannot_resume(
     path_job: Callable[..., BatchJob], author: Any, production: ModelVersion
 ) -> None:
     job = path_job(customer_table(3))
-    run = batch.run_start(job=job, actor=author)
-    batch.run_fail(run_id=run.pk, error="worker lost")
+    run = runs.run_start(job=job, actor=author)
+    runs.run_fail(run_id=run.pk, error="worker lost")
     ModelVersion.objects.filter(pk=production.pk).update(status=VersionStatus.DEPRECATED)
     with pytest.raises(ConflictError, match="marked do not use"):
-        batch.run_resume(actor=author, run=run)
+        runs.run_resume(actor=author, run=run)
 
 
 def test_chunks_lost_by_the_broker_are_queued_again_once_the_run_stops_moving(
     path_job: Callable[..., BatchJob], author: Any, settings: Any
 ) -> None:
     job = path_job(customer_table(30), chunk_rows=10)
-    run = batch.run_start(job=job, actor=author)  # its tasks are "lost": nothing runs them
-    batch.run_prepare(run_id=run.pk)
-    batch.chunk_score(run_id=run.pk, chunk_index=0)
-    assert batch.stalled_chunks(quiet_for=timedelta(minutes=20)) == {}  # it moved a moment ago
+    run = runs.run_start(job=job, actor=author)  # its tasks are "lost": nothing runs them
+    runs.run_prepare(run_id=run.pk)
+    chunks.chunk_score(run_id=run.pk, chunk_index=0)
+    assert selectors.stalled_chunks(quiet_for=timedelta(minutes=20)) == {}  # it moved a moment ago
 
     long_ago = timezone.now() - timedelta(minutes=30)
     BatchRun.objects.filter(pk=run.pk).update(started_at=long_ago)
     BatchChunk.objects.filter(run=run, index=0).update(finished_at=long_ago)
-    assert batch.stalled_chunks(quiet_for=timedelta(minutes=20)) == {run.pk: [1, 2]}
+    assert selectors.stalled_chunks(quiet_for=timedelta(minutes=20)) == {run.pk: [1, 2]}
 
     settings.MF_BATCH_STALL_MINUTES = 20
     tasks.requeue_stalled_chunks.delay()
     run.refresh_from_db()
     assert (run.status, run.chunks_done, run.rows_scored) == (BatchRun.Status.SUCCEEDED, 3, 30)
     assert BatchScore.objects.filter(run=run).count() == 30
-    assert batch.stalled_chunks(quiet_for=timedelta(minutes=20)) == {}
+    assert selectors.stalled_chunks(quiet_for=timedelta(minutes=20)) == {}
+
+
+def test_a_run_moves_only_along_its_transition_table(path_job: Callable[..., BatchJob], author: Any) -> None:
+    run = runs.run_start(job=path_job(customer_table(3)), actor=author)  # pending
+
+    with pytest.raises(ValueError, match="does not move from pending to succeeded"):
+        runs._move(run.pk, sources=[BatchRun.Status.PENDING], target=BatchRun.Status.SUCCEEDED)
+    with pytest.raises(ValueError, match="does not move from failed, succeeded to failed"):
+        runs._move(run.pk, sources=BatchRun.Status.TERMINAL, target=BatchRun.Status.FAILED)
+    run.refresh_from_db()
+    assert run.status == BatchRun.Status.PENDING  # a refused move changes nothing
+
+    # A legal move from a status the run has left is the lost race of a compare-and-set: nothing happens.
+    assert runs._move(run.pk, sources=[BatchRun.Status.RUNNING], target=BatchRun.Status.SUCCEEDED) is False
+    assert runs.run_fail(run_id=run.pk, error="worker lost") is True
+    assert runs.run_fail(run_id=run.pk, error="again") is False
+    run.refresh_from_db()
+    assert (run.status, run.error) == (BatchRun.Status.FAILED, "worker lost")
+
+
+def test_status_groups_name_real_statuses() -> None:
+    assert set(BatchRun.Status.values) == BatchRun.Status.ACTIVE | BatchRun.Status.TERMINAL
+    assert not BatchRun.Status.ACTIVE & BatchRun.Status.TERMINAL
+    assert set(runs.RUN_TRANSITIONS) == set(BatchRun.Status.values)
+    assert VersionStatus.SERVABLE.issubset(VersionStatus.values)
+    assert VersionStatus.DEPRECATED not in VersionStatus.SERVABLE

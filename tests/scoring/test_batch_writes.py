@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from registry.models import ModelVersion
-from scoring import batch
+from scoring.batch import runs, services, snapshots, writes
 from scoring.models import BatchJob, BatchScore
 from tests.scoring.batch_support import customer_table, use_input_dir, write_input
 
@@ -22,7 +22,7 @@ from tests.scoring.batch_support import customer_table, use_input_dir, write_inp
 @pytest.fixture
 def run(production: ModelVersion, author: Any, settings: Any, tmp_path: Path) -> Any:
     write_input(use_input_dir(settings, tmp_path), customer_table(10), "nightly.csv")
-    job: BatchJob = batch.job_create(
+    job: BatchJob = services.job_create(
         actor=author,
         model=production.model,
         name="nightly",
@@ -30,35 +30,32 @@ def run(production: ModelVersion, author: Any, settings: Any, tmp_path: Path) ->
         input_path="nightly.csv",
         entity_column="customer_id",
     )
-    return batch.run_start(job=job, actor=author)
+    return runs.run_start(job=job, actor=author)
 
 
 def _scores(run: Any, version: ModelVersion, entity_ids: list[str], labels: Any, probabilities: Any = None) -> Any:
-    return batch.ChunkScores(
+    return writes.ChunkScores(
         run_id=run.pk,
         model_id=version.model_id,
         version_id=version.pk,
-        scored_at=NOW,
+        scored_at=timezone.now(),
         entity_ids=pa.array(entity_ids, type=pa.string()),
         labels=np.asarray(labels),
         probabilities=None if probabilities is None else np.array(probabilities, dtype=float),
     )
 
 
-NOW = timezone.now()
-
-
 def test_it_writes_awkward_values_and_skips_scores_already_stored(run: Any, production: ModelVersion) -> None:
     entities = ["tab\there", 'quote"d, comma', "new\nline", "back\\slash", "ünï", "\\N", ""]
     labels = ["yes\\no\n", 'say "hi"', "plain", "", "x", "null", "y"]
     probabilities = [0.25, np.nan, 1e-300, 1 / 3, 0.0, 1.0, 5e-324]
-    batch._write_scores(_scores(run, production, entities[:1], labels[:1], probabilities[:1]))
-    batch._write_scores(_scores(run, production, entities, labels, probabilities))  # the first one again: kept once
-    batch._write_scores(_scores(run, production, ["i1", "i2"], np.array([1, 0])))
-    batch._write_scores(_scores(run, production, ["b1", "b2"], np.array([True, False])))
-    batch._write_scores(_scores(run, production, ["f1", "f2", "f3"], np.array([0.1, np.nan, -np.inf])))
+    writes.scores_write(_scores(run, production, entities[:1], labels[:1], probabilities[:1]))
+    writes.scores_write(_scores(run, production, entities, labels, probabilities))  # the first one again: kept once
+    writes.scores_write(_scores(run, production, ["i1", "i2"], np.array([1, 0])))
+    writes.scores_write(_scores(run, production, ["b1", "b2"], np.array([True, False])))
+    writes.scores_write(_scores(run, production, ["f1", "f2", "f3"], np.array([0.1, np.nan, -np.inf])))
     # float32 (an ONNX regressor) is stored as the real-time API answers it: the float64 of the same value.
-    batch._write_scores(_scores(run, production, ["g1"], np.array([0.1], dtype=np.float32)))
+    writes.scores_write(_scores(run, production, ["g1"], np.array([0.1], dtype=np.float32)))
 
     stored = {score.entity_id: (score.prediction, score.probability) for score in BatchScore.objects.filter(run=run)}
     expected_probabilities = [None if np.isnan(p) else p for p in probabilities]
@@ -89,7 +86,9 @@ def test_snapshots_are_read_by_row_range_from_arrow_files_and_older_parquet_ones
         pq.write_table(table, path, row_group_size=4)
     snapshot: Any = SimpleNamespace(path=str(path))
 
-    assert batch._read_rows(snapshot, 2, 8, ["b", "not a column"]).to_pydict() == {"b": [f"e{i}" for i in range(2, 8)]}
-    assert batch._read_rows(snapshot, 0, 10).to_pydict() == table.to_pydict()
-    assert batch._read_rows(snapshot, 9, 10, ["a"]).to_pydict() == {"a": [9]}
-    assert batch._read_rows(snapshot, 10, 10, ["a"]).num_rows == 0
+    assert snapshots.read_rows(snapshot, 2, 8, ["b", "not a column"]).to_pydict() == {
+        "b": [f"e{i}" for i in range(2, 8)]
+    }
+    assert snapshots.read_rows(snapshot, 0, 10).to_pydict() == table.to_pydict()
+    assert snapshots.read_rows(snapshot, 9, 10, ["a"]).to_pydict() == {"a": [9]}
+    assert snapshots.read_rows(snapshot, 10, 10, ["a"]).num_rows == 0

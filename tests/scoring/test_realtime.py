@@ -150,7 +150,7 @@ def test_invalid_json_and_mlflow_error_shape(app: APIClient) -> None:
 
 def test_unknown_categories_can_be_passed_per_model(app: APIClient, churn_model: RegisteredModel) -> None:
     ScoringPolicy.objects.update_or_create(model=churn_model, defaults={"unknown_categories": "pass"})
-    runtime.models.clear()
+    runtime.model_cache.clear()
     response = app.post(
         "/api/models/churn/predict/",
         {"dataframe_records": [{"tenure": 3, "charges": 20, "contract": "weekly"}]},
@@ -186,7 +186,7 @@ def test_predictions_are_logged_and_reproducible(app: APIClient, production: Mod
 
 def test_a_hash_only_model_keeps_no_input_and_cannot_reproduce(app: APIClient, churn_model: RegisteredModel) -> None:
     ScoringPolicy.objects.update_or_create(model=churn_model, defaults={"input_logging": "hash"})
-    runtime.models.clear()
+    runtime.model_cache.clear()
     prediction_id = app.post("/api/models/churn/predict/", {"dataframe_records": ROWS}, format="json").json()[
         "prediction_ids"
     ][0]
@@ -310,7 +310,7 @@ def test_a_verified_onnx_export_is_served(
     sample = frame.head(1).astype({"tenure": np.float32, "charges": np.float32})
     exported = to_onnx(pipeline, sample, options={id(pipeline.steps[-1][1]): {"zipmap": False}})
     version = go_live(register(churn_model, author, onnx=SimpleUploadedFile("m.onnx", exported.SerializeToString())))
-    assert runtime.models.version(version.pk).engine == "onnx"
+    assert runtime.model_cache.loaded_version(version.pk).engine == "onnx"
     answer = client_for(consumer_token[1]).post("/api/models/churn/predict/", {"instances": ROWS}, format="json").json()
     assert answer["predictions"] == pipeline.predict(frame.head(0).__class__(ROWS)).tolist()
 

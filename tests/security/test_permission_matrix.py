@@ -54,7 +54,7 @@ from registry.choices import VersionStatus as S
 from registry.compilation_services import compilation_run
 from registry.consumers import consumer_create
 from registry.models import CheckRun, ModelVersion, RegisteredModel
-from scoring import batch
+from scoring.batch.services import job_create
 from scoring.models import BatchReject, BatchRun, BatchScore
 from tests.conftest import INPUT_SCHEMA, customers, notebook_json, train_churn_pipeline
 from tests.factories import UserFactory
@@ -168,7 +168,7 @@ def _build_world(media: Path) -> World:
     }
 
     csv = customers(5).assign(customer_id=[f"c{i}" for i in range(5)]).to_csv(index=False).encode()
-    job = batch.job_create(
+    job = job_create(
         actor=ada,
         model=churn,
         name="nightly",

@@ -1,4 +1,4 @@
-"""Scoring rows with a loaded version: validate first, predict, log for audit, reproduce on demand."""
+"""Real-time scoring of rows with a loaded version: validate first, predict, log for audit, reproduce on demand."""
 
 from __future__ import annotations
 

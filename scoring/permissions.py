@@ -1,0 +1,30 @@
+"""Who may do what in batch scoring: every rule written once, as a named predicate.
+
+Services enforce these (raising PermissionDenied with a reason), APIs and pages ask them before they
+offer anything, and pages hand their answers to templates. Real-time scoring by a consumer token is
+decided by the token itself (scoring/authentication.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+
+from registry.permissions import may_register_versions, may_view_models
+
+MANAGE_BATCHES = "scoring.add_batchjob"
+
+
+def may_manage_batches(user: Any) -> bool:
+    """Create jobs, schedule them, run and resume them: data scientists, or holders of scoring.add_batchjob."""
+    return bool(user.has_perm(MANAGE_BATCHES)) or may_register_versions(user)
+
+
+def may_view_batches(user: Any) -> bool:
+    return may_view_models(user)
+
+
+def require_batch_manager(actor: Any) -> None:
+    if not may_manage_batches(actor):
+        raise PermissionDenied("Only data scientists (or holders of scoring.add_batchjob) may manage batch scoring.")
