@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 
 class MlflowImportForm(forms.Form):
@@ -22,3 +24,7 @@ def form_apply_errors(form: forms.Form, exc: ValidationError) -> None:
         return
     for field, errors in exc.message_dict.items():
         form.add_error(field if field in form.fields else None, errors)
+
+
+def flash_errors(request: HttpRequest, exc: Exception) -> None:
+    messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
