@@ -10,6 +10,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from monitoring import queue
 from monitoring.models import Alert, AlertEvent, AlertRule, MonitoringConfig, Report
 from registry import notifications
 
@@ -75,9 +76,7 @@ def _apply(rule: AlertRule, report: Report, value: float) -> AlertEvent | None:
             event = AlertEvent.objects.create(alert=alert, kind="opened", value=value, report=report)
             transaction.on_commit(lambda: _notify(alert, "opened", value))
             if rule.retrain:
-                from monitoring.tasks import retrain_model
-
-                transaction.on_commit(lambda: retrain_model.delay(rule.model_id, alert.pk))
+                queue.retraining_queue(model_id=rule.model_id, alert_id=alert.pk)
             return event
         if open_alert is None:
             return None

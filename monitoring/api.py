@@ -15,6 +15,7 @@ from config.authentication import UserTokenAuthentication
 from config.openapi import COMMON_ERRORS, error_responses
 from monitoring import services
 from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe
+from monitoring.permissions import may_request_reports
 from registry import schedules, selectors
 from scoring.authentication import ConsumerPrincipal, ConsumerTokenAuthentication
 
@@ -99,7 +100,7 @@ class ReportListApi(APIView):
     )
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
-        if not request.user.has_perm("registry.view_registeredmodel"):
+        if not may_request_reports(request.user):
             return Response({"detail": "You may not run reports."}, status=status.HTTP_403_FORBIDDEN)
         payload = self.ReportRequestInput(data=request.data)
         payload.is_valid(raise_exception=True)

@@ -102,6 +102,11 @@ class Report(models.Model):
     def __str__(self) -> str:
         return f"{self.model} {self.window_start:%Y-%m-%d}..{self.window_end:%Y-%m-%d}"
 
+    @property
+    def is_done(self) -> bool:
+        """Computed and stored: the only reports the pages draw."""
+        return self.status == self.Status.DONE
+
 
 class AlertRule(models.Model):
     class Metric(models.TextChoices):

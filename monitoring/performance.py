@@ -11,8 +11,6 @@ from sklearn import metrics
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "brier")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
 FAIRNESS_MEASURES = ("positive_rate", "true_positive_rate", "false_positive_rate")
-# Metrics where lower is better (alerts and "worse than registration" read this).
-LOWER_IS_BETTER = {"brier", "mae", "rmse"}
 CALIBRATION_BINS = 10
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from django.db import transaction
 from django.utils import timezone
 
-from monitoring import alerts, drift, drift_report, performance
+from monitoring import alerts, drift_report, performance
 from monitoring.models import MonitoringConfig, Report
 from monitoring.window import ACTUAL, PREDICTION, SCORE, production_window
 from registry.choices import FileKind, ModelTask, VersionStatus
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 HISTOGRAM_BINS = 20
 
 
-def _version_for(model: RegisteredModel, frame: pd.DataFrame) -> ModelVersion | None:
+def version_for(model: RegisteredModel, frame: pd.DataFrame) -> ModelVersion | None:
     """The version that served most of the window, else the production one."""
     if not frame.empty and "__version" in frame and frame["__version"].notna().any():
         number = int(frame["__version"].mode().iloc[0])
@@ -46,7 +46,7 @@ def _version_for(model: RegisteredModel, frame: pd.DataFrame) -> ModelVersion | 
     return model.versions.filter(status=VersionStatus.PRODUCTION).first()
 
 
-def _baseline(
+def baseline_for(
     model: RegisteredModel, version: ModelVersion, config: MonitoringConfig, start: datetime
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     if config.baseline == MonitoringConfig.Baseline.TRAILING:
@@ -164,11 +164,11 @@ def _compute(report: Report) -> None:
     model = report.model
     config, _ = MonitoringConfig.objects.get_or_create(model=model)
     frame = production_window(model, report.window_start, report.window_end)
-    version = _version_for(model, frame)
+    version = version_for(model, frame)
     if version is None:
         raise ValueError(f"{model.name} has no production version and no traffic in the window.")
     features = [field.name for field in parse_schema(version.input_schema)]
-    reference, baseline = _baseline(model, version, config, report.window_start)
+    reference, baseline = baseline_for(model, version, config, report.window_start)
     results: dict[str, Any] = {"baseline": baseline, "columns": features, "registered_metrics": version.metrics}
     if frame.empty:
         results["note"] = "No production traffic with kept inputs in this window."
@@ -265,44 +265,3 @@ def _fairness(model: RegisteredModel, frame: pd.DataFrame, config: MonitoringCon
         found["exceeded"] = any(g is not None and g > config.fairness_threshold for g in found["gaps"].values())
         result[column] = found
     return result
-
-
-EVIDENTLY_MAX_ROWS = 50_000
-
-
-def evidently_html(report: Report) -> str:
-    """Evidently's own data-drift report of a stored report's window, built on demand.
-
-    Windows and references above EVIDENTLY_MAX_ROWS rows are sampled (seeded) to that size: Evidently
-    needs seconds per 100,000 rows, and this runs while the user waits. The stored verdicts, computed
-    on all rows, stay the reference figures.
-    """
-    from evidently import DataDefinition, Dataset
-    from evidently import Report as EvidentlyReport
-    from evidently.presets import DataDriftPreset
-
-    model = report.model
-    config, _ = MonitoringConfig.objects.get_or_create(model=model)
-    frame = production_window(model, report.window_start, report.window_end)
-    version = report.version or _version_for(model, frame)
-    if version is None or frame.empty:
-        raise ValueError("This report's window has no production rows to show.")
-    features = [field.name for field in parse_schema(version.input_schema)]
-    reference, _ = _baseline(model, version, config, report.window_start)
-    columns = [c for c in features if c in frame and c in reference]
-    current = frame[columns]
-    if len(current) > EVIDENTLY_MAX_ROWS:
-        current = current.sample(EVIDENTLY_MAX_ROWS, random_state=0)
-    reference = reference[columns]
-    if len(reference) > EVIDENTLY_MAX_ROWS:
-        reference = reference.sample(EVIDENTLY_MAX_ROWS, random_state=0)
-    kinds = {column: drift.column_kind(reference[column]) for column in columns}
-    definition = DataDefinition(
-        numerical_columns=[c for c, kind in kinds.items() if kind == drift.NUMERICAL],
-        categorical_columns=[c for c, kind in kinds.items() if kind == drift.CATEGORICAL],
-    )
-    snapshot = EvidentlyReport([DataDriftPreset()]).run(
-        Dataset.from_pandas(current.reset_index(drop=True), data_definition=definition),
-        Dataset.from_pandas(reference.reset_index(drop=True), data_definition=definition),
-    )
-    return str(snapshot.get_html_str(as_iframe=False))

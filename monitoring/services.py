@@ -13,11 +13,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from monitoring import performance
+from monitoring import performance, queue
 from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, RetrainingRecipe, RetrainingRun
-from registry import schedules
+from monitoring.permissions import may_configure_monitoring, may_record_actuals
+from monitoring.retraining import load_callable
 from registry.audit import audit_event_create
+from registry.choices import AuditAction
 from registry.models import RegisteredModel
+from registry.schedules import schedule_clear, schedule_set
 from registry.schema import parse_schema
 from registry.selectors import production_version
 from scoring.batch import sources
@@ -71,7 +74,7 @@ def _key(row: Any, index: int, problems: list[dict[str, Any]]) -> tuple[str | No
 
 def actuals_ingest(*, actor: Any, model: RegisteredModel, rows: list[Any]) -> ActualsResult:
     """Store actuals all or nothing; posting the same actual again changes nothing."""
-    if not (actor.has_perm("registry.add_modelversion") or getattr(actor, "consumer", None) is not None):
+    if not may_record_actuals(actor):
         raise PermissionDenied("Only data scientists and the model's consumers may post actuals.")
     if not isinstance(rows, list) or not rows:
         raise ValidationError({"rows": ["Send a non-empty list of rows."]})
@@ -162,8 +165,8 @@ def _rule_errors(model: RegisteredModel, rule: AlertRule) -> dict[str, list[str]
 
 
 def alert_rule_create(*, actor: Any, model: RegisteredModel, **fields: Any) -> AlertRule:
-    if not (actor.has_perm("registry.change_registeredmodel") or actor.pk == model.owner_id):
-        raise PermissionDenied("Only the model's owner and data scientists may define alert rules.")
+    if not may_configure_monitoring(actor, model):
+        raise PermissionDenied("Only the model's owner or a monitoring admin defines its alert rules.")
     rule = AlertRule(model=model, created_by=actor, **fields)
     rule.full_clean()
     errors = _rule_errors(model, rule)
@@ -173,7 +176,7 @@ def alert_rule_create(*, actor: Any, model: RegisteredModel, **fields: Any) -> A
         rule.save()
         audit_event_create(
             actor=actor,
-            action="alert_rule.created",
+            action=AuditAction.ALERT_RULE_CREATED,
             model=model,
             new=dict(fields.items()),
         )
@@ -184,14 +187,8 @@ def report_request(*, actor: Any, model: RegisteredModel, start: datetime, end: 
     if end <= start:
         raise ValidationError({"end": ["Must be after start."]})
     report = Report.objects.create(model=model, window_start=start, window_end=end, requested_by=actor)
-    from monitoring.tasks import queue_report
-
-    transaction.on_commit(lambda: queue_report(report.pk))
+    queue.report_compute_queue(report.pk)
     return report
-
-
-def may_configure(actor: Any, model: RegisteredModel) -> bool:
-    return bool(actor == model.owner or actor.has_perm("monitoring.change_monitoringconfig"))
 
 
 CONFIG_FIELDS = (
@@ -209,7 +206,7 @@ CONFIG_FIELDS = (
 @transaction.atomic
 def monitoring_configure(*, actor: Any, model: RegisteredModel, **fields: Any) -> MonitoringConfig:
     """Change how a model is monitored; slice and sensitive columns must be inputs of its production version."""
-    if not may_configure(actor, model):
+    if not may_configure_monitoring(actor, model):
         raise PermissionDenied("Only the model's owner or a monitoring admin changes its monitoring.")
     unknown = set(fields) - set(CONFIG_FIELDS)
     if unknown:
@@ -235,7 +232,7 @@ def monitoring_configure(*, actor: Any, model: RegisteredModel, **fields: Any) -
     config.save()
     audit_event_create(
         actor=actor,
-        action="monitoring.configured",
+        action=AuditAction.MONITORING_CONFIGURED,
         model=model,
         old=old,
         new={n: getattr(config, n) for n in CONFIG_FIELDS},
@@ -243,59 +240,23 @@ def monitoring_configure(*, actor: Any, model: RegisteredModel, **fields: Any) -
     return config
 
 
-def _scheduled(
-    *,
-    actor: Any,
-    model: RegisteredModel,
-    holder: MonitoringConfig | RetrainingRecipe,
-    what: str,
-    task_name: str,
-    args: list[Any],
-    crontab: str | None,
-    every_minutes: int | None,
-    enabled: bool,
-) -> None:
-    """Give `holder` (locked by the caller) a beat schedule running `task_name(*args)`, audited."""
-    old = schedules.audited(holder.periodic_task)
-    holder.periodic_task = schedules.save(
-        task=holder.periodic_task,
-        name=f"{what}:{model.name}",
-        task_name=task_name,
-        args=args,
-        description=f"{what.capitalize()} of {model.name} (managed on its monitoring page)",
-        crontab=crontab,
-        every_minutes=every_minutes,
-        enabled=enabled,
-    )
-    holder.save(update_fields=["periodic_task"])
-    audit_event_create(
-        actor=actor, action=f"{what}.scheduled", model=model, old=old, new=schedules.audited(holder.periodic_task)
-    )
-
-
-def _unscheduled(*, actor: Any, model: RegisteredModel, holder: MonitoringConfig | RetrainingRecipe, what: str) -> None:
-    old = schedules.audited(holder.periodic_task)
-    if holder.periodic_task is not None:
-        holder.periodic_task.delete()  # SET_NULL clears the holder's link
-        holder.refresh_from_db()
-    audit_event_create(actor=actor, action=f"{what}.unscheduled", model=model, old=old, new=None)
-
-
 @transaction.atomic
 def report_schedule(
     *, actor: Any, model: RegisteredModel, crontab: str | None, every_minutes: int | None, enabled: bool = True
 ) -> MonitoringConfig:
     """Compute a report over the last `window_days` on a cron schedule or every N minutes."""
-    if not may_configure(actor, model):
+    if not may_configure_monitoring(actor, model):
         raise PermissionDenied("Only the model's owner or a monitoring admin schedules its reports.")
     config, _ = MonitoringConfig.objects.select_for_update().get_or_create(model=model)
-    _scheduled(
+    schedule_set(
         actor=actor,
         model=model,
         holder=config,
-        what="monitoring",
-        task_name="monitoring.tasks.run_scheduled_report",
+        action=AuditAction.MONITORING_SCHEDULED,
+        name=f"monitoring:{model.name}",
+        task_name=queue.RUN_SCHEDULED_REPORT,
         args=[model.pk],
+        description=f"Monitoring of {model.name} (managed on its monitoring page)",
         crontab=crontab,
         every_minutes=every_minutes,
         enabled=enabled,
@@ -305,10 +266,10 @@ def report_schedule(
 
 @transaction.atomic
 def report_unschedule(*, actor: Any, model: RegisteredModel) -> MonitoringConfig:
-    if not may_configure(actor, model):
+    if not may_configure_monitoring(actor, model):
         raise PermissionDenied("Only the model's owner or a monitoring admin schedules its reports.")
     config, _ = MonitoringConfig.objects.select_for_update().get_or_create(model=model)
-    _unscheduled(actor=actor, model=model, holder=config, what="monitoring")
+    schedule_clear(actor=actor, model=model, holder=config, action=AuditAction.MONITORING_UNSCHEDULED)
     return config
 
 
@@ -319,8 +280,6 @@ RECIPE_FIELDS = ("callable_path", "data_path", "data_query", "data_connection")
 
 def _recipe_errors(fields: dict[str, str]) -> dict[str, list[str]]:
     """What is wrong with a recipe, checked as far as possible without training anything."""
-    from monitoring.retraining import load_callable
-
     errors: dict[str, list[str]] = {}
     try:
         if not callable(load_callable(fields["callable_path"])):
@@ -345,7 +304,7 @@ def _recipe_errors(fields: dict[str, str]) -> dict[str, list[str]]:
 @transaction.atomic
 def retraining_recipe_save(*, actor: Any, model: RegisteredModel, **fields: str) -> RetrainingRecipe:
     """Set how a model is retrained: a function in an installed module and its training data."""
-    if not may_configure(actor, model):
+    if not may_configure_monitoring(actor, model):
         raise PermissionDenied("Only the model's owner or a monitoring admin sets its retraining recipe.")
     unknown = set(fields) - set(RECIPE_FIELDS)
     if unknown:
@@ -362,12 +321,12 @@ def retraining_recipe_save(*, actor: Any, model: RegisteredModel, **fields: str)
         setattr(recipe, name, value)
     recipe.full_clean(exclude=["model", "created_by", "periodic_task"])
     recipe.save()
-    audit_event_create(actor=actor, action="retraining.recipe_saved", model=model, old=old, new=cleaned)
+    audit_event_create(actor=actor, action=AuditAction.RETRAINING_RECIPE_SAVED, model=model, old=old, new=cleaned)
     return recipe
 
 
 def _recipe_for_change(actor: Any, model: RegisteredModel) -> RetrainingRecipe:
-    if not may_configure(actor, model):
+    if not may_configure_monitoring(actor, model):
         raise PermissionDenied("Only the model's owner or a monitoring admin retrains it.")
     recipe = RetrainingRecipe.objects.select_for_update().filter(model=model).first()
     if recipe is None:
@@ -381,13 +340,15 @@ def retraining_schedule(
 ) -> RetrainingRecipe:
     """Retrain on a cron schedule or every N minutes; each result waits in review like any version."""
     recipe = _recipe_for_change(actor, model)
-    _scheduled(
+    schedule_set(
         actor=actor,
         model=model,
         holder=recipe,
-        what="retraining",
-        task_name="monitoring.tasks.retrain_model",
+        action=AuditAction.RETRAINING_SCHEDULED,
+        name=f"retraining:{model.name}",
+        task_name=queue.RETRAIN_MODEL,
         args=[model.pk, None, RetrainingRun.Trigger.SCHEDULE],
+        description=f"Retraining of {model.name} (managed on its monitoring page)",
         crontab=crontab,
         every_minutes=every_minutes,
         enabled=enabled,
@@ -398,7 +359,7 @@ def retraining_schedule(
 @transaction.atomic
 def retraining_unschedule(*, actor: Any, model: RegisteredModel) -> RetrainingRecipe:
     recipe = _recipe_for_change(actor, model)
-    _unscheduled(actor=actor, model=model, holder=recipe, what="retraining")
+    schedule_clear(actor=actor, model=model, holder=recipe, action=AuditAction.RETRAINING_UNSCHEDULED)
     return recipe
 
 
@@ -406,10 +367,8 @@ def retraining_unschedule(*, actor: Any, model: RegisteredModel) -> RetrainingRe
 def retraining_request(*, actor: Any, model: RegisteredModel) -> None:
     """Retrain now, on a worker; the run appears on the monitoring page."""
     _recipe_for_change(actor, model)
-    audit_event_create(actor=actor, action="retraining.requested", model=model)
-    from monitoring.tasks import retrain_model
-
-    transaction.on_commit(lambda: retrain_model.delay(model.pk, None, RetrainingRun.Trigger.MANUAL, actor.pk))
+    audit_event_create(actor=actor, action=AuditAction.RETRAINING_REQUESTED, model=model)
+    queue.retraining_queue(model_id=model.pk, trigger=RetrainingRun.Trigger.MANUAL, requested_by_id=actor.pk)
 
 
 def _typed(text: str) -> int | float | str:

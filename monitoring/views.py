@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from monitoring import charts, reports, selectors, services
+from monitoring import charts, selectors, services
+from monitoring.evidently_report import evidently_html
 from monitoring.forms import AlertRuleForm, MonitoringConfigForm, RetrainingRecipeForm
-from monitoring.models import MonitoringConfig, Report
+from monitoring.models import MonitoringConfig, Report, RetrainingRecipe
+from monitoring.permissions import may_configure_monitoring
 from registry import schedules
 from registry.models import RegisteredModel
-from scoring.forms import ScheduleForm
+from scoring.forms import ScheduleForm, schedule_form_apply
 
 TREND_METRICS = {"classification": ["roc_auc", "accuracy", "f1"], "regression": ["rmse", "mae", "r2"]}
 
@@ -90,7 +92,7 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "slice_rows": latest.results.get("slices", {}) if latest else {},
             "recent": selectors.recent_reports(model=model),
             "alerts": selectors.open_alerts(model=model),
-            "may_configure": services.may_configure(request.user, model),
+            "may_configure": may_configure_monitoring(request.user, model),
             "watching": bool(config and config.watchers.filter(pk=request.user.pk or 0).exists()),
             "config_form": MonitoringConfigForm(instance=config or MonitoringConfig(model=model)),
             "schedule_form": ScheduleForm.for_task(config.periodic_task if config else None),
@@ -130,7 +132,7 @@ def evidently_report(request: HttpRequest, name: str, report_id: int) -> HttpRes
     origin, with no access to the app's cookies or pages."""
     report = get_object_or_404(Report, pk=report_id, model__name=name, status=Report.Status.DONE)
     try:
-        html = reports.evidently_html(report)
+        html = evidently_html(report)
     except ValueError as exc:
         messages.error(request, str(exc))
         return _back(report.model)
@@ -139,15 +141,17 @@ def evidently_report(request: HttpRequest, name: str, report_id: int) -> HttpRes
     return response
 
 
-def _form_errors(form: Any) -> str:
-    return "; ".join(f"{field}: {' '.join(str(e) for e in errors)}" for field, errors in form.errors.items())
+def _flash_errors(request: HttpRequest, errors: Mapping[str, Iterable[Any]]) -> None:
+    """Errors by field as one message, "field: ..." each; errors of no field without a name."""
+    parts = []
+    for field, found in errors.items():
+        text = " ".join(str(error) for error in found)
+        parts.append(text if field in ("", NON_FIELD_ERRORS) else f"{field}: {text}")
+    messages.error(request, "; ".join(parts))
 
 
-def _render_settings_error(request: HttpRequest, exc: Exception) -> None:
-    text = "; ".join(
-        f"{field}: {' '.join(errors)}" for field, errors in getattr(exc, "message_dict", {"": [str(exc)]}).items()
-    )
-    messages.error(request, text.lstrip(": "))
+def _flash_refusal(request: HttpRequest, exc: ValidationError | PermissionDenied) -> None:
+    _flash_errors(request, getattr(exc, "message_dict", {"": [str(exc)]}))
 
 
 def _back(model: RegisteredModel, section: str = "") -> HttpResponse:
@@ -165,7 +169,7 @@ def _perform(
     try:
         result = call()
     except (ValidationError, PermissionDenied) as exc:
-        _render_settings_error(request, exc)
+        _flash_refusal(request, exc)
     else:
         messages.success(request, success(result))
     return _back(model, section)
@@ -177,7 +181,7 @@ def configure(request: HttpRequest, name: str) -> HttpResponse:
     config = MonitoringConfig.objects.filter(model=model).first() or MonitoringConfig(model=model)
     form = MonitoringConfigForm(request.POST, instance=config)
     if not form.is_valid():
-        messages.error(request, _form_errors(form))
+        _flash_errors(request, form.errors)
         return _back(model)
     return _perform(
         request,
@@ -193,31 +197,22 @@ def _save_schedule(
     *,
     prefix: str | None,
     what: str,
-    set_schedule: Callable[..., Any],
-    unset_schedule: Callable[..., Any],
+    set_schedule: Callable[..., MonitoringConfig | RetrainingRecipe],
+    unset_schedule: Callable[..., object],
 ) -> HttpResponse:
     """The schedule forms of the page: reports' and retraining's, both kept as beat rows."""
     form = ScheduleForm(request.POST, prefix=prefix)
-    if not form.is_valid():
-        messages.error(request, _form_errors(form))
-        return _back(model)
-    data = form.cleaned_data
-    try:
-        if data["kind"] == "none":
-            unset_schedule(actor=request.user, model=model)
-            messages.success(request, f"{what} now runs only when started.")
-        else:
-            holder = set_schedule(
-                actor=request.user,
-                model=model,
-                crontab=data["crontab"] if data["kind"] == "cron" else None,
-                every_minutes=data["every_minutes"] if data["kind"] == "interval" else None,
-                enabled=data["enabled"],
-            )
-            described = schedules.describe(holder.periodic_task) or {}
-            messages.success(request, f"{what} now runs {described.get('description', '')}.")
-    except (ValidationError, PermissionDenied) as exc:
-        _render_settings_error(request, exc)
+    message = schedule_form_apply(
+        form,
+        what=what,
+        unscheduled="now runs only when started",
+        set_schedule=lambda **when: set_schedule(actor=request.user, model=model, **when).periodic_task,
+        unset_schedule=lambda: unset_schedule(actor=request.user, model=model),
+    )
+    if message is None:
+        _flash_errors(request, form.errors)
+    else:
+        messages.success(request, message)
     return _back(model)
 
 
@@ -252,7 +247,7 @@ def retraining_recipe(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     form = RetrainingRecipeForm(request.POST)
     if not form.is_valid():
-        messages.error(request, _form_errors(form))
+        _flash_errors(request, form.errors)
         return _back(model, "retraining")
     return _perform(
         request,
@@ -280,7 +275,7 @@ def alert_rule_create(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     form = AlertRuleForm(request.POST)
     if not form.is_valid():
-        messages.error(request, _form_errors(form))
+        _flash_errors(request, form.errors)
         return _back(model, "alert-rules")
     return _perform(
         request,

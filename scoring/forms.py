@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.core.exceptions import PermissionDenied, ValidationError
 from django_celery_beat.models import PeriodicTask
 
 from registry import schedules
 from registry.choices import VersionStatus
+from registry.forms import form_apply_errors
 from registry.models import RegisteredModel
 from scoring.batch.services import DEFAULT_CHUNK_ROWS, MAX_CHUNK_ROWS
 from scoring.batch.sources import batch_input_dir, scoring_databases
@@ -76,3 +79,43 @@ class ScheduleForm(forms.Form):
             },
             prefix=prefix,
         )
+
+
+def schedule_form_apply(
+    form: ScheduleForm,
+    *,
+    what: str,
+    unscheduled: str,
+    set_schedule: Callable[..., PeriodicTask | None],
+    unset_schedule: Callable[[], object],
+) -> str | None:
+    """Set or clear the schedule a posted ScheduleForm describes, through the caller's services.
+
+    `set_schedule(crontab=, every_minutes=, enabled=)` returns the beat row now in place. Returns the
+    success message ("<what> now runs ...", or "<what> <unscheduled>."), or None with the errors on the
+    form: its own, and those of the service (a refusal as a form-wide error).
+    """
+    if not form.is_valid():
+        return None
+    data = form.cleaned_data
+    try:
+        if data["kind"] == "none":
+            unset_schedule()
+            return f"{what} {unscheduled}."
+        task = set_schedule(
+            crontab=data["crontab"] if data["kind"] == "cron" else None,
+            every_minutes=data["every_minutes"] if data["kind"] == "interval" else None,
+            enabled=data["enabled"],
+        )
+    except ValidationError as exc:
+        if data["kind"] == "interval" and "crontab" in getattr(exc, "message_dict", {}):
+            form.add_error("every_minutes", "Give the number of minutes between runs.")
+        else:
+            form_apply_errors(form, exc)
+        return None
+    except PermissionDenied as exc:
+        form.add_error(None, str(exc))
+        return None
+    described = schedules.describe(task) or {}
+    state = "" if data["enabled"] else " (disabled)"
+    return f"{what} now runs {described.get('description', '')}{state}."

@@ -11,11 +11,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config.api import ConflictError
 from registry import selectors
-from registry.forms import form_apply_errors
+from registry.forms import flash_errors, form_apply_errors
 from registry.models import RegisteredModel
 from scoring.batch import runs, services
 from scoring.batch import selectors as batch_selectors
-from scoring.forms import BatchJobForm, ScheduleForm
+from scoring.forms import BatchJobForm, ScheduleForm, schedule_form_apply
 from scoring.models import BatchJob, BatchRun
 from scoring.permissions import may_manage_batches, may_view_batches
 
@@ -27,10 +27,6 @@ def _model(request: HttpRequest, name: str) -> RegisteredModel:
     if not may_view_batches(request.user):
         raise PermissionDenied
     return selectors.model_get(name=name)
-
-
-def _flash(request: HttpRequest, exc: Exception) -> None:
-    messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
 
 
 @require_http_methods(["GET", "POST"])
@@ -89,31 +85,16 @@ def job_schedule(request: HttpRequest, name: str, job: str) -> HttpResponse:
         # Refused before the form is read, as creating a job is: a 403, not a form error.
         raise PermissionDenied
     form = ScheduleForm(request.POST)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            if data["kind"] == "none":
-                services.job_unschedule(actor=request.user, job=found)
-                messages.success(request, f"{found.name} no longer runs on a schedule.")
-            else:
-                services.job_schedule(
-                    actor=request.user,
-                    job=found,
-                    crontab=data["crontab"] if data["kind"] == "cron" else None,
-                    every_minutes=data["every_minutes"] if data["kind"] == "interval" else None,
-                    enabled=data["enabled"],
-                )
-                schedule = batch_selectors.schedule_of(found) or {}
-                state = "" if data["enabled"] else " (disabled)"
-                messages.success(request, f"{found.name} now runs {schedule.get('description', '')}{state}.")
-            return redirect(found)
-        except ValidationError as exc:
-            if data["kind"] == "interval" and "crontab" in getattr(exc, "message_dict", {}):
-                form.add_error("every_minutes", "Give the number of minutes between runs.")
-            else:
-                form_apply_errors(form, exc)
-        except PermissionDenied as exc:
-            form.add_error(None, str(exc))
+    message = schedule_form_apply(
+        form,
+        what=found.name,
+        unscheduled="no longer runs on a schedule",
+        set_schedule=lambda **when: services.job_schedule(actor=request.user, job=found, **when).periodic_task,
+        unset_schedule=lambda: services.job_unschedule(actor=request.user, job=found),
+    )
+    if message is not None:
+        messages.success(request, message)
+        return redirect(found)
     return _render_job(request, found, form, status=400)
 
 
@@ -123,7 +104,7 @@ def job_run(request: HttpRequest, name: str, job: str) -> HttpResponse:
     try:
         run = runs.run_start(job=found, actor=request.user)
     except (PermissionDenied, ValidationError, ConflictError) as exc:
-        _flash(request, exc)
+        flash_errors(request, exc)
     else:
         messages.success(request, f"Run {run.pk} started.")
     return redirect(found)
@@ -159,7 +140,7 @@ def run_resume(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
     try:
         runs.run_resume(actor=request.user, run=run)
     except (PermissionDenied, ConflictError) as exc:
-        _flash(request, exc)
+        flash_errors(request, exc)
     else:
         messages.success(request, f"Run {run.pk} resumes: chunks already done are kept.")
     return redirect("scoring:run-detail", model.name, run.pk)

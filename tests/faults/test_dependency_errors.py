@@ -92,7 +92,7 @@ def test_healthz_says_what_is_down_with_retry_after(db: None, monkeypatch: pytes
 def test_a_report_asked_for_while_the_broker_is_down_fails_saying_so_instead_of_running_forever(
     production: ModelVersion, author: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(monitoring_tasks.compute_report, "delay", broker_down)
+    monkeypatch.setattr(monitoring_tasks.compute_report, "apply_async", broker_down)
     client = APIClient()
     client.force_authenticate(author)
     now = timezone.now()

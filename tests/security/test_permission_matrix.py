@@ -667,9 +667,9 @@ CASES = [
 @pytest.fixture
 def _fast_evidently(monkeypatch: pytest.MonkeyPatch) -> None:
     """Evidently's HTML takes seconds to build; access to it is what the matrix checks."""
-    from monitoring import reports
+    from monitoring import views
 
-    monkeypatch.setattr(reports, "evidently_html", lambda report: "<html>report</html>")
+    monkeypatch.setattr(views, "evidently_html", lambda report: "<html>report</html>")
 
 
 @pytest.mark.usefixtures("_fast_evidently")

@@ -1,0 +1,44 @@
+"""Monitoring's Celery tasks, named once and queued after commit (see config/queue.py).
+
+Services, alerts and reports queue work through these functions; monitoring/tasks.py imports them
+the other way round, so nothing in monitoring needs to import the tasks module.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from config.queue import queue_on_commit, refusal
+from monitoring.models import Report, RetrainingRun
+
+COMPUTE_REPORT = "monitoring.tasks.compute_report"
+RETRAIN_MODEL = "monitoring.tasks.retrain_model"
+RUN_SCHEDULED_REPORT = "monitoring.tasks.run_scheduled_report"
+
+
+def report_compute_queue(report_id: int) -> None:
+    """Queue a report's computation once it commits.
+
+    If the broker refuses (it is down), nothing would ever compute the report: it is marked failed,
+    saying to ask again, instead of staying "running" forever, and the error goes on (a 503).
+    """
+
+    def refused(exc: Exception) -> None:
+        Report.objects.filter(pk=report_id, status=Report.Status.RUNNING).update(
+            status=Report.Status.FAILED,
+            error=refusal(exc, advice="ask for the report again."),
+            finished_at=timezone.now(),
+        )
+
+    queue_on_commit(COMPUTE_REPORT, report_id, on_refused=refused)
+
+
+def retraining_queue(
+    *,
+    model_id: int,
+    alert_id: int | None = None,
+    trigger: str = RetrainingRun.Trigger.ALERT,
+    requested_by_id: int | None = None,
+) -> None:
+    """Queue a retraining of the model once the current transaction commits."""
+    queue_on_commit(RETRAIN_MODEL, model_id, alert_id, trigger, requested_by_id)
