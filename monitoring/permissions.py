@@ -13,6 +13,7 @@ from registry.models import RegisteredModel
 from registry.permissions import may_register_versions, may_view_models
 
 CONFIGURE_MONITORING = "monitoring.change_monitoringconfig"
+ACTUALS_REFUSAL = "Only data scientists and the model's consumers may post actuals."
 
 
 def may_configure_monitoring(user: Any, model: RegisteredModel) -> bool:
@@ -24,7 +25,7 @@ def may_configure_monitoring(user: Any, model: RegisteredModel) -> bool:
 
 def may_record_actuals(user: Any) -> bool:
     """Post actuals: data scientists, and consumer tokens (for their own predictions)."""
-    return may_register_versions(user) or getattr(user, "consumer", None) is not None
+    return may_register_versions(user) or bool(getattr(user, "is_consumer", False))
 
 
 def may_request_reports(user: Any) -> bool:

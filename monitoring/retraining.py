@@ -35,7 +35,8 @@ def load_callable(path: str) -> Callable[[pd.DataFrame], dict[str, Any]]:
     allowed = settings.MF_RETRAINING_PACKAGES
     # Workers run this code: only packages named in the settings, never any importable module (os:system).
     if not any(module_name == package or module_name.startswith(f"{package}.") for package in allowed):
-        raise ValueError(f"{module_name!r} is not in an allowed package (MF_RETRAINING_PACKAGES: {', '.join(allowed)})")
+        listed = f"MF_RETRAINING_PACKAGES: {', '.join(allowed)}" if allowed else "MF_RETRAINING_PACKAGES allows none"
+        raise ValueError(f"{module_name!r} is not in an allowed package ({listed})")
     return getattr(importlib.import_module(module_name), function)
 
 

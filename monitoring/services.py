@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from monitoring import performance, queue
 from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, RetrainingRecipe, RetrainingRun
-from monitoring.permissions import may_configure_monitoring, may_record_actuals
+from monitoring.permissions import ACTUALS_REFUSAL, may_configure_monitoring, may_record_actuals
 from monitoring.retraining import load_callable
 from registry.audit import audit_event_create
 from registry.choices import AuditAction
@@ -75,7 +75,7 @@ def _key(row: Any, index: int, problems: list[dict[str, Any]]) -> tuple[str | No
 def actuals_ingest(*, actor: Any, model: RegisteredModel, rows: list[Any]) -> ActualsResult:
     """Store actuals all or nothing; posting the same actual again changes nothing."""
     if not may_record_actuals(actor):
-        raise PermissionDenied("Only data scientists and the model's consumers may post actuals.")
+        raise PermissionDenied(ACTUALS_REFUSAL)
     if not isinstance(rows, list) or not rows:
         raise ValidationError({"rows": ["Send a non-empty list of rows."]})
     if len(rows) > MAX_ACTUALS_PER_REQUEST:

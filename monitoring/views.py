@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -18,8 +18,9 @@ from monitoring import charts, selectors, services
 from monitoring.evidently_report import evidently_html
 from monitoring.forms import AlertRuleForm, MonitoringConfigForm, RetrainingRecipeForm
 from monitoring.models import MonitoringConfig, Report, RetrainingRecipe
-from monitoring.permissions import may_configure_monitoring
+from monitoring.permissions import ACTUALS_REFUSAL, may_configure_monitoring, may_record_actuals
 from registry import schedules
+from registry.forms import flash_errors
 from registry.models import RegisteredModel
 from scoring.forms import ScheduleForm, schedule_form_apply
 
@@ -93,6 +94,7 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "recent": selectors.recent_reports(model=model),
             "alerts": selectors.open_alerts(model=model),
             "may_configure": may_configure_monitoring(request.user, model),
+            "may_record_actuals": may_record_actuals(request.user),
             "watching": bool(config and config.watchers.filter(pk=request.user.pk or 0).exists()),
             "config_form": MonitoringConfigForm(instance=config or MonitoringConfig(model=model)),
             "schedule_form": ScheduleForm.for_task(config.periodic_task if config else None),
@@ -141,19 +143,6 @@ def evidently_report(request: HttpRequest, name: str, report_id: int) -> HttpRes
     return response
 
 
-def _flash_errors(request: HttpRequest, errors: Mapping[str, Iterable[Any]]) -> None:
-    """Errors by field as one message, "field: ..." each; errors of no field without a name."""
-    parts = []
-    for field, found in errors.items():
-        text = " ".join(str(error) for error in found)
-        parts.append(text if field in ("", NON_FIELD_ERRORS) else f"{field}: {text}")
-    messages.error(request, "; ".join(parts))
-
-
-def _flash_refusal(request: HttpRequest, exc: ValidationError | PermissionDenied) -> None:
-    _flash_errors(request, getattr(exc, "message_dict", {"": [str(exc)]}))
-
-
 def _back(model: RegisteredModel, section: str = "") -> HttpResponse:
     return redirect(reverse("monitoring:model", args=[model.name]) + (f"#{section}" if section else ""))
 
@@ -169,7 +158,7 @@ def _perform(
     try:
         result = call()
     except (ValidationError, PermissionDenied) as exc:
-        _flash_refusal(request, exc)
+        flash_errors(request, exc)
     else:
         messages.success(request, success(result))
     return _back(model, section)
@@ -181,7 +170,7 @@ def configure(request: HttpRequest, name: str) -> HttpResponse:
     config = MonitoringConfig.objects.filter(model=model).first() or MonitoringConfig(model=model)
     form = MonitoringConfigForm(request.POST, instance=config)
     if not form.is_valid():
-        _flash_errors(request, form.errors)
+        flash_errors(request, form.errors)
         return _back(model)
     return _perform(
         request,
@@ -210,7 +199,7 @@ def _save_schedule(
         unset_schedule=lambda: unset_schedule(actor=request.user, model=model),
     )
     if message is None:
-        _flash_errors(request, form.errors)
+        flash_errors(request, form.errors)
     else:
         messages.success(request, message)
     return _back(model)
@@ -247,7 +236,7 @@ def retraining_recipe(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     form = RetrainingRecipeForm(request.POST)
     if not form.is_valid():
-        _flash_errors(request, form.errors)
+        flash_errors(request, form.errors)
         return _back(model, "retraining")
     return _perform(
         request,
@@ -275,7 +264,7 @@ def alert_rule_create(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     form = AlertRuleForm(request.POST)
     if not form.is_valid():
-        _flash_errors(request, form.errors)
+        flash_errors(request, form.errors)
         return _back(model, "alert-rules")
     return _perform(
         request,
@@ -289,6 +278,10 @@ def alert_rule_create(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 def upload_actuals(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
+    if not may_record_actuals(request.user):
+        # Refused before the upload is read, as the service would: the same refusal, the same way back.
+        messages.error(request, ACTUALS_REFUSAL)
+        return _back(model)
     upload = request.FILES.get("file")
     if upload is None:
         messages.error(request, "file: choose a CSV file of actuals.")

@@ -3,10 +3,16 @@ again and name bad fields, which go onto the form, or into a message on the next
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.http import HttpRequest
+
+# Keys under which services and forms put errors that belong to no one field.
+_NO_FIELD = frozenset({"", NON_FIELD_ERRORS, "detail"})
 
 
 class MlflowImportForm(forms.Form):
@@ -27,6 +33,17 @@ def form_apply_errors(form: forms.Form, exc: ValidationError) -> None:
         form.add_error(field if field in form.fields else None, errors)
 
 
-def flash_errors(request: HttpRequest, exc: Exception) -> None:
-    """A service's refusal as an error message on the next page: a ValidationError's messages, else its text."""
-    messages.error(request, " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc))
+def flash_errors(request: HttpRequest, refusal: Exception | Mapping[str, Iterable[Any]]) -> None:
+    """A refusal as one error message on the next page: a service's ValidationError or PermissionDenied,
+    or a form's errors. Each field's errors as "field: ..."; errors of no particular field without a name."""
+    if isinstance(refusal, Mapping):
+        errors: Mapping[str, Iterable[Any]] = refusal
+    elif isinstance(refusal, ValidationError):
+        errors = refusal.message_dict if hasattr(refusal, "error_dict") else {"": refusal.messages}
+    else:
+        errors = {"": [str(refusal)]}
+    parts = []
+    for field, found in errors.items():
+        text = " ".join(str(error) for error in found)
+        parts.append(text if field in _NO_FIELD else f"{field}: {text}")
+    messages.error(request, "; ".join(parts))

@@ -104,7 +104,7 @@ def save(
     interval_schedule: IntervalSchedule | None = None
     if crontab is not None:
         fields = crontab_fields(crontab)
-        zone = getattr(settings, "CELERY_TIMEZONE", settings.TIME_ZONE)
+        zone = settings.CELERY_TIMEZONE
         # Schedules are shared rows; filter().first() because nothing stops duplicates existing.
         cron_schedule = CrontabSchedule.objects.filter(**fields, timezone=zone).first()
         if cron_schedule is None:

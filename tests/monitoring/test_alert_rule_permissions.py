@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 from django.test import Client
 
 from monitoring.models import AlertRule
@@ -68,3 +69,16 @@ def test_it_refuses_the_page_form_to_a_data_scientist_who_does_not_own_the_model
     page = client.post("/models/churn/monitoring/alert-rules/", RULE, follow=True).content.decode()
     assert "Only the model&#x27;s owner or a monitoring admin defines its alert rules." in page
     assert not AlertRule.objects.exists()
+
+
+@pytest.mark.parametrize(("role", "offered"), [(roles.DATA_SCIENTIST, True), (roles.REVIEWER, False)])
+def test_the_actuals_upload_is_offered_to_whoever_may_record_actuals(
+    churn_model: RegisteredModel, role: str, offered: bool
+) -> None:
+    client = Client()
+    client.force_login(UserFactory(username="someone", role=role))
+    page = client.get("/models/churn/monitoring/").content.decode()
+    assert ('id="actuals-file"' in page) is offered
+    response = client.post("/models/churn/monitoring/actuals/", {})
+    refused = "may post actuals" in " ".join(str(m) for m in get_messages(response.wsgi_request))
+    assert refused is not offered

@@ -13,6 +13,7 @@ from django_celery_beat.models import PeriodicTask
 
 from monitoring import charts
 from monitoring.models import AlertRule, MonitoringConfig, Report, RetrainingRecipe, RetrainingRun
+from monitoring.retraining import load_callable
 from monitoring.tasks import retrain_model
 from registry.choices import VersionStatus
 from registry.models import AuditEvent, ModelVersion
@@ -123,6 +124,14 @@ def test_the_recipe_is_checked_before_it_is_saved(production: ModelVersion, auth
     recipe = RetrainingRecipe.objects.get()
     assert (recipe.callable_path, recipe.data_path) == (RECIPE, training_file)
     assert AuditEvent.objects.filter(action="retraining.recipe_saved").count() == 1
+
+
+def test_an_instance_that_allows_no_recipe_package_says_so(settings: Any) -> None:
+    settings.MF_RETRAINING_PACKAGES = []
+    with pytest.raises(
+        ValueError, match=r"'demo.churn' is not in an allowed package \(MF_RETRAINING_PACKAGES allows none\)"
+    ):
+        load_callable("demo.churn:retrain")
 
 
 def test_a_sql_recipe_may_only_read_a_configured_scoring_database(production: ModelVersion, author: Any) -> None:
