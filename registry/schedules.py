@@ -85,18 +85,10 @@ def next_run_at(task: PeriodicTask | None, now: datetime | None = None) -> datet
     return None
 
 
-def save(
-    *,
-    task: PeriodicTask | None,
-    name: str,
-    task_name: str,
-    args: list[Any],
-    description: str,
-    crontab: str | None,
-    every_minutes: int | None,
-    enabled: bool,
-) -> PeriodicTask:
-    """Create or update the PeriodicTask running `task_name(*args)` on a cron schedule or every N minutes."""
+def _schedule_rows(
+    crontab: str | None, every_minutes: int | None
+) -> tuple[CrontabSchedule | None, IntervalSchedule | None]:
+    """The shared beat schedule row for a cron expression or a number of minutes (exactly one of them)."""
     crontab = (crontab or "").strip() or None
     if (crontab is None) == (every_minutes is None):
         raise ValidationError({"crontab": ["Give either a cron expression or every_minutes (one of them)."]})
@@ -118,18 +110,7 @@ def save(
         ).first()
         if interval_schedule is None:
             interval_schedule = IntervalSchedule.objects.create(every=every_minutes, period=IntervalSchedule.MINUTES)
-    name = name[:200]  # PeriodicTask names are at most 200 characters
-    task = task or PeriodicTask.objects.filter(name=name).first() or PeriodicTask(name=name)
-    task.name = name
-    task.task = task_name
-    task.args = json.dumps(args)
-    task.kwargs = "{}"
-    task.crontab = cron_schedule
-    task.interval = interval_schedule
-    task.enabled = enabled
-    task.description = description
-    task.save()  # save(), not update(): beat notices changes through PeriodicTask's save signal
-    return task
+    return cron_schedule, interval_schedule
 
 
 class Scheduled(Protocol):
@@ -156,16 +137,19 @@ def schedule_set(
 ) -> None:
     """Give `holder` (locked by the caller) a schedule running `task_name(*args)`; audited as `action`."""
     old = audited(holder.periodic_task)
-    holder.periodic_task = save(
-        task=holder.periodic_task,
-        name=name,
-        task_name=task_name,
-        args=args,
-        description=description,
-        crontab=crontab,
-        every_minutes=every_minutes,
-        enabled=enabled,
-    )
+    cron_schedule, interval_schedule = _schedule_rows(crontab, every_minutes)
+    name = name[:200]  # PeriodicTask names are at most 200 characters
+    task = holder.periodic_task or PeriodicTask.objects.filter(name=name).first() or PeriodicTask(name=name)
+    task.name = name
+    task.task = task_name
+    task.args = json.dumps(args)
+    task.kwargs = "{}"
+    task.crontab = cron_schedule
+    task.interval = interval_schedule
+    task.enabled = enabled
+    task.description = description
+    task.save()  # save(), not update(): beat notices changes through PeriodicTask's save signal
+    holder.periodic_task = task
     holder.save(update_fields=["periodic_task"])
     audit_event_create(actor=actor, action=action, model=model, old=old, new=audited(holder.periodic_task))
 
