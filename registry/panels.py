@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from registry.models import ModelVersion
+from registry.models import ModelVersion
 
-PanelContext = Callable[["ModelVersion"], dict[str, Any]]
+PanelContext = Callable[[ModelVersion], dict[str, Any]]
 
 # By template, in the order registered: registering a template again (ready() run twice) replaces it.
 _version_panels: dict[str, PanelContext] = {}
