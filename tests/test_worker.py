@@ -18,9 +18,9 @@ from django.db import connection
 
 from config.celery import app
 from registry.models import ModelVersion
-from scoring.batch import runs, services
+from scoring.batch import runs
 from scoring.models import BatchChunk, BatchRun, BatchScore
-from tests.scoring.batch_support import customer_table, use_input_dir, write_input
+from tests.scoring.batch_support import customer_table, nightly_job, use_input_dir, write_input
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -125,15 +125,7 @@ def test_a_batch_run_survives_a_worker_killed_mid_run_with_exactly_once_scores(
     inputs = use_input_dir(settings, tmp_path)
     rows = 30_000
     write_input(inputs, customer_table(rows))
-    job = services.job_create(
-        actor=author,
-        model=production.model,
-        name="nightly",
-        input_kind="path",
-        input_path="customers.csv",
-        entity_column="customer_id",
-        chunk_rows=250,
-    )
+    job = nightly_job(production.model, author, chunk_rows=250)
     visibility = "3"
     first, first_log = start_worker("first", MF_BROKER_VISIBILITY_TIMEOUT_SECONDS=visibility)
     run = runs.run_start(job=job, actor=author)

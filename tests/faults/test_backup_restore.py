@@ -32,7 +32,8 @@ from registry.models import AuditEvent, ModelVersion, RegisteredModel, VersionFi
 from scoring.batch import services
 from scoring.models import BatchRun
 from tests.conftest import customers
-from tests.scoring.batch_support import customer_table, run_now, use_input_dir, write_input
+from tests.scoring.batch_support import customer_table, nightly_job, run_now, use_input_dir, write_input
+from tests.support import report_over_last_hour
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,16 +77,7 @@ def populated(
     frame = customer_table(40)
     frame.loc[3, "charges"] = -5.0  # one row for the rejects table
     write_input(inputs, frame, "nightly.csv")
-    job = services.job_create(
-        actor=author,
-        model=churn_model,
-        name="nightly",
-        input_kind="path",
-        input_path="nightly.csv",
-        entity_column="customer_id",
-        chunk_rows=15,
-        write_parquet=True,
-    )
+    job = nightly_job(churn_model, author, input_path="nightly.csv", chunk_rows=15, write_parquet=True)
     services.job_schedule(actor=author, job=job, crontab="30 2 * * *")
     run = run_now(job, author, django_capture_on_commit_callbacks)
     assert run.status == BatchRun.Status.SUCCEEDED, run.error
@@ -94,12 +86,7 @@ def populated(
     MonitoringConfig.objects.update_or_create(model=churn_model, defaults={"slice_columns": ["contract"]})
     client = APIClient()
     client.force_authenticate(author)
-    now = timezone.now()
-    window = {"start": (now - timedelta(hours=1)).isoformat(), "end": (now + timedelta(minutes=1)).isoformat()}
-    with django_capture_on_commit_callbacks(execute=True):
-        created = client.post("/api/models/churn/reports/", window, format="json")
-    assert created.status_code == 202, created.content
-    assert Report.objects.get(pk=created.json()["id"]).status == Report.Status.DONE
+    assert report_over_last_hour(client, django_capture_on_commit_callbacks).status == Report.Status.DONE
 
     statuses = dict(churn_model.versions.values_list("number", "status"))
     assert statuses == {

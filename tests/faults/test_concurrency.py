@@ -30,11 +30,12 @@ from rest_framework.test import APIClient
 from config.api import ConflictError
 from registry import audit, workflow
 from registry.choices import VersionStatus as S
-from registry.models import AuditEvent, CheckRun, ModelVersion, RegisteredModel, SignOff, Tag
+from registry.models import AuditEvent, ModelVersion, RegisteredModel, SignOff, Tag
 from scoring import queue, tasks
 from scoring.batch import runs, services
 from scoring.models import BatchChunk, BatchJob, BatchRun, BatchScore
-from tests.scoring.batch_support import customer_table, put_in_production, use_input_dir, write_input
+from tests.scoring.batch_support import customer_table, nightly_job, put_in_production, use_input_dir, write_input
+from tests.support import force_checks_passed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,14 +67,6 @@ def errors(outcomes: list[Any]) -> list[Exception]:
     return [outcome for outcome in outcomes if isinstance(outcome, Exception)]
 
 
-def checks_passed(version: ModelVersion) -> ModelVersion:
-    """Stand-in for review and real checks (covered elsewhere): the version is ready to go live."""
-    ModelVersion.objects.filter(pk=version.pk).update(status=S.CHECKS_PASSED)
-    CheckRun.objects.create(version=version, status=CheckRun.Status.PASSED, finished_at=timezone.now())
-    version.refresh_from_db()
-    return version
-
-
 # --- go-live ----------------------------------------------------------------------------------------
 
 
@@ -89,8 +82,8 @@ def test_two_go_lives_at_once_leave_one_production_version_and_a_consistent_audi
     first = register(churn_model, author)
     if with_previous:
         put_in_production(first, author, reviewer, second_reviewer)
-    a = checks_passed(register(churn_model, author))
-    b = checks_passed(register(churn_model, author))
+    a = force_checks_passed(register(churn_model, author))
+    b = force_checks_passed(register(churn_model, author))
 
     outcomes = race(
         lambda: workflow.version_transition(actor=reviewer, version=a, action="go_live"),
@@ -198,15 +191,7 @@ def scheduled_job(
 ) -> BatchJob:
     put_in_production(register(churn_model, author), author, reviewer, second_reviewer)
     write_input(use_input_dir(settings, tmp_path), customer_table(ROWS), "nightly.csv")
-    job = services.job_create(
-        actor=author,
-        model=churn_model,
-        name="nightly",
-        input_kind="path",
-        input_path="nightly.csv",
-        entity_column="customer_id",
-        chunk_rows=20,
-    )
+    job = nightly_job(churn_model, author, input_path="nightly.csv", chunk_rows=20)
     return services.job_schedule(actor=author, job=job, crontab="0 2 * * *")
 
 

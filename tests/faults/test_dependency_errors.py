@@ -23,9 +23,8 @@ from monitoring.models import Report
 from registry.models import AuditEvent, ModelVersion
 from scoring import runtime
 from scoring import tasks as scoring_tasks
-from scoring.batch.services import job_create
 from scoring.models import BatchRun
-from tests.scoring.batch_support import customer_table, use_input_dir, write_input
+from tests.scoring.batch_support import customer_table, nightly_job, use_input_dir, write_input
 
 ROW = {"tenure": 3, "charges": 99.5, "contract": "monthly"}
 
@@ -110,14 +109,7 @@ def test_a_run_asked_for_while_the_broker_is_down_fails_and_resumes_later(
     production: ModelVersion, author: Any, monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Any
 ) -> None:
     write_input(use_input_dir(settings, tmp_path), customer_table(40))
-    job = job_create(
-        actor=author,
-        model=production.model,
-        name="nightly",
-        input_kind="path",
-        input_path="customers.csv",
-        entity_column="customer_id",
-    )
+    job = nightly_job(production.model, author)
     client = APIClient()
     client.force_authenticate(author)
     with monkeypatch.context() as patched:

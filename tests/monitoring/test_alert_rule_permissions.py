@@ -75,8 +75,9 @@ def test_it_refuses_the_page_form_to_a_data_scientist_who_does_not_own_the_model
 def test_the_actuals_upload_is_offered_to_whoever_may_record_actuals(
     churn_model: RegisteredModel, role: str, offered: bool
 ) -> None:
+    someone: Any = UserFactory(username="someone", role=role)
     client = Client()
-    client.force_login(UserFactory(username="someone", role=role))
+    client.force_login(someone)
     page = client.get("/models/churn/monitoring/").content.decode()
     assert ('id="actuals-file"' in page) is offered
     response = client.post("/models/churn/monitoring/actuals/", {})

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from monitoring import services, tasks
 from monitoring.models import MonitoringConfig, Report
 from registry.models import ModelVersion
+from tests.support import report_over_last_hour
 
 
 def test_a_report_judges_drift_per_column_and_slice_with_performance_and_fairness(
@@ -25,12 +26,7 @@ def test_a_report_judges_drift_per_column_and_slice_with_performance_and_fairnes
     )
     client = APIClient()
     client.force_authenticate(author)
-    now = timezone.now()
-    window = {"start": (now - timedelta(hours=1)).isoformat(), "end": (now + timedelta(minutes=1)).isoformat()}
-    with django_capture_on_commit_callbacks(execute=True):
-        created = client.post("/api/models/churn/reports/", window, format="json")
-    assert created.status_code == 202, created.content
-    report = Report.objects.get(pk=created.json()["id"])
+    report = report_over_last_hour(client, django_capture_on_commit_callbacks)
     assert report.status == Report.Status.DONE, report.error
 
     detail = client.get(f"/api/reports/{report.pk}/").json()

@@ -261,13 +261,18 @@ def test_the_tensor_input_is_served_from_rows_and_columns(
     assert "4 values" in short.json()["detail"]
 
 
-def test_bad_datetime_and_binary_values_are_named(
-    upload: Callable[..., Any], api: Callable[[Any], Any], reviewer: Any, go_live: Callable[..., Any]
-) -> None:
+@pytest.fixture
+def all_types_in_production(upload: Callable[..., Any], reviewer: Any, go_live: Callable[..., Any]) -> ModelVersion:
+    """The all_types model registered, its untrusted types accepted by Rita, reviewed and in production."""
     assert upload("all_types").status_code == 201
     version = ModelVersion.objects.get()
     services.version_accept_untrusted_types(actor=reviewer, version=version)
-    go_live(version)
+    return go_live(version)
+
+
+def test_bad_datetime_and_binary_values_are_named(
+    all_types_in_production: ModelVersion, api: Callable[[Any], Any], reviewer: Any
+) -> None:
     request = expected("all_types")["request"]
     columns = request["dataframe_split"]["columns"]
     row = dict(zip(columns, request["dataframe_split"]["data"][0], strict=True))
@@ -302,12 +307,8 @@ def test_bad_datetime_and_binary_values_are_named(
 
 
 def test_dates_and_bytes_are_logged_as_sent_and_reproduce(
-    upload: Callable[..., Any], api: Callable[[Any], Any], reviewer: Any, go_live: Callable[..., Any]
+    all_types_in_production: ModelVersion, api: Callable[[Any], Any], reviewer: Any
 ) -> None:
-    assert upload("all_types").status_code == 201
-    version = ModelVersion.objects.get()
-    services.version_accept_untrusted_types(actor=reviewer, version=version)
-    go_live(version)
     request = expected("all_types")["request"]
     client = api(reviewer)
 

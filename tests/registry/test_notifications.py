@@ -93,6 +93,12 @@ def make_consumer(model: RegisteredModel, actor: Any, name: str = "billing", **f
     return consumer
 
 
+@pytest.fixture
+def hooked_consumer(churn_model: RegisteredModel, author: Any, receiver: WebhookReceiver) -> Consumer:
+    """The "billing" consumer of churn, its webhook the local receiver."""
+    return make_consumer(churn_model, author, webhook_url=receiver.url)
+
+
 def notify(model: RegisteredModel, **payload: Any) -> list[WebhookDelivery]:
     return notifications.notify_consumers(
         model=model,
@@ -170,12 +176,10 @@ def test_it_emails_every_contact_and_posts_a_signed_webhook(
 
 def test_it_sends_nothing_when_the_change_rolls_back(
     churn_model: RegisteredModel,
-    author: Any,
+    hooked_consumer: Consumer,
     receiver: WebhookReceiver,
     django_capture_on_commit_callbacks: CaptureCallbacks,
 ) -> None:
-    make_consumer(churn_model, author, webhook_url=receiver.url)
-
     @transaction.atomic
     def deploy_then_fail() -> None:
         notify(churn_model)
@@ -214,11 +218,10 @@ def test_it_keeps_the_change_when_the_broker_refuses_the_webhook(
 
 def test_it_retries_until_the_receiver_accepts(
     churn_model: RegisteredModel,
-    author: Any,
+    hooked_consumer: Consumer,
     receiver: WebhookReceiver,
     django_capture_on_commit_callbacks: CaptureCallbacks,
 ) -> None:
-    make_consumer(churn_model, author, webhook_url=receiver.url)
     receiver.statuses = [500, 500, 200]
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -236,11 +239,10 @@ def test_it_retries_until_the_receiver_accepts(
 
 def test_it_gives_up_after_the_last_retry_and_keeps_every_attempt(
     churn_model: RegisteredModel,
-    author: Any,
+    hooked_consumer: Consumer,
     receiver: WebhookReceiver,
     django_capture_on_commit_callbacks: CaptureCallbacks,
 ) -> None:
-    make_consumer(churn_model, author, webhook_url=receiver.url)
     receiver.statuses = [500] * 50
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -274,11 +276,10 @@ def test_it_records_a_receiver_that_cannot_be_reached(
 
 def test_it_does_not_send_a_delivered_delivery_again(
     churn_model: RegisteredModel,
-    author: Any,
+    hooked_consumer: Consumer,
     receiver: WebhookReceiver,
     django_capture_on_commit_callbacks: CaptureCallbacks,
 ) -> None:
-    make_consumer(churn_model, author, webhook_url=receiver.url)
     with django_capture_on_commit_callbacks(execute=True):
         [delivery] = notify(churn_model)
 
@@ -292,11 +293,10 @@ def test_it_does_not_send_a_delivered_delivery_again(
 
 
 def test_it_fails_a_queued_delivery_once_its_consumer_is_deactivated(
-    churn_model: RegisteredModel, author: Any, receiver: WebhookReceiver
+    churn_model: RegisteredModel, author: Any, hooked_consumer: Consumer, receiver: WebhookReceiver
 ) -> None:
-    consumer = make_consumer(churn_model, author, webhook_url=receiver.url)
     [delivery] = notify(churn_model)  # no on-commit execution: the task is still "queued"
-    consumers.consumer_deactivate(actor=author, consumer=consumer, reason="Job decommissioned")
+    consumers.consumer_deactivate(actor=author, consumer=hooked_consumer, reason="Job decommissioned")
 
     deliver_webhook.delay(delivery.pk)
 

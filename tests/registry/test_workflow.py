@@ -18,6 +18,7 @@ from registry import audit, consumers, workflow
 from registry.choices import VersionStatus as S
 from registry.models import AuditEvent, CheckRun, ModelVersion, RegisteredModel, SignOff, Tag
 from tests.factories import UserFactory
+from tests.support import force_checks_passed
 
 
 @pytest.fixture
@@ -290,14 +291,10 @@ def test_postgresql_refuses_raw_updates_and_deletes_of_audit_rows(version: Model
 def test_concurrent_go_lives_one_wins_the_other_gets_a_conflict(
     churn_model: RegisteredModel,
     author: Any,
-    reviewer: Any,
     second_reviewer: Any,
     register: Callable[..., ModelVersion],
 ) -> None:
-    versions = [register(churn_model, author), register(churn_model, author)]
-    for v in versions:
-        ModelVersion.objects.filter(pk=v.pk).update(status=S.CHECKS_PASSED)
-        CheckRun.objects.create(version=v, status=CheckRun.Status.PASSED, finished_at=timezone.now())
+    versions = [force_checks_passed(register(churn_model, author)) for _ in range(2)]
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 

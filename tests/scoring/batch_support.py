@@ -8,8 +8,9 @@ from typing import Any
 import pandas as pd
 
 from registry import workflow
-from registry.models import ModelVersion
-from scoring.batch import runs
+from registry.models import ModelVersion, RegisteredModel
+from scoring.batch import runs, services
+from scoring.models import BatchJob
 from tests.conftest import customers
 
 
@@ -28,6 +29,18 @@ def write_input(directory: Path, frame: pd.DataFrame, name: str = "customers.csv
     else:
         frame.to_csv(path, index=False)
     return path
+
+
+def nightly_job(model: RegisteredModel, actor: Any, **fields: Any) -> BatchJob:
+    """The batch job "nightly" of `model`, scoring customers.csv of the batch input folder by customer_id;
+    `fields` add to or replace these (another input_path, chunk_rows, write_parquet, …)."""
+    defaults: dict[str, Any] = {
+        "name": "nightly",
+        "input_kind": "path",
+        "input_path": "customers.csv",
+        "entity_column": "customer_id",
+    }
+    return services.job_create(actor=actor, model=model, **{**defaults, **fields})
 
 
 def put_in_production(version: ModelVersion, author: Any, reviewer: Any, second_reviewer: Any) -> ModelVersion:

@@ -27,7 +27,7 @@ from scoring import tasks
 from scoring.batch import chunks, runs, selectors, services, snapshots
 from scoring.models import BatchChunk, BatchJob, BatchReject, BatchRun, BatchScore
 from tests.factories import UserFactory
-from tests.scoring.batch_support import customer_table, run_now, use_input_dir, write_input
+from tests.scoring.batch_support import customer_table, nightly_job, run_now, use_input_dir, write_input
 
 FEATURES = ["tenure", "charges", "contract"]
 
@@ -41,15 +41,8 @@ def inputs(settings: Any, tmp_path: Path) -> Path:
 def path_job(production: ModelVersion, author: Any, inputs: Path) -> Callable[..., BatchJob]:
     def create(frame: pd.DataFrame, *, chunk_rows: int = 10, name: str = "nightly", **extra: Any) -> BatchJob:
         write_input(inputs, frame, f"{name}.csv")
-        return services.job_create(
-            actor=author,
-            model=production.model,
-            name=name,
-            input_kind="path",
-            input_path=f"{name}.csv",
-            entity_column="customer_id",
-            chunk_rows=chunk_rows,
-            **extra,
+        return nightly_job(
+            production.model, author, name=name, input_path=f"{name}.csv", chunk_rows=chunk_rows, **extra
         )
 
     return create
@@ -259,14 +252,7 @@ def test_a_run_needs_a_version_in_production(
 ) -> None:
     draft = register(churn_model, author)
     write_input(inputs, customer_table(3))
-    job = services.job_create(
-        actor=author,
-        model=churn_model,
-        name="nightly",
-        input_kind="path",
-        input_path="customers.csv",
-        entity_column="customer_id",
-    )
+    job = nightly_job(churn_model, author)
     with pytest.raises(ValidationError, match="churn has no production version"):
         runs.run_start(job=job, actor=author)
     # A pinned version must have passed review when each run starts, too.
@@ -377,16 +363,6 @@ def test_a_sql_job_scores_the_rows_of_its_query(
 # --- job validation and permissions ---------------------------------------------------------------
 
 
-def _create(model: RegisteredModel, actor: Any, **fields: Any) -> BatchJob:
-    defaults: dict[str, Any] = {
-        "name": "nightly",
-        "input_kind": "path",
-        "input_path": "customers.csv",
-        "entity_column": "customer_id",
-    }
-    return services.job_create(actor=actor, model=model, **{**defaults, **fields})
-
-
 @pytest.mark.parametrize(
     ("fields", "field", "message"),
     [
@@ -444,7 +420,7 @@ def test_job_create_names_each_bad_field(
     (inputs / "link.csv").symlink_to(tmp_path / "secret.csv")
 
     with pytest.raises(ValidationError) as refused:
-        _create(production.model, author, **fields)
+        nightly_job(production.model, author, **fields)
 
     assert field in refused.value.message_dict, refused.value.message_dict
     assert message in " ".join(refused.value.message_dict[field])
@@ -455,10 +431,10 @@ def test_job_create_refuses_a_second_job_of_the_same_name_and_an_unreviewed_pin(
     production: ModelVersion, author: Any, register: Callable[..., ModelVersion], inputs: Path
 ) -> None:
     write_input(inputs, customer_table(3))
-    _create(production.model, author)
+    nightly_job(production.model, author)
     draft = register(production.model, author)
     with pytest.raises(ValidationError) as refused:
-        _create(production.model, author, pinned_version=draft)
+        nightly_job(production.model, author, pinned_version=draft)
     assert "already has a batch job named 'nightly'" in refused.value.message_dict["name"][0]
     assert "Version 2 is draft: only approved versions may score" in refused.value.message_dict["pinned_version"][0]
 
@@ -469,10 +445,10 @@ def test_only_data_scientists_and_batch_operators_manage_jobs(
     write_input(inputs, customer_table(3))
     for user in (reviewer, outsider):
         with pytest.raises(PermissionDenied):
-            _create(production.model, user)
+            nightly_job(production.model, user)
     operator: Any = UserFactory(username="olga")
     operator.user_permissions.add(Permission.objects.get(codename="add_batchjob"))
-    job = _create(production.model, operator)
+    job = nightly_job(production.model, operator)
     with pytest.raises(PermissionDenied):
         runs.run_start(job=job, actor=reviewer)
     with pytest.raises(PermissionDenied):

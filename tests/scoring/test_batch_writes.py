@@ -14,23 +14,15 @@ import pytest
 from django.utils import timezone
 
 from registry.models import ModelVersion
-from scoring.batch import runs, services, snapshots, writes
-from scoring.models import BatchJob, BatchScore
-from tests.scoring.batch_support import customer_table, use_input_dir, write_input
+from scoring.batch import runs, snapshots, writes
+from scoring.models import BatchScore
+from tests.scoring.batch_support import customer_table, nightly_job, use_input_dir, write_input
 
 
 @pytest.fixture
 def run(production: ModelVersion, author: Any, settings: Any, tmp_path: Path) -> Any:
     write_input(use_input_dir(settings, tmp_path), customer_table(10), "nightly.csv")
-    job: BatchJob = services.job_create(
-        actor=author,
-        model=production.model,
-        name="nightly",
-        input_kind="path",
-        input_path="nightly.csv",
-        entity_column="customer_id",
-    )
-    return runs.run_start(job=job, actor=author)
+    return runs.run_start(job=nightly_job(production.model, author, input_path="nightly.csv"), actor=author)
 
 
 def _scores(run: Any, version: ModelVersion, entity_ids: list[str], labels: Any, probabilities: Any = None) -> Any:

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
-from django.utils import timezone
 
 from registry import workflow
 from registry.choices import VersionStatus as S
-from registry.models import CheckRun, ModelVersion, RegisteredModel, SignOff, Tag
+from registry.models import ModelVersion, RegisteredModel, SignOff, Tag
 from tests.factories import UserFactory
+from tests.support import force_checks_passed
 
 URL = "/api/models/churn/versions/1/"
 
@@ -37,10 +37,7 @@ def checks_passed(version: ModelVersion, author: Any, reviewer: Any) -> ModelVer
     budget is not what is under test here, so their outcome is set rather than measured."""
     workflow.version_transition(actor=author, version=version, action="submit")
     workflow.version_transition(actor=reviewer, version=version, action="approve")
-    CheckRun.objects.filter(version=version).update(status=CheckRun.Status.PASSED, finished_at=timezone.now())
-    ModelVersion.objects.filter(pk=version.pk).update(status=S.CHECKS_PASSED)
-    version.refresh_from_db()
-    return version
+    return force_checks_passed(version)
 
 
 def transition(api: Any, user: Any, action: str, comment: str = "") -> Any:

@@ -118,6 +118,18 @@ def _flatten(errors: Any) -> list[Any]:
 # --- version registration (API) ------------------------------------------------------------------
 
 
+@pytest.fixture
+def post_registration(
+    api: Any, author: Any, churn_model: RegisteredModel, version_files: Callable[..., dict[str, Any]]
+) -> Callable[[str, Any], Any]:
+    """POST Ada's registration of a churn version whose `field` is `upload`, every other file valid; the response."""
+
+    def post(field: str, upload: Any) -> Any:
+        return api(author).post("/api/models/churn/versions/", version_files(**{field: upload}), format="multipart")
+
+    return post
+
+
 def _table_cases() -> list[tuple[str, str]]:
     kinds = list(bad_tables(BATCH_FRAME))
     return [(field, kind) for field in ("golden_set", "reference_data", "training_data") for kind in kinds]
@@ -125,43 +137,22 @@ def _table_cases() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("field", "kind"), _table_cases())
 def test_it_refuses_a_malformed_table_in_a_registration(
-    field: str,
-    kind: str,
-    api: Any,
-    author: Any,
-    churn_model: RegisteredModel,
-    version_files: Callable[..., dict[str, Any]],
-    trained: Any,
-    tmp_path: Path,
+    field: str, kind: str, post_registration: Callable[[str, Any], Any], trained: Any, tmp_path: Path
 ) -> None:
     good = golden_frame(trained) if field == "golden_set" else trained[1]
     filename, content = bad_tables(good)[kind]
     before = _counts()
-    response = api(author).post(
-        "/api/models/churn/versions/",
-        version_files(**{field: SimpleUploadedFile(filename, content)}),
-        format="multipart",
-    )
+    response = post_registration(field, SimpleUploadedFile(filename, content))
     _assert_field_error(response, field)
     _no_trace(before, tmp_path)
 
 
 @pytest.mark.parametrize("field", ["golden_set", "reference_data", "training_data"])
 def test_it_refuses_a_huge_line_in_a_registration_table(
-    field: str,
-    huge_line: bytes,
-    api: Any,
-    author: Any,
-    churn_model: RegisteredModel,
-    version_files: Callable[..., dict[str, Any]],
-    tmp_path: Path,
+    field: str, huge_line: bytes, post_registration: Callable[[str, Any], Any], tmp_path: Path
 ) -> None:
     before = _counts()
-    response = api(author).post(
-        "/api/models/churn/versions/",
-        version_files(**{field: SimpleUploadedFile("huge.csv", huge_line)}),
-        format="multipart",
-    )
+    response = post_registration(field, SimpleUploadedFile("huge.csv", huge_line))
     message = _assert_field_error(response, field)
     assert f"{MAX_CSV_LINE_BYTES // 1024 // 1024} MB" in message or "line" in message, message
     _no_trace(before, tmp_path)
@@ -194,14 +185,7 @@ def _other_file_cases() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("field", "kind"), _other_file_cases())
 def test_it_refuses_a_malformed_artifact_notebook_or_schema_file(
-    field: str,
-    kind: str,
-    api: Any,
-    author: Any,
-    churn_model: RegisteredModel,
-    version_files: Callable[..., dict[str, Any]],
-    trained: Any,
-    tmp_path: Path,
+    field: str, kind: str, post_registration: Callable[[str, Any], Any], trained: Any, tmp_path: Path
 ) -> None:
     contents = {
         **NOTEBOOKS,
@@ -210,11 +194,7 @@ def test_it_refuses_a_malformed_artifact_notebook_or_schema_file(
     }
     upload = SimpleUploadedFile(f"{field}.bin", contents[kind])
     before = _counts()
-    response = api(author).post(
-        "/api/models/churn/versions/",
-        version_files(**{field: [upload] if field == "documents" else upload}),
-        format="multipart",
-    )
+    response = post_registration(field, [upload] if field == "documents" else upload)
     _assert_field_error(response, field)
     _no_trace(before, tmp_path)
 

@@ -50,14 +50,14 @@ from django.utils import timezone
 from monitoring.models import Alert, AlertRule, Report
 from registry import registration, roles, services, workflow
 from registry.choices import FileKind
-from registry.choices import VersionStatus as S
 from registry.compilation_services import compilation_run
 from registry.consumers import consumer_create
-from registry.models import CheckRun, ModelVersion, RegisteredModel
+from registry.models import ModelVersion, RegisteredModel
 from scoring.batch.services import job_create
 from scoring.models import BatchReject, BatchRun, BatchScore
 from tests.conftest import INPUT_SCHEMA, customers, notebook_json, train_churn_pipeline
 from tests.factories import UserFactory
+from tests.support import force_checks_passed
 
 ROLES = ["anon", "ds", "rev", "mgr", "admin", "out", "cons", "other"]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -106,8 +106,7 @@ def _to_production(version: ModelVersion, author: Any, reviewer: Any, signer: An
     workflow.version_transition(actor=author, version=version, action="submit")
     workflow.version_transition(actor=reviewer, version=version, action="approve")
     # The real checks are tested elsewhere; here they are only state for the matrix.
-    CheckRun.objects.filter(version=version).update(status=CheckRun.Status.PASSED, finished_at=timezone.now())
-    ModelVersion.objects.filter(pk=version.pk).update(status=S.CHECKS_PASSED)
+    force_checks_passed(version)
     workflow.version_transition(actor=signer, version=version, action="go_live")
 
 
