@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -153,8 +154,14 @@ def _perform(
     call: Callable[[], Any],
     success: Callable[[Any], str],
     section: str = "",
+    *,
+    form: forms.BaseForm | None = None,
 ) -> HttpResponse:
-    """A page form's service call: its success message, or each refused field; then back to the page."""
+    """A page form's service call (after the form's own checks, if any): its success message, or each
+    refused field; then back to the page."""
+    if form is not None and not form.is_valid():
+        flash_errors(request, form.errors)
+        return _back(model, section)
     try:
         result = call()
     except (ValidationError, PermissionDenied) as exc:
@@ -169,14 +176,12 @@ def configure(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     config = MonitoringConfig.objects.filter(model=model).first() or MonitoringConfig(model=model)
     form = MonitoringConfigForm(request.POST, instance=config)
-    if not form.is_valid():
-        flash_errors(request, form.errors)
-        return _back(model)
     return _perform(
         request,
         model,
         lambda: services.monitoring_configure(actor=request.user, model=model, **form.cleaned_data),
         lambda _: "Monitoring settings saved; they apply from the next report.",
+        form=form,
     )
 
 
@@ -235,15 +240,13 @@ def retraining_schedule(request: HttpRequest, name: str) -> HttpResponse:
 def retraining_recipe(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     form = RetrainingRecipeForm(request.POST)
-    if not form.is_valid():
-        flash_errors(request, form.errors)
-        return _back(model, "retraining")
     return _perform(
         request,
         model,
         lambda: services.retraining_recipe_save(actor=request.user, model=model, **form.cleaned_data),
         lambda _: "Retraining recipe saved.",
         "retraining",
+        form=form,
     )
 
 
@@ -263,15 +266,13 @@ def retrain_now(request: HttpRequest, name: str) -> HttpResponse:
 def alert_rule_create(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     form = AlertRuleForm(request.POST)
-    if not form.is_valid():
-        flash_errors(request, form.errors)
-        return _back(model, "alert-rules")
     return _perform(
         request,
         model,
         lambda: services.alert_rule_create(actor=request.user, model=model, **form.cleaned_data),
         lambda rule: f"Alert rule {rule.name!r} added; the next report evaluates it.",
         "alert-rules",
+        form=form,
     )
 
 
