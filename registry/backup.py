@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.core.management import call_command
@@ -42,6 +43,7 @@ from django.db import connections, models, transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 from django.utils.duration import duration_iso_string
+from django_celery_beat.models import PeriodicTasks
 
 from registry.models import VersionFile
 
@@ -534,8 +536,5 @@ def artifact_problems(alias: str = "default") -> list[str]:
 
 def _after_restore() -> None:
     # Beat caches the schedule: tell a running beat (DatabaseScheduler) that the tasks changed.
-    from django.contrib.contenttypes.models import ContentType
-    from django_celery_beat.models import PeriodicTasks
-
     ContentType.objects.clear_cache()  # the restored content types may have other primary keys
     PeriodicTasks.update_changed()
