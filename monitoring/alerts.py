@@ -76,7 +76,7 @@ def _apply(rule: AlertRule, report: Report, value: float) -> AlertEvent | None:
             event = AlertEvent.objects.create(alert=alert, kind="opened", value=value, report=report)
             transaction.on_commit(lambda: _notify(alert, "opened", value))
             if rule.retrain:
-                queue.retraining_queue(model_id=rule.model_id, alert_id=alert.pk)
+                queue.retrain_model(model_id=rule.model_id, alert_id=alert.pk)
             return event
         if open_alert is None:
             return None

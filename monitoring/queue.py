@@ -1,7 +1,8 @@
-"""Monitoring's Celery tasks, named once and queued after commit (see config/queue.py).
+"""Monitoring's Celery tasks, named once and queued after commit (see config/queue.py); each function is
+named after the task it queues.
 
-Services, alerts and reports queue work through these functions; monitoring/tasks.py imports them
-the other way round, so nothing in monitoring needs to import the tasks module.
+Services, alerts and reports queue work through these functions; monitoring/tasks.py imports the
+services the other way round, so nothing in monitoring imports the tasks module.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ RETRAIN_MODEL = "monitoring.tasks.retrain_model"
 RUN_SCHEDULED_REPORT = "monitoring.tasks.run_scheduled_report"
 
 
-def report_compute_queue(report_id: int) -> None:
+def compute_report(report_id: int) -> None:
     """Queue a report's computation once it commits.
 
     If the broker refuses (it is down), nothing would ever compute the report: it is marked failed,
@@ -33,7 +34,7 @@ def report_compute_queue(report_id: int) -> None:
     queue_on_commit(COMPUTE_REPORT, report_id, on_refused=refused)
 
 
-def retraining_queue(
+def retrain_model(
     *,
     model_id: int,
     alert_id: int | None = None,

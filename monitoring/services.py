@@ -187,7 +187,7 @@ def report_request(*, actor: Any, model: RegisteredModel, start: datetime, end: 
     if end <= start:
         raise ValidationError({"end": ["Must be after start."]})
     report = Report.objects.create(model=model, window_start=start, window_end=end, requested_by=actor)
-    queue.report_compute_queue(report.pk)
+    queue.compute_report(report.pk)
     return report
 
 
@@ -368,7 +368,7 @@ def retraining_request(*, actor: Any, model: RegisteredModel) -> None:
     """Retrain now, on a worker; the run appears on the monitoring page."""
     _recipe_for_change(actor, model)
     audit_event_create(actor=actor, action=AuditAction.RETRAINING_REQUESTED, model=model)
-    queue.retraining_queue(model_id=model.pk, trigger=RetrainingRun.Trigger.MANUAL, requested_by_id=actor.pk)
+    queue.retrain_model(model_id=model.pk, trigger=RetrainingRun.Trigger.MANUAL, requested_by_id=actor.pk)
 
 
 def _typed(text: str) -> int | float | str:

@@ -1,4 +1,5 @@
-"""Tasks the registry's services queue, by name, after commit (config/queue.py)."""
+"""Tasks the registry's services queue, by name, after commit (config/queue.py); each function is named
+after the task it queues."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def _queue_start(run_id: int) -> None:
     Left pending with no task queued, the run would never start and would block every later run
     of its job as "already running".
     """
-    queue.batch_run_start(
+    queue.start_batch_run(
         run_id, on_refused=lambda exc: run_fail(run_id=run_id, error=refusal(exc, advice="resume it."))
     )
 

@@ -199,7 +199,7 @@ def scheduled_job(
 def queued_starts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Runs whose start was queued, kept instead of run at once, so the race is only about creating runs."""
     queued: list[int] = []
-    monkeypatch.setattr(queue, "batch_run_start", lambda run_id, **_: queued.append(run_id))
+    monkeypatch.setattr(queue, "start_batch_run", lambda run_id, **_: queued.append(run_id))
     return queued
 
 
