@@ -1,4 +1,8 @@
-"""Alert rules evaluated against each new report: open once, stay open, close when clear."""
+"""Alert rules evaluated against each new report: open once, stay open, close when clear.
+
+A rule's alert follows the newest window it has been judged on, not whichever report finished last: a
+report over an older window leaves the alert as it is.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from monitoring import queue
@@ -67,6 +72,13 @@ def evaluate(report: Report) -> list[AlertEvent]:
 
 def _apply(rule: AlertRule, report: Report, value: float) -> AlertEvent | None:
     with transaction.atomic():
+        # Compare-and-set on the rule: of two reports finishing at once, the newer window wins whatever
+        # the order, and an older one changes nothing.
+        newest = AlertRule.objects.filter(pk=rule.pk).filter(
+            Q(judged_until__isnull=True) | Q(judged_until__lte=report.window_end)
+        )
+        if not newest.update(judged_until=report.window_end):
+            return None
         open_alert = Alert.objects.select_for_update().filter(rule=rule, status=Alert.Status.OPEN).first()
         if _holds(rule, value):
             if open_alert is not None:

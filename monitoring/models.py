@@ -134,6 +134,9 @@ class AlertRule(models.Model):
     active = models.BooleanField(default=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    # The end of the newest window this rule has been judged on: a report over an older window (asked for
+    # later, or finishing later) never opens or closes its alert.
+    judged_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["model", "name"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -73,12 +73,12 @@ def test_a_different_actual_for_the_same_key_is_refused(scored: tuple[APIClient,
     assert "not overwritten" in response.json()["rows"][0]
 
 
-def report_with(model: RegisteredModel, **values: Any) -> Report:
-    now = timezone.now()
+def report_with(model: RegisteredModel, *, ending: datetime | None = None, **values: Any) -> Report:
+    end = ending or timezone.now()
     return Report.objects.create(
         model=model,
-        window_start=now - timedelta(days=1),
-        window_end=now,
+        window_start=end - timedelta(days=1),
+        window_end=end,
         status=Report.Status.DONE,
         **values,
     )
@@ -97,6 +97,26 @@ def test_an_alert_opens_once_stays_open_and_closes(churn_model: RegisteredModel,
     assert [e.kind for e in closed] == ["closed"]
     assert Alert.objects.get(rule=rule).status == "closed"
     assert AlertEvent.objects.count() == 2
+
+
+def test_a_report_over_an_older_window_never_changes_the_alert(churn_model: RegisteredModel, author: Any) -> None:
+    """Alert state follows the newest window judged, not the report that finished last."""
+    rule = AlertRule.objects.create(
+        model=churn_model, name="drift", metric="drift_share", comparison=">", threshold=0.3, created_by=author
+    )
+    today = timezone.now()
+    assert [e.kind for e in alerts.evaluate(report_with(churn_model, ending=today, drift_share=0.5))] == ["opened"]
+    # Last week's window, asked for afterwards, was calm: the open alert stays open.
+    assert alerts.evaluate(report_with(churn_model, ending=today - timedelta(days=7), drift_share=0.1)) == []
+    assert Alert.objects.get(rule=rule).status == Alert.Status.OPEN
+    assert Alert.objects.get(rule=rule).last_value == 0.5
+    # A newer window that is calm closes it; the same window computed again is judged too.
+    closed = alerts.evaluate(report_with(churn_model, ending=today + timedelta(hours=1), drift_share=0.1))
+    assert [e.kind for e in closed] == ["closed"]
+    again = alerts.evaluate(report_with(churn_model, ending=today + timedelta(hours=1), drift_share=0.6))
+    assert [e.kind for e in again] == ["opened"]
+    rule.refresh_from_db()
+    assert rule.judged_until == today + timedelta(hours=1)
 
 
 @pytest.fixture
