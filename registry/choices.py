@@ -38,10 +38,10 @@ class VersionStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
     REJECTED = "rejected", "Rejected"
     DEPRECATED = "deprecated", "Do not use"
-    # Passed review, so may score; values, as in the class body the names above are (value, label) pairs.
-    SERVABLE = enum.nonmember(frozenset({"approved", "checks_passed", "production", "retired"}))
 
     # Groups of statuses, by value: inside the class body a member is still its (value, label) pair.
+    # Passed review, so may score (a pinned request too); "do not use" is not among them.
+    SERVABLE = enum.nonmember(frozenset({"approved", "checks_passed", "production", "retired"}))
     # Not decided yet: a reviewer may still reject the version (or, once submitted, send it back).
     OPEN = enum.nonmember(frozenset({"draft", "in_review", "approved", "checks_passed", "checks_failed"}))
     # Set by the pre-deployment checks (a worker), not by people: a finished run moves a version between these.
