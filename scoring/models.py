@@ -244,3 +244,32 @@ class BatchReject(models.Model):
 
     def __str__(self) -> str:
         return f"Row {self.row_number} of run {self.run_id}: {self.reason}"
+
+
+class ArchivedHour(models.Model):
+    """One model's predictions (or actuals) of one hour, written to the archive: the manifest readers use.
+
+    An hour is listed only once its files are written, and its hot rows are removed only once listed, so
+    a compaction killed at any point is finished by the next one (scoring/archive/compaction.py).
+    """
+
+    class Kind(models.TextChoices):
+        PREDICTIONS = "predictions", "Predictions"
+        ACTUALS = "actuals", "Actuals"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    hour = models.DateTimeField(help_text="Start of the hour (UTC)")
+    rows = models.PositiveBigIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    # [{"path": relative path, "version": number or null, "rows": n, "bytes": n}]
+    files = models.JSONField(default=list)
+    archived_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "kind", "hour"]
+        constraints = [models.UniqueConstraint(fields=["model", "kind", "hour"], name="one_archive_entry_per_hour")]
+        indexes = [models.Index(fields=["kind", "hour"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.model_id} at {self.hour:%Y-%m-%d %H}:00"

@@ -38,6 +38,7 @@ def _isolated_files(settings: Any, tmp_path: Path) -> None:
         },
     }
     settings.MEDIA_ROOT = tmp_path / "artifacts"
+    settings.MF_ARCHIVE_URL = str(tmp_path / "archive")
 
 
 # --- personas ---------------------------------------------------------------------------------

@@ -169,6 +169,14 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# The prediction archive (scoring/archive): logged predictions and actuals as Parquet, compacted hourly.
+# A local directory by default; MF_ARCHIVE_URL="s3://bucket/prefix" (or any pyarrow/fsspec URL) for
+# object storage. The hot table keeps MF_PREDICTION_HOT_DAYS of rows for lookups and reproduction;
+# archive files older than MF_PREDICTION_ARCHIVE_DAYS are deleted (0, the default, keeps them forever).
+MF_ARCHIVE_URL = env_str("MF_ARCHIVE_URL", str(MEDIA_ROOT / "archive"))
+MF_PREDICTION_HOT_DAYS = env_int("MF_PREDICTION_HOT_DAYS", 14, minimum=1)
+MF_PREDICTION_ARCHIVE_DAYS = env_int("MF_PREDICTION_ARCHIVE_DAYS", 0, minimum=0)
+
 # Upload limit for one file; the default suits scikit-learn artifacts and reference samples.
 MF_MAX_UPLOAD_BYTES = env_int("MF_MAX_UPLOAD_MB", 500, minimum=1) * 1024 * 1024
 # Zip uploads (MLflow model directories, skops files) are refused before any member is read when
