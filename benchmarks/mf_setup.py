@@ -50,8 +50,10 @@ def register_in_production(
     columns: list[str] | None,
     onnx: Path | None = None,
     reference_data: Path | None = None,
+    input_schema: list[dict[str, Any]] | None = None,
 ) -> Production:
-    """Register, review, check and put in production. `columns` None: the schema comes from the artifact
+    """Register, review, check and put in production. `input_schema` (typed fields) or `columns`
+    (all float) give the schema; with neither it comes from the artifact
     (an MLflow model's signature). Compilation runs in the checks, as a worker's checks run it when the
     registration's own compile task has not been picked up yet (there is no worker here)."""
     from django.contrib.auth import get_user_model
@@ -64,7 +66,7 @@ def register_in_production(
     from registry.models import CheckRun
 
     def user(username: str, group: str) -> Any:
-        created = get_user_model().objects.create_user(username=username, email=f"{username}@example.com")
+        created, _ = get_user_model().objects.get_or_create(username=username, email=f"{username}@example.com")
         created.groups.add(Group.objects.get(name=group))
         return get_user_model().objects.get(pk=created.pk)  # a fresh object: permissions are cached
 
@@ -88,9 +90,12 @@ def register_in_production(
             golden_set=upload(golden_set),
             reference_data=upload(reference_data) if reference_data is not None else None,
             # Types only, no ranges: the same contract as an MLflow signature.
-            input_schema=[{"name": column, "type": "float", "required": True} for column in columns]
-            if columns is not None
-            else None,
+            input_schema=input_schema
+            or (
+                [{"name": column, "type": "float", "required": True} for column in columns]
+                if columns is not None
+                else None
+            ),
             environment=environment,
             release_notes="Benchmark model.",
         ),
