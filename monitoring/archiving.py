@@ -23,17 +23,10 @@ def _model_rows(model_id: int) -> QuerySet[Actual]:
 
 
 def _write_hour(model_id: int, hour: datetime, rows: QuerySet[Actual]) -> list[dict[str, Any]]:
-    written = 0
-
-    def tables() -> Any:
-        nonlocal written
-        values = rows.order_by("received_at", "id").values(*COLUMNS).iterator(chunk_size=lifecycle.ROWS_PER_TABLE)
-        for chunk in lifecycle.chunked(values, lifecycle.ROWS_PER_TABLE):
-            written += len(chunk)
-            yield format.actuals_table(chunk)
-
+    values = rows.order_by("received_at", "id").values(*COLUMNS).iterator(chunk_size=lifecycle.ROWS_PER_TABLE)
+    tables = (format.actuals_table(chunk) for chunk in lifecycle.chunked(values, lifecycle.ROWS_PER_TABLE))
     path = store.hour_path(store.ACTUALS, model_id, hour)
-    size = store.write_tables(path, format.ACTUAL_COLUMNS, tables())
+    written, size = store.write_tables(path, format.ACTUAL_COLUMNS, tables)
     return [{"path": path, "version": None, "rows": written, "bytes": size}]
 
 

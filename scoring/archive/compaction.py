@@ -47,22 +47,18 @@ def _write_hour(model_id: int, hour: datetime, rows: QuerySet[Prediction]) -> li
     versions = ModelVersion.objects.filter(pk__in=rows.values("version_id")).order_by("number")
     for version in versions:
         fields = parse_schema(version.input_schema)
-        written = 0
-
-        def tables(version: ModelVersion = version, fields: list[Any] = fields) -> Any:
-            nonlocal written
-            values = (
-                rows.filter(version_id=version.pk)
-                .order_by("at", "id")
-                .values(*COLUMNS)
-                .iterator(chunk_size=lifecycle.ROWS_PER_TABLE)
-            )
-            for chunk in lifecycle.chunked(values, lifecycle.ROWS_PER_TABLE):
-                written += len(chunk)
-                yield format.predictions_table([{**row, "version": version.number} for row in chunk], fields)
-
+        values = (
+            rows.filter(version_id=version.pk)
+            .order_by("at", "id")
+            .values(*COLUMNS)
+            .iterator(chunk_size=lifecycle.ROWS_PER_TABLE)
+        )
+        tables = (
+            format.predictions_table([{**row, "version": version.number} for row in chunk], fields)
+            for chunk in lifecycle.chunked(values, lifecycle.ROWS_PER_TABLE)
+        )
         path = store.hour_path(store.PREDICTIONS, model_id, hour, version.number)
-        size = store.write_tables(path, format.prediction_schema(fields), tables())
+        written, size = store.write_tables(path, format.prediction_schema(fields), tables)
         files.append({"path": path, "version": version.number, "rows": written, "bytes": size})
     return files
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from django.conf import settings as django_settings
 from django.db.models import QuerySet
@@ -52,11 +53,12 @@ def settings_flush() -> float:
 
 
 def test_it_writes_one_typed_file_per_version_with_every_row(
-    scored: list[str], churn_model: Any, author: Any, register: Any
+    scored: list[str], churn_model: Any, author: Any, register: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     second = register(churn_model, author)
     moved = list(Prediction.objects.order_by("id").values_list("id", flat=True)[:5])
     Prediction.objects.filter(pk__in=moved).update(version=second)
+    monkeypatch.setattr(lifecycle, "ROWS_PER_TABLE", 4)  # an hour too big for one table: written piece by piece
 
     summary = compaction.compact(now=later(hours=2))
 
@@ -66,6 +68,8 @@ def test_it_writes_one_typed_file_per_version_with_every_row(
     assert entry.bytes == sum(file["bytes"] for file in entry.files) > 0
     assert entry.files[0]["path"] == store.hour_path("predictions", churn_model.pk, entry.hour, 1)
     table = store.read(entry.files[0]["path"])
+    filesystem, root = store.filesystem()
+    assert pq.ParquetFile(f"{root}/{entry.files[0]['path']}", filesystem=filesystem).num_row_groups == 4
     assert table.schema.field("tenure").type == pa.int64()
     assert table.schema.field("charges").type == pa.float64()
     assert table.schema.field("contract").type == pa.string()
@@ -80,6 +84,7 @@ def test_it_writes_one_typed_file_per_version_with_every_row(
         assert row[format.CONSUMER_ID] == prediction.consumer_id
         assert {name: row[name] for name in ("tenure", "charges", "contract")} == prediction.input
         assert row[format.PREDICTION] == format.label(prediction.output)
+        assert prediction.probabilities is not None
         assert row[format.SCORE] == pytest.approx(prediction.probabilities[1])
 
 
@@ -99,7 +104,7 @@ def test_a_worker_killed_after_writing_files_but_before_listing_them_loses_and_d
 ) -> None:
     write = store.write_tables
 
-    def write_then_die(*args: Any, **kwargs: Any) -> int:
+    def write_then_die(*args: Any, **kwargs: Any) -> tuple[int, int]:
         write(*args, **kwargs)
         raise KilledError
 
