@@ -213,7 +213,7 @@ def _hour_prune(source: Source, entry: ArchivedHour) -> int | None:
     except _LateRowsError:
         return None
     if deleted < entry.rows:
-        # Fewer hot rows than archived ones were removed by something else; the files have them all.
+        # Some of the hour's hot rows were removed by something else; the files still hold them all.
         logger.warning(
             "%s of model %s at %s: %s hot rows for %s archived",
             entry.kind,

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.conf import settings as django_settings
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from registry.models import Consumer, ModelVersion
@@ -86,6 +86,26 @@ def test_it_writes_one_typed_file_per_version_with_every_row(
         assert row[format.PREDICTION] == format.label(prediction.output)
         assert prediction.probabilities is not None
         assert row[format.SCORE] == pytest.approx(prediction.probabilities[1])
+
+
+def test_it_archives_each_hour_that_has_rows_and_finds_rows_of_skipped_hours_later(scored: list[str]) -> None:
+    ids = sorted(scored)
+    now = lifecycle.hour_of(Prediction.objects.get(pk=ids[0]).at)
+    Prediction.objects.filter(pk__in=ids[:5]).update(at=F("at") - timedelta(days=2))
+    Prediction.objects.filter(pk__in=ids[5:10]).update(at=F("at") - timedelta(hours=5))
+
+    assert compaction.compact(now=later(hours=2)).hours == 3
+    assert sorted(ArchivedHour.objects.values_list("hour", flat=True)) == [
+        now - timedelta(days=2),
+        now - timedelta(hours=5),
+        now,
+    ]
+    # A row that reached an hour with no entry (empty when the hours around it were archived).
+    Prediction.objects.filter(pk=ids[10]).update(at=F("at") - timedelta(days=1))
+    assert compaction.compact(now=later(hours=3)).hours == 2
+    assert ArchivedHour.objects.filter(hour=now - timedelta(days=1), rows=1).exists()
+    assert ArchivedHour.objects.get(hour=now).rows == 9  # a recent hour, counted again: the row left it
+    assert sorted(archived_ids()) == ids
 
 
 def test_a_second_run_archives_nothing_again(scored: list[str]) -> None:
