@@ -3,6 +3,7 @@ idempotent, safe to kill at any point, late rows kept, hot rows and files delete
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -252,3 +254,28 @@ def test_beat_runs_the_archive_task(scored: list[str], settings: Any) -> None:
     assert 5 in schedule["schedule"].minute
     archive_predictions.apply()  # the hour of now is not complete: nothing yet, and no error
     assert not ArchivedHour.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_once_claim_the_lease_once() -> None:
+    ArchiveState.objects.create(kind="predictions")
+    barrier = threading.Barrier(2)
+    claims: list[bool] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            with lifecycle.lease("predictions") as claimed:
+                claims.append(claimed)
+                barrier.wait()  # both inside at once: the loser must already have been refused
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(claims) == [False, True]
+    assert ArchiveState.objects.get().running_since is None
