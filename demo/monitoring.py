@@ -27,6 +27,7 @@ from registry import services, workflow
 from registry.models import RegisteredModel
 from scoring import runtime
 from scoring.batch import sources
+from scoring.ids import uuid7
 from scoring.models import Prediction
 
 WEEKS = 12
@@ -131,9 +132,11 @@ def _day(model_version: Any, day: int, at: Any) -> tuple[pd.DataFrame, list[Pred
     seconds = np.sort(np.random.default_rng(day).integers(0, 86_400, len(customers)))
     rows = []
     for index, record in enumerate(json.loads(inputs.to_json(orient="records"))):
+        made_at = at + timedelta(seconds=int(seconds[index]))
         rows.append(
             Prediction(
-                at=at + timedelta(seconds=int(seconds[index])),
+                id=uuid7(made_at),  # as the scoring API does: the id tells the hour it is archived under
+                at=made_at,
                 model_id=model_version.model_id,
                 version=model_version,
                 entity_id=str(customers[ID_COLUMN].iloc[index]),

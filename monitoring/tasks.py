@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
 from django.utils import timezone
 
-from monitoring import reports, retraining, services
+from monitoring import archiving, reports, retraining, services
 from monitoring.models import MonitoringConfig, RetrainingRun
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, time_limit=3600, soft_time_limit=3500)
@@ -36,3 +39,10 @@ def run_scheduled_report(model_id: int) -> None:
         return
     end = timezone.now()
     services.report_request(actor=None, model=config.model, start=end - timedelta(days=config.window_days), end=end)
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3540)
+def archive_actuals() -> None:
+    """Beat, every 15 minutes: archive complete hours of actuals, then prune them (as for predictions)."""
+    summary = archiving.archive_actuals_run()
+    logger.info("Actuals archive: %s", summary)

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
-from registry import permissions
+from registry import permissions, roles
 from registry.checks.results import COMPILED
 from registry.choices import VersionStatus
 from registry.compilation_services import COMPILATION_OFF
@@ -145,6 +145,12 @@ def reviewer_list(*, version: ModelVersion) -> list[Any]:
         .exclude(pk=version.author_id)
     )
     return list(reviewers.distinct())
+
+
+def admin_list() -> list[Any]:
+    """Who runs the installation and is told of its faults: active users in the Admins role, and superusers."""
+    admins = get_user_model().objects.filter(Q(groups__name=roles.ADMIN) | Q(is_superuser=True), is_active=True)
+    return list(admins.distinct().order_by("pk"))
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -22,7 +22,7 @@ from config.openapi import error_responses
 from registry.loading import ArtifactIntegrityError
 from registry.models import ModelVersion
 from registry.permissions import may_view_models
-from scoring import formats, realtime, runtime
+from scoring import formats, realtime, runtime, selectors
 from scoring.authentication import ConsumerPrincipal, ConsumerRateThrottle, ConsumerTokenAuthentication
 from scoring.models import Prediction
 
@@ -245,10 +245,10 @@ class PredictionOutput(serializers.ModelSerializer):
         ]
 
 
-def _visible_prediction(request: Request, prediction_id: str) -> Prediction:
-    prediction = get_object_or_404(
-        Prediction.objects.select_related("model", "version__model", "consumer"), pk=prediction_id
-    )
+def _visible_prediction(request: Request, prediction_id: uuid.UUID) -> Prediction:
+    prediction = selectors.logged_prediction(prediction_id=prediction_id)
+    if prediction is None:
+        raise NotFound("No such prediction.")
     principal = request.user
     if isinstance(principal, ConsumerPrincipal):
         if prediction.consumer_id != principal.consumer.pk:
@@ -262,7 +262,7 @@ class PredictionDetailApi(ScoringView):
     throttle_classes = []
 
     @extend_schema(responses=PredictionOutput)
-    def get(self, request: Request, prediction_id: str) -> Response:
+    def get(self, request: Request, prediction_id: uuid.UUID) -> Response:
         return Response(PredictionOutput(_visible_prediction(request, prediction_id)).data)
 
 
@@ -287,7 +287,7 @@ class PredictionReproduceApi(ScoringView):
             409: OpenApiResponse(description="Only the input's hash was kept, or the engine's file is gone"),
         },
     )
-    def post(self, request: Request, prediction_id: str) -> Response:
+    def post(self, request: Request, prediction_id: uuid.UUID) -> Response:
         prediction = _visible_prediction(request, prediction_id)
         try:
             result = realtime.reproduce(prediction=prediction)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import uuid
 
 from django.conf import settings
 from django.db import models
@@ -12,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from registry.models import Consumer, ModelVersion, RegisteredModel
+from scoring.ids import uuid7
 
 # Entity ids are the caller's keys (customer numbers and the like); longer ones are refused with a 400.
 MAX_ENTITY_ID_LENGTH = 200
@@ -40,9 +40,13 @@ class ScoringPolicy(models.Model):
 
 
 class Prediction(models.Model):
-    """One scored row, for audit: written in batches off the request path."""
+    """One scored row, for audit: written in batches off the request path.
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    Its id is a UUIDv7 made from `at` (scoring/ids.py): once the row has left this table for the
+    archive, the id alone says which hour's files hold it.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     at = models.DateTimeField(default=timezone.now, db_index=True)
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
@@ -265,6 +269,9 @@ class ArchivedHour(models.Model):
     # [{"path": relative path, "version": number or null, "rows": n, "bytes": n}]
     files = models.JSONField(default=list)
     archived_at = models.DateTimeField(default=timezone.now)
+    # When the hour's hot rows were deleted: from then on the files are the only copy, so the hour is never
+    # archived again from the hot table (that would overwrite them with whatever arrived since).
+    pruned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["model", "kind", "hour"]
@@ -273,3 +280,21 @@ class ArchivedHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.model_id} at {self.hour:%Y-%m-%d %H}:00"
+
+
+class ArchiveState(models.Model):
+    """Per kind of archived rows: who is compacting now, and since when the archive location is failing.
+
+    `running_since` is a lease claimed by compare-and-set, so that a second run (beat firing while a long
+    catch-up is still going) skips instead of writing the same hours; a lease older than the task's time
+    limit was left by a killed worker and may be taken over. `failing_since` is set once per outage, so
+    admins are told once, not every run.
+    """
+
+    kind = models.CharField(max_length=12, choices=ArchivedHour.Kind.choices, unique=True)
+    running_since = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"Archiving of {self.kind}"

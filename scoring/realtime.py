@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from django.utils import timezone
 from registry.models import Consumer
 from registry.schema import RowProblem, json_column, validate_records, validate_rows
 from scoring import runtime
+from scoring.ids import uuid7
 from scoring.models import MAX_ENTITY_ID_LENGTH, Prediction, ScoringPolicy
 from scoring.recorder import recorder
 
@@ -119,7 +119,7 @@ def predict(
     ]
     rows = [
         Prediction(
-            id=uuid.uuid4(),
+            id=uuid7(now),  # the id carries `at`: the archive's files of that hour hold the row
             at=now,
             model_id=loaded.model_id,
             version_id=loaded.version_id,

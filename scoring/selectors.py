@@ -1,14 +1,16 @@
-"""Reads of scoring data for pages: usage counters of a version."""
+"""Reads of scoring data for pages: usage counters of a version, logged predictions."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
 
 from registry.models import ModelVersion
-from scoring.models import ScoringStats
+from scoring.archive.selectors import archived_prediction
+from scoring.models import Prediction, ScoringStats
 from scoring.recorder import BUCKETS, percentile
 
 
@@ -48,3 +50,9 @@ def version_usage(*, version: ModelVersion, days: int = 7) -> Usage:
         p99_ms=percentile(histogram, 0.99),
         last_minute=last,
     )
+
+
+def logged_prediction(*, prediction_id: uuid.UUID) -> Prediction | None:
+    """A logged prediction: its hot row, else (once the hot table has let it go) its row in the archive."""
+    hot = Prediction.objects.select_related("model", "version__model", "consumer").filter(pk=prediction_id).first()
+    return hot if hot is not None else archived_prediction(prediction_id)

@@ -1,4 +1,5 @@
-"""Batch scoring tasks: thin wrappers that take IDs and call the services of scoring.batch.
+"""Scoring tasks: batch scoring (thin wrappers that take IDs and call the services of scoring.batch), and
+the prediction archive's compaction.
 
 No task waits for another (there is no result backend): the start task queues one task per chunk,
 and each chunk task, after committing, finalizes the run if it was the last one.
@@ -16,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from config.errors import unavailable_dependency
+from scoring.archive import compaction
 from scoring.batch import chunks, runs, selectors
 from scoring.models import BatchJob
 
@@ -41,6 +43,16 @@ def run_batch_job(job_id: int) -> None:
         runs.run_start(job=job, trigger=runs.TRIGGER_SCHEDULE)
     except ValidationError as exc:
         logger.warning("Scheduled run of %s not started: %s", job, "; ".join(exc.messages))
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3540)
+def archive_predictions() -> None:
+    """Beat, every 15 minutes: archive complete hours of predictions, then prune the hot table and the archive.
+
+    Idempotent, and a run that finds another one going skips (a lease in ArchiveState).
+    """
+    summary = compaction.archive_run()
+    logger.info("Prediction archive: %s", summary)
 
 
 def queue_chunks(run_id: int, chunk_indexes: list[int]) -> None:

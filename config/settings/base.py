@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 import plotly
+from celery.schedules import crontab
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 from config.env import env_bool, env_hosts, env_int, env_list, env_str
@@ -375,8 +376,12 @@ MF_RETRAINING_PACKAGES = env_list("MF_RETRAINING_PACKAGES", [])
 # A batch run none of whose chunks has finished for this long has its remaining chunks queued again
 # (longer than a chunk's time limit, so a slow chunk is not mistaken for a lost one).
 MF_BATCH_STALL_MINUTES = env_int("MF_BATCH_STALL_MINUTES", 20, minimum=16)
+# Compaction archives hours that ended a grace ago (scoring/archive/lifecycle.py), so 5 minutes past the
+# hour finds the last hour complete; the other runs catch up after an outage sooner.
 CELERY_BEAT_SCHEDULE = {
     "requeue-stalled-batch-chunks": {"task": "scoring.tasks.requeue_stalled_chunks", "schedule": 300.0},
+    "archive-predictions": {"task": "scoring.tasks.archive_predictions", "schedule": crontab(minute="5-59/15")},
+    "archive-actuals": {"task": "monitoring.tasks.archive_actuals", "schedule": crontab(minute="5-59/15")},
 }
 CELERY_TIMEZONE = TIME_ZONE
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 
@@ -59,19 +60,30 @@ def hour_path(kind: str, model_id: int, hour: datetime, version: int | None = No
 
 def write(relative_path: str, table: pa.Table) -> int:
     """Write a table to its path, replacing any file there; returns the bytes written."""
+    return write_tables(relative_path, table.schema, [table])[1]
+
+
+def write_tables(relative_path: str, schema: pa.Schema, tables: Iterable[pa.Table]) -> tuple[int, int]:
+    """Write tables one after the other into one file (each in its own row groups), replacing any file
+    there; returns the rows and bytes written. Only one table is in memory at a time, so an hour of any
+    size is written in bounded memory."""
     filesystem_, root = filesystem()
     final = f"{root}/{relative_path}"
     directory = final.rsplit("/", 1)[0]
     filesystem_.create_dir(directory, recursive=True)
     temporary = f"{directory}/.{uuid.uuid4().hex}.tmp"
+    rows = 0
     try:
-        pq.write_table(table, temporary, filesystem=filesystem_, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS)
+        with pq.ParquetWriter(temporary, schema, filesystem=filesystem_, compression=COMPRESSION) as writer:
+            for table in tables:
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                rows += table.num_rows
         filesystem_.move(temporary, final)
     except BaseException:
         with contextlib.suppress(OSError):
             filesystem_.delete_file(temporary)
         raise
-    return int(filesystem_.get_file_info(final).size or 0)
+    return rows, int(filesystem_.get_file_info(final).size or 0)
 
 
 def read(relative_path: str, columns: list[str] | None = None) -> pa.Table:
