@@ -141,10 +141,8 @@ def record_actuals(production: Any, labelled: list[tuple[str, int]]) -> None:
     from monitoring.services import actuals_ingest
 
     for offset in range(0, len(labelled), 5_000):
-        rows = [{"prediction_id": pid, "value": value} for pid, value in labelled[offset : offset + 5_000]]
-        result = actuals_ingest(actor=production.author, model=production.model, rows=rows)
-        if result.problems:
-            raise RuntimeError(f"Actuals refused: {result.problems[:3]}")
+        rows = [{"prediction_id": pid, "actual": value} for pid, value in labelled[offset : offset + 5_000]]
+        actuals_ingest(actor=production.author, model=production.model, rows=rows)
 
 
 def replicate(base: Any, target: Any, copies: int) -> int:
@@ -315,6 +313,7 @@ def main() -> int:
             }
         )
         from monitoring.models import MonitoringConfig, Report
+        from monitoring.archiving import compact_actuals
         from scoring.archive import compaction
         from scoring.models import ArchivedHour
 
@@ -350,6 +349,7 @@ def main() -> int:
 
         started = time.perf_counter()
         compaction.compact()
+        compact_actuals()
         compacted = time.perf_counter() - started
         entries = ArchivedHour.objects.filter(model=base.model, kind=ArchivedHour.Kind.PREDICTIONS)
         archived_rows = sum(e.rows for e in entries)
