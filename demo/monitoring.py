@@ -164,7 +164,7 @@ def _traffic(model: RegisteredModel, start: Any) -> pd.DataFrame:
                 (
                     Actual(
                         model=model,
-                        prediction=prediction,
+                        prediction_id=prediction.id,
                         entity_id=prediction.entity_id,
                         value=int(label),
                         observed_at=prediction.at,

@@ -8,14 +8,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from registry.models import ModelVersion, RegisteredModel
-from scoring.models import MAX_ENTITY_ID_LENGTH, Prediction
+from scoring.models import MAX_ENTITY_ID_LENGTH
 
 
 class Actual(models.Model):
     """The true outcome of a prediction (by its id) or of an entity, posted when it is known."""
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="actuals")
-    prediction = models.ForeignKey(Prediction, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # A plain id, not a foreign key: predictions leave the hot table once archived (and PostgreSQL's day
+    # partitions key it by (id, at), which no foreign key can reference). Ingestion checks that it exists.
+    prediction_id = models.UUIDField(null=True, blank=True, db_index=True)
     entity_id = models.CharField(max_length=MAX_ENTITY_ID_LENGTH, blank=True)
     value = models.JSONField()
     observed_at = models.DateTimeField(default=timezone.now)
@@ -24,12 +26,16 @@ class Actual(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["model", "prediction"], condition=Q(prediction__isnull=False), name="one_actual_per_prediction"
+                fields=["model", "prediction_id"],
+                condition=Q(prediction_id__isnull=False),
+                name="one_actual_per_prediction",
             ),
             models.UniqueConstraint(
                 fields=["model", "entity_id"], condition=~Q(entity_id=""), name="one_actual_per_entity"
             ),
-            models.CheckConstraint(condition=Q(prediction__isnull=False) | ~Q(entity_id=""), name="actual_has_a_key"),
+            models.CheckConstraint(
+                condition=Q(prediction_id__isnull=False) | ~Q(entity_id=""), name="actual_has_a_key"
+            ),
         ]
 
     def __str__(self) -> str:

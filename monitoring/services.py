@@ -24,7 +24,8 @@ from registry.schedules import schedule_clear, schedule_set
 from registry.schema import parse_schema
 from registry.selectors import production_version
 from scoring.batch import sources
-from scoring.models import MAX_ENTITY_ID_LENGTH, Prediction
+from scoring.models import MAX_ENTITY_ID_LENGTH
+from scoring.selectors import known_prediction_ids
 
 MAX_ACTUALS_PER_REQUEST = 50_000
 
@@ -84,12 +85,13 @@ def actuals_ingest(*, actor: Any, model: RegisteredModel, rows: list[Any]) -> Ac
     parsed = [_key(row, index, problems) for index, row in enumerate(rows)]
     by_prediction = {p: (i, v, t) for i, (p, _e, v, t) in enumerate(parsed) if p}
     by_entity = {e: (i, v, t) for i, (_p, e, v, t) in enumerate(parsed) if e}
-    predictions = Prediction.objects.filter(model=model, pk__in=list(by_prediction))
-    consumer = getattr(actor, "consumer", None)
-    if consumer is not None:
-        # A consumer labels its own predictions only; another consumer's do not exist for it.
-        predictions = predictions.filter(consumer=consumer)
-    known = {str(pk) for pk in predictions.values_list("pk", flat=True)}
+    # A consumer labels its own predictions only; another consumer's do not exist for it.
+    known = {
+        str(pk)
+        for pk in known_prediction_ids(
+            model=model, ids=[uuid.UUID(p) for p in by_prediction], consumer=getattr(actor, "consumer", None)
+        )
+    }
     for prediction_id, (index, _value, _at) in by_prediction.items():
         if prediction_id not in known:
             problems.append({"row": index, "error": f"prediction_id: no prediction {prediction_id} of {model.name}"})

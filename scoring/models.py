@@ -42,6 +42,12 @@ class ScoringPolicy(models.Model):
 class Prediction(models.Model):
     """One scored row, for audit: written in batches off the request path.
 
+    On PostgreSQL the table is partitioned by UTC day on `at` (scoring/archive/partitions.py), and the
+    database's primary key is (id, at), since a partitioned table's unique keys must hold its partition
+    key. Django keeps `id` as the primary key: ids are UUIDs, unique by construction, not by an index.
+    Migrations that touch `id`, `at` or the primary key must be written by hand there (the key's columns
+    and the partition key cannot change in place).
+
     Its id is a UUIDv7 made from `at` (scoring/ids.py): once the row has left this table for the
     archive, the id alone says which hour's files hold it.
     """

@@ -1,15 +1,19 @@
-"""Reads of scoring data for pages: usage counters of a version, logged predictions."""
+"""Reads of scoring data: usage counters of a version, logged predictions, which prediction ids exist."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.db import connection
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from registry.models import ModelVersion
-from scoring.archive.selectors import archived_prediction
+from registry.models import Consumer, ModelVersion, RegisteredModel
+from scoring.archive.selectors import archived_prediction, archived_prediction_ids
 from scoring.models import Prediction, ScoringStats
 from scoring.recorder import BUCKETS, percentile
 
@@ -56,3 +60,31 @@ def logged_prediction(*, prediction_id: uuid.UUID) -> Prediction | None:
     """A logged prediction: its hot row, else (once the hot table has let it go) its row in the archive."""
     hot = Prediction.objects.select_related("model", "version__model", "consumer").filter(pk=prediction_id).first()
     return hot if hot is not None else archived_prediction(prediction_id)
+
+
+def known_prediction_ids(
+    *, model: RegisteredModel, ids: Iterable[uuid.UUID], consumer: Consumer | None = None
+) -> set[uuid.UUID]:
+    """Which of `ids` are predictions of `model` (and made for `consumer`, when given).
+
+    The hot table first; ids it does not hold are looked for in the archive (actuals may come weeks late).
+    """
+    ids = set(ids)
+    predictions = Prediction.objects.filter(model=model, pk__in=_id_set(ids))
+    if consumer is not None:
+        predictions = predictions.filter(consumer=consumer)
+    known = set(predictions.values_list("pk", flat=True))
+    if ids - known:
+        known |= archived_prediction_ids(
+            model_id=model.pk, ids=ids - known, consumer_id=None if consumer is None else consumer.pk
+        )
+    return known
+
+
+def _id_set(ids: Iterable[uuid.UUID]) -> RawSQL:
+    """The ids as one SQL parameter the database joins as a set, not one parameter each: an IN list of
+    50,000 ids passes SQLite's variable limit and costs PostgreSQL a plan over every element."""
+    if connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::uuid[])", [list(ids)])
+    # SQLite stores a UUIDField as its 32 hex digits.
+    return RawSQL("SELECT value FROM json_each(%s)", [json.dumps([value.hex for value in ids])])

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -57,6 +57,9 @@ class Source:
     time_field: str
     rows: Callable[[int], QuerySet[Any]]
     write_hour: Callable[[int, datetime, QuerySet[Any]], list[dict[str, Any]]]
+    # Removes whole UTC days of hot rows before a bound at once (PostgreSQL's day partitions), returning
+    # the days it removed; the hours it cannot remove are deleted row by row.
+    drop_days: Callable[[datetime], list[date]] | None = None
 
     def hour_rows(self, model_id: int, hour: datetime) -> QuerySet[Any]:
         return self.rows(model_id).filter(**{f"{self.time_field}__gte": hour, f"{self.time_field}__lt": hour + HOUR})
@@ -233,6 +236,9 @@ def prune_hot(source: Source, *, now: datetime | None = None) -> int:
     """
     bound = (now or timezone.now()) - timedelta(days=settings.MF_PREDICTION_HOT_DAYS)
     entries = ArchivedHour.objects.filter(kind=source.kind, pruned_at__isnull=True, hour__lte=bound - HOUR)
+    for day in source.drop_days(bound) if source.drop_days is not None else []:
+        start = datetime.combine(day, time(), tzinfo=UTC)
+        entries.filter(hour__gte=start, hour__lt=start + timedelta(days=1)).update(pruned_at=timezone.now())
     deleted = 0
     for entry in entries.order_by("hour", "model_id"):
         pruned = _hour_prune(source, entry)

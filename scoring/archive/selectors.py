@@ -46,6 +46,35 @@ def archived_prediction(prediction_id: uuid.UUID) -> Prediction | None:
     return None
 
 
+def archived_prediction_ids(*, model_id: int, ids: set[uuid.UUID], consumer_id: int | None = None) -> set[uuid.UUID]:
+    """Which of `ids` the archive holds as predictions of the model (made for the consumer, when given).
+
+    Ids are grouped by the hour their UUIDv7 names, so only those hours' files are read, and only their id
+    and consumer columns; uuid4 ids carry no time and are never found.
+    """
+    by_hour: dict[Any, set[str]] = {}
+    for value in ids:
+        made_at = uuid7_time(value)
+        if made_at is not None:
+            hour = hour_of(made_at)
+            for candidate in (hour, hour + HOUR):  # as in archived_prediction
+                by_hour.setdefault(candidate, set()).add(str(value))
+    found: set[uuid.UUID] = set()
+    entries = ArchivedHour.objects.filter(model_id=model_id, kind=ArchivedHour.Kind.PREDICTIONS, hour__in=list(by_hour))
+    for entry in entries:
+        wanted = pc.field(format.ID).isin(sorted(by_hour[entry.hour]))
+        if consumer_id is not None:
+            wanted &= pc.field(format.CONSUMER_ID) == consumer_id
+        for file in entry.files:
+            try:
+                table = store.dataset([file["path"]]).to_table(columns=[format.ID], filter=wanted)
+            except OSError:
+                logger.exception("Archive file %s of %s could not be read", file["path"], entry)
+                continue
+            found.update(uuid.UUID(value) for value in table.column(format.ID).to_pylist())
+    return found
+
+
 def _rebuilt(row: dict[str, Any]) -> Prediction | None:
     # Archived predictions no longer protect their version: a deleted version's predictions are gone too.
     version = ModelVersion.objects.select_related("model").filter(pk=row[format.VERSION_ID]).first()
