@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from registry.models import RegisteredModel
@@ -236,10 +236,13 @@ def prune_hot(source: Source, *, now: datetime | None = None) -> int:
     """
     bound = (now or timezone.now()) - timedelta(days=settings.MF_PREDICTION_HOT_DAYS)
     entries = ArchivedHour.objects.filter(kind=source.kind, pruned_at__isnull=True, hour__lte=bound - HOUR)
+    deleted = 0
     for day in source.drop_days(bound) if source.drop_days is not None else []:
         start = datetime.combine(day, time(), tzinfo=UTC)
-        entries.filter(hour__gte=start, hour__lt=start + timedelta(days=1)).update(pruned_at=timezone.now())
-    deleted = 0
+        dropped = entries.filter(hour__gte=start, hour__lt=start + timedelta(days=1))
+        # The day went whole, holding no more rows than its files (drop_days checks): count those.
+        deleted += dropped.aggregate(rows=Sum("rows"))["rows"] or 0
+        dropped.update(pruned_at=timezone.now())
     for entry in entries.order_by("hour", "model_id"):
         pruned = _hour_prune(source, entry)
         if pruned is None:

@@ -11,10 +11,11 @@ import pytest
 from django.db import connection
 
 from registry.models import ModelVersion, RegisteredModel
-from scoring.archive import partitions
+from scoring.archive import compaction, partitions
 from scoring.models import ArchivedHour, Prediction
 from scoring.recorder import Recorder
 from tests.factories import RegisteredModelFactory
+from tests.scoring.archive_support import archived_ids
 
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -204,3 +205,29 @@ def test_partition_maintenance_does_nothing_on_sqlite(version: ModelVersion) -> 
     assert partitions.ensure_partitions(now=at(DAY, 0)) == []
     assert partitions.drop_partitions(before_day=DAY + timedelta(days=1)) == []
     assert Prediction.objects.filter(pk=row.pk).exists()
+
+
+@on_postgresql
+def test_the_archive_run_drops_archived_days_whole_but_not_a_day_with_late_rows(
+    version: ModelVersion, settings: Any
+) -> None:
+    settings.MF_PREDICTION_HOT_DAYS = 3
+    clean_day, late_day = DAY, DAY + timedelta(days=1)
+    partitions.ensure_partitions(now=at(DAY, 0), days_ahead=1)
+    record(version, at(clean_day, 1), at(clean_day, 2), at(late_day, 1))
+    committed()
+    now = at(DAY + timedelta(days=6), 0)
+    compaction.compact(now=now)
+    # A row that reached its hour after the hour was archived: its day must not be dropped with it unread.
+    late = record(version, at(late_day, 1, 30))
+    committed()
+
+    summary = compaction.archive_run(now=now)
+
+    assert not summary.error
+    assert not table_exists(partitions.partition_name(clean_day))
+    # The late day was archived again and its rows deleted one by one; its partition is kept, empty.
+    assert table_exists(partitions.partition_name(late_day))
+    assert not Prediction.objects.exists()
+    assert str(late[0].pk) in archived_ids()
+    assert not ArchivedHour.objects.filter(kind=ArchivedHour.Kind.PREDICTIONS, pruned_at__isnull=True).exists()
