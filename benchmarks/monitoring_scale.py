@@ -312,8 +312,8 @@ def main() -> int:
                 "MF_CELERY_EAGER": "1",
             }
         )
-        from monitoring.models import MonitoringConfig, Report
         from monitoring.archiving import compact_actuals
+        from monitoring.models import MonitoringConfig, Report
         from scoring.archive import compaction
         from scoring.models import ArchivedHour
 

@@ -48,7 +48,8 @@ def rule_value(rule: AlertRule, report: Report) -> float | None:
     return None if value is None else float(value)
 
 
-def _holds(rule: AlertRule, value: float) -> bool:
+def holds(rule: AlertRule, value: float) -> bool:
+    """Whether a rule's condition holds for this value: its alert opens (or stays open)."""
     return value > rule.threshold if rule.comparison == AlertRule.Comparison.ABOVE else value < rule.threshold
 
 
@@ -80,7 +81,7 @@ def _apply(rule: AlertRule, report: Report, value: float) -> AlertEvent | None:
         if not newest.update(judged_until=report.window_end):
             return None
         open_alert = Alert.objects.select_for_update().filter(rule=rule, status=Alert.Status.OPEN).first()
-        if _holds(rule, value):
+        if holds(rule, value):
             if open_alert is not None:
                 Alert.objects.filter(pk=open_alert.pk).update(last_value=value)
                 return None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,8 +16,9 @@ from rest_framework.views import APIView
 from config.api import paginated_response
 from config.authentication import UserTokenAuthentication
 from config.openapi import COMMON_ERRORS, error_responses
+from monitoring import selectors as monitoring_selectors
 from monitoring import services
-from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe
+from monitoring.models import Alert, AlertRule, EvidentlyReport, Report, RetrainingRecipe
 from monitoring.permissions import may_request_reports
 from registry import schedules, selectors
 from scoring.authentication import ConsumerPrincipal, ConsumerTokenAuthentication
@@ -116,6 +120,80 @@ class ReportDetailApi(APIView):
         if report is None:
             return Response({"detail": "No such report."}, status=status.HTTP_404_NOT_FOUND)
         return Response(ReportOutput(report).data)
+
+
+class EvidentlyReportOutput(serializers.ModelSerializer):
+    report = serializers.IntegerField(source="report_id")
+    html_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EvidentlyReport
+        fields = [
+            "report",
+            "status",
+            "sample_rows",
+            "total_rows",
+            "reference_sample_rows",
+            "error",
+            "requested_at",
+            "finished_at",
+            "html_url",
+        ]
+
+    def get_html_url(self, row: EvidentlyReport) -> str | None:
+        return f"/api/reports/{row.report_id}/evidently/html/" if row.status == EvidentlyReport.Status.READY else None
+
+
+def _done_report(report_id: int) -> Report:
+    report = Report.objects.select_related("model").filter(pk=report_id, status=Report.Status.DONE).first()
+    if report is None:
+        raise NotFound("No such computed report.")
+    return report
+
+
+class EvidentlyReportApi(APIView):
+    """Evidently's own HTML report of a computed report's window, built by a worker from a sample of at most
+    MF_EVIDENTLY_SAMPLE_ROWS predictions and kept: ask for it (POST), then read its state until it is ready."""
+
+    @extend_schema(
+        responses={200: EvidentlyReportOutput, 404: OpenApiResponse(description="Not asked for yet, or no such report")}
+    )
+    def get(self, request: Request, report_id: int) -> Response:
+        built = monitoring_selectors.evidently_report_of(report=_done_report(report_id))
+        if built is None:
+            raise NotFound("Evidently's report of this window has not been asked for: POST to prepare it.")
+        return Response(EvidentlyReportOutput(built).data)
+
+    @extend_schema(
+        request=None,
+        responses={202: EvidentlyReportOutput, **error_responses(400, *COMMON_ERRORS, e400="The report has no rows")},
+    )
+    def post(self, request: Request, report_id: int) -> Response:
+        if not may_request_reports(request.user):
+            return Response({"detail": "You may not run reports."}, status=status.HTTP_403_FORBIDDEN)
+        built = services.evidently_report_request(actor=request.user, report=_done_report(report_id))
+        return Response(EvidentlyReportOutput(built).data, status=status.HTTP_202_ACCEPTED)
+
+
+class EvidentlyReportHtmlApi(APIView):
+    @extend_schema(
+        responses={
+            (200, "text/html"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(description="Not built (yet), or no such report"),
+        },
+        summary="Download Evidently's HTML report of a window",
+    )
+    def get(self, request: Request, report_id: int) -> FileResponse:
+        report = _done_report(report_id)
+        built = monitoring_selectors.evidently_report_of(report=report)
+        if built is None or built.status != EvidentlyReport.Status.READY:
+            raise NotFound("Evidently's report of this window is not built.")
+        response = FileResponse(
+            built.file.open("rb"), as_attachment=True, filename=f"{report.model.name}-report-{report.pk}-evidently.html"
+        )
+        # Its scripts never run on this origin, even if a browser shows it instead of saving it.
+        response["Content-Security-Policy"] = "sandbox allow-scripts"
+        return response
 
 
 class AlertRuleOutput(serializers.ModelSerializer):

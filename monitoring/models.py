@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -112,6 +114,44 @@ class Report(models.Model):
     def is_done(self) -> bool:
         """Computed and stored: the only reports the pages draw."""
         return self.status == self.Status.DONE
+
+
+def evidently_file_path(instance: EvidentlyReport, filename: str) -> str:
+    report = instance.report
+    return f"monitoring/{report.model.name}/reports/{report.pk}/{uuid.uuid4().hex}/{filename}"
+
+
+class EvidentlyReport(models.Model):
+    """Evidently's own HTML report of a stored report's window, built once by a worker from a bounded
+    sample of the window and kept as a file: pages show the file and never compute it."""
+
+    class Status(models.TextChoices):
+        PREPARING = "preparing", "Being prepared"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    report = models.OneToOneField(Report, on_delete=models.PROTECT, related_name="evidently")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PREPARING)
+    file = models.FileField(upload_to=evidently_file_path, blank=True, max_length=500)
+    # What Evidently saw: a uniform random sample of `sample_rows` of the window's `total_rows`
+    # predictions, against `reference_sample_rows` rows of the baseline.
+    sample_rows = models.PositiveIntegerField(null=True, blank=True)
+    total_rows = models.PositiveBigIntegerField(null=True, blank=True)
+    reference_sample_rows = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Evidently's report of {self.report}: {self.status}"
+
+    @property
+    def is_sampled(self) -> bool:
+        """Evidently saw fewer rows than the window holds."""
+        return self.sample_rows is not None and self.total_rows is not None and self.sample_rows < self.total_rows
 
 
 class AlertRule(models.Model):

@@ -10,8 +10,9 @@ from __future__ import annotations
 from django.utils import timezone
 
 from config.queue import queue_on_commit, refusal
-from monitoring.models import Report, RetrainingRun
+from monitoring.models import EvidentlyReport, Report, RetrainingRun
 
+BUILD_EVIDENTLY_REPORT = "monitoring.tasks.build_evidently_report"
 COMPUTE_REPORT = "monitoring.tasks.compute_report"
 RETRAIN_MODEL = "monitoring.tasks.retrain_model"
 RUN_SCHEDULED_REPORT = "monitoring.tasks.run_scheduled_report"
@@ -32,6 +33,20 @@ def compute_report(report_id: int) -> None:
         )
 
     queue_on_commit(COMPUTE_REPORT, report_id, on_refused=refused)
+
+
+def build_evidently_report(report_id: int) -> None:
+    """Queue the build of Evidently's report of a stored report once it commits; a broker that refuses
+    marks it failed (the page offers to ask again) instead of "being prepared" for ever."""
+
+    def refused(exc: Exception) -> None:
+        EvidentlyReport.objects.filter(report_id=report_id, status=EvidentlyReport.Status.PREPARING).update(
+            status=EvidentlyReport.Status.FAILED,
+            error=refusal(exc, advice="ask for it again."),
+            finished_at=timezone.now(),
+        )
+
+    queue_on_commit(BUILD_EVIDENTLY_REPORT, report_id, on_refused=refused)
 
 
 def retrain_model(

@@ -9,8 +9,10 @@ from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe, RetrainingRun
+from monitoring import alerts
+from monitoring.models import Alert, AlertRule, EvidentlyReport, Report, RetrainingRecipe, RetrainingRun
 from registry.choices import ModelTask, VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from scoring.models import ScoringStats
@@ -124,6 +126,84 @@ def alert_rules(*, model: RegisteredModel) -> list[AlertRule]:
     """The model's rules, each with `is_open`: whether its alert is open now."""
     open_alert = Alert.objects.filter(rule=OuterRef("pk"), status=Alert.Status.OPEN)
     return list(AlertRule.objects.filter(model=model).annotate(is_open=Exists(open_alert)).order_by("name"))
+
+
+@dataclass(frozen=True)
+class RuleReading:
+    """What one report's stored values say of an active alert rule, whatever its alert's state."""
+
+    rule: AlertRule
+    value: float | None  # None when the report lacks the figure (no actuals, a slice too small)
+
+    @property
+    def would_open(self) -> bool | None:
+        """Whether this window alone would have the alert open; None without a value."""
+        return None if self.value is None else alerts.holds(self.rule, self.value)
+
+
+@dataclass(frozen=True)
+class WindowAlerts:
+    """Each active rule read on one report, and whether that report's window is the one alerts follow."""
+
+    report: Report
+    readings: list[RuleReading]
+
+    @property
+    def newest_judged(self) -> datetime | None:
+        """The end of the newest window any of these rules has been judged on."""
+        return max((r.rule.judged_until for r in self.readings if r.rule.judged_until), default=None)
+
+    @property
+    def is_older(self) -> bool:
+        """A newer window has been judged: this report opens and closes nothing, whatever it says."""
+        return self.newest_judged is not None and self.newest_judged > self.report.window_end
+
+
+def window_alerts(*, report: Report) -> WindowAlerts:
+    """What the report's window says of each of the model's active rules (from its stored results, as
+    alerts.evaluate reads them), next to the alert's state now, which follows only the newest window."""
+    open_alert = Alert.objects.filter(rule=OuterRef("pk"), status=Alert.Status.OPEN)
+    rules = AlertRule.objects.filter(model_id=report.model_id, active=True).annotate(is_open=Exists(open_alert))
+    readings = [RuleReading(rule=rule, value=alerts.rule_value(rule, report)) for rule in rules.order_by("name")]
+    return WindowAlerts(report=report, readings=readings)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Archive files a report could not read: its figures leave out these rows."""
+
+    rows: int
+    files: int
+    items: list[dict[str, Any]]
+    rows_unknown: bool  # some files' row counts are not known: `rows` is a lower bound
+
+
+def report_unreadable(*, report: Report) -> Unreadable | None:
+    """The archive files the report could not read (`results["unreadable"]`), None when it read them all."""
+    items = [dict(item) for item in (report.results or {}).get("unreadable") or [] if isinstance(item, dict)]
+    if not items:
+        return None
+    for item in items:
+        item["hour"] = _time_or_text(item.get("hour"))
+    counts = [item.get("rows") for item in items]
+    return Unreadable(
+        rows=sum(int(count) for count in counts if isinstance(count, int)),
+        files=len({item.get("path") for item in items}),
+        items=items,
+        rows_unknown=any(not isinstance(count, int) for count in counts),
+    )
+
+
+def _time_or_text(value: Any) -> datetime | Any:
+    try:
+        return parse_datetime(str(value)) or value
+    except ValueError:  # shaped like a time but not one: shown as written
+        return value
+
+
+def evidently_report_of(*, report: Report) -> EvidentlyReport | None:
+    """Evidently's report of the window, if anyone asked for it."""
+    return EvidentlyReport.objects.filter(report=report).first()
 
 
 def retraining_recipe(*, model: RegisteredModel) -> RetrainingRecipe | None:

@@ -14,8 +14,16 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from monitoring import performance, queue
-from monitoring.models import Actual, AlertRule, MonitoringConfig, Report, RetrainingRecipe, RetrainingRun
-from monitoring.permissions import ACTUALS_REFUSAL, may_configure_monitoring, may_record_actuals
+from monitoring.models import (
+    Actual,
+    AlertRule,
+    EvidentlyReport,
+    MonitoringConfig,
+    Report,
+    RetrainingRecipe,
+    RetrainingRun,
+)
+from monitoring.permissions import ACTUALS_REFUSAL, may_configure_monitoring, may_record_actuals, may_request_reports
 from monitoring.retraining import load_callable
 from registry.audit import audit_event_create
 from registry.choices import AuditAction
@@ -191,6 +199,36 @@ def report_request(*, actor: Any, model: RegisteredModel, start: datetime, end: 
     report = Report.objects.create(model=model, window_start=start, window_end=end, requested_by=actor)
     queue.compute_report(report.pk)
     return report
+
+
+def evidently_report_request(*, actor: Any, report: Report) -> EvidentlyReport:
+    """Ask a worker for Evidently's report of a stored report's window, once.
+
+    Asked again while it is being prepared or once it is ready, nothing changes; after a failure it is
+    prepared again.
+    """
+    if not may_request_reports(actor):
+        raise PermissionDenied("You may not ask for reports.")
+    if report.status != Report.Status.DONE:
+        raise ValidationError({"report": ["The report is not computed yet."]})
+    if not report.rows_current:
+        raise ValidationError({"report": ["This report's window has no production rows to show."]})
+    with transaction.atomic():
+        row, created = EvidentlyReport.objects.get_or_create(report=report, defaults={"requested_by": actor})
+        # Compare-and-set on a failed one: of two people asking again at once, one queues it.
+        retried = not created and EvidentlyReport.objects.filter(
+            pk=row.pk, status=EvidentlyReport.Status.FAILED
+        ).update(
+            status=EvidentlyReport.Status.PREPARING,
+            error="",
+            requested_by=actor,
+            requested_at=timezone.now(),
+            finished_at=None,
+        )
+        if created or retried:
+            queue.build_evidently_report(report.pk)
+    row.refresh_from_db()
+    return row
 
 
 CONFIG_FIELDS = (

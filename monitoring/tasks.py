@@ -20,6 +20,16 @@ def compute_report(report_id: int) -> None:
     reports.compute(report_id=report_id)
 
 
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1750)
+def build_evidently_report(report_id: int) -> None:
+    """Build Evidently's HTML report of a stored report from a sample; a redelivered task finds it built."""
+    # Imported here, not at the top: every process imports this module at start-up (apps.py), and
+    # Evidently takes seconds to import; only a worker building its report needs it.
+    from monitoring.evidently_report import evidently_report_build
+
+    evidently_report_build(report_id=report_id)
+
+
 @shared_task(acks_late=True, time_limit=3600, soft_time_limit=3500)
 def retrain_model(
     model_id: int,

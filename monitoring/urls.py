@@ -21,4 +21,14 @@ urlpatterns = [
         views.evidently_report,
         name="evidently-report",
     ),
+    path(
+        "models/<slug:name>/monitoring/reports/<int:report_id>/evidently/build/",
+        views.evidently_report_request,
+        name="evidently-report-request",
+    ),
+    path(
+        "models/<slug:name>/monitoring/reports/<int:report_id>/evidently/html/",
+        views.evidently_report_html,
+        name="evidently-report-html",
+    ),
 ]

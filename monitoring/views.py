@@ -7,19 +7,25 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from monitoring import charts, selectors, services
-from monitoring.evidently_report import evidently_html
 from monitoring.forms import AlertRuleForm, MonitoringConfigForm, RetrainingRecipeForm
-from monitoring.models import MonitoringConfig, Report, RetrainingRecipe
-from monitoring.permissions import ACTUALS_REFUSAL, may_configure_monitoring, may_record_actuals
+from monitoring.models import EvidentlyReport, MonitoringConfig, Report, RetrainingRecipe
+from monitoring.permissions import (
+    ACTUALS_REFUSAL,
+    may_configure_monitoring,
+    may_record_actuals,
+    may_request_reports,
+)
 from registry import schedules
 from registry.forms import flash_errors
 from registry.models import RegisteredModel
@@ -96,6 +102,9 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "alerts": selectors.open_alerts(model=model),
             "may_configure": may_configure_monitoring(request.user, model),
             "may_record_actuals": may_record_actuals(request.user),
+            "window_alerts": selectors.window_alerts(report=latest) if latest else None,
+            "unreadable": selectors.report_unreadable(report=latest) if latest else None,
+            "evidently": selectors.evidently_report_of(report=latest) if latest else None,
             "watching": bool(config and config.watchers.filter(pk=request.user.pk or 0).exists()),
             "config_form": MonitoringConfigForm(instance=config or MonitoringConfig(model=model)),
             "schedule_form": ScheduleForm.for_task(config.periodic_task if config else None),
@@ -129,18 +138,50 @@ def run_report(request: HttpRequest, name: str) -> HttpResponse:
     return _back(model)
 
 
+def _done_report(name: str, report_id: int) -> Report:
+    reports = Report.objects.select_related("model")
+    return get_object_or_404(reports, pk=report_id, model__name=name, status=Report.Status.DONE)
+
+
 @require_GET
 def evidently_report(request: HttpRequest, name: str, report_id: int) -> HttpResponse:
-    """Evidently's HTML for the report's window, in a sandbox: its inline scripts run in an opaque
-    origin, with no access to the app's cookies or pages."""
-    report = get_object_or_404(Report, pk=report_id, model__name=name, status=Report.Status.DONE)
+    """Evidently's report of a stored report's window: shown if a worker has built it, else offered."""
+    report = _done_report(name, report_id)
+    built = selectors.evidently_report_of(report=report)
+    return render(
+        request,
+        "monitoring/evidently.html",
+        {
+            "model": report.model,
+            "report": report,
+            "evidently": built,
+            "sample_limit": settings.MF_EVIDENTLY_SAMPLE_ROWS,
+            "may_request_reports": may_request_reports(request.user),
+        },
+    )
+
+
+@require_POST
+def evidently_report_request(request: HttpRequest, name: str, report_id: int) -> HttpResponse:
+    report = _done_report(name, report_id)
     try:
-        html = evidently_html(report)
-    except ValueError as exc:
-        messages.error(request, str(exc))
-        return _back(report.model)
-    response = HttpResponse(html)
-    response["Content-Security-Policy"] = "sandbox allow-scripts"
+        services.evidently_report_request(actor=request.user, report=report)
+    except (ValidationError, PermissionDenied) as exc:
+        flash_errors(request, exc)
+    return redirect("monitoring:evidently-report", name, report.pk)
+
+
+@require_GET
+@xframe_options_sameorigin
+def evidently_report_html(request: HttpRequest, name: str, report_id: int) -> FileResponse:
+    """The built HTML, framed by the Evidently page, in a sandbox: its inline scripts run in an opaque
+    origin, with no access to the app's cookies or pages."""
+    report = _done_report(name, report_id)
+    built = selectors.evidently_report_of(report=report)
+    if built is None or built.status != EvidentlyReport.Status.READY:
+        raise Http404("Evidently's report of this window is not built.")
+    response = FileResponse(built.file.open("rb"), content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = "sandbox allow-scripts; frame-ancestors 'self'"
     return response
 
 

@@ -376,6 +376,10 @@ MF_RETRAINING_PACKAGES = env_list("MF_RETRAINING_PACKAGES", [])
 # A batch run none of whose chunks has finished for this long has its remaining chunks queued again
 # (longer than a chunk's time limit, so a slow chunk is not mistaken for a lost one).
 MF_BATCH_STALL_MINUTES = env_int("MF_BATCH_STALL_MINUTES", 20, minimum=16)
+# Evidently's own HTML report of a window is built by a worker from a uniform random sample of at most this
+# many of the window's rows (and as many of the baseline's): Evidently needs seconds and about a gigabyte
+# per million rows, and a sample of this size gives its charts and verdicts at a fixed cost.
+MF_EVIDENTLY_SAMPLE_ROWS = env_int("MF_EVIDENTLY_SAMPLE_ROWS", 50_000, minimum=100)
 # Compaction archives hours that ended a grace ago (scoring/archive/lifecycle.py), so 5 minutes past the
 # hour finds the last hour complete; the other runs catch up after an outage sooner.
 CELERY_BEAT_SCHEDULE = {

@@ -88,3 +88,28 @@ def test_the_owner_adds_an_alert_rule_and_a_retraining_schedule_in_the_page(
     page.click("#retraining-schedule-form button[type=submit]")
     page.wait_for_selector("text=Retraining now runs every 10080 minutes")
     screenshot("monitoring-rules-retraining")
+
+
+def test_evidently_report_is_prepared_on_request_and_shown_framed_with_its_sample(
+    live_server: Any,
+    page: Any,
+    production: ModelVersion,
+    traffic: list[str],
+    author: Any,
+    screenshot: Any,
+    settings: Any,
+) -> None:
+    settings.MF_EVIDENTLY_SAMPLE_ROWS = 120
+    now = timezone.now()
+    report = services.report_request(actor=author, model=production.model, start=now - timedelta(hours=1), end=now)
+    sign_in(page, live_server, author.username)
+    page.goto(f"{live_server.url}/models/churn/monitoring/?report={report.pk}")
+    assert "not prepared yet" in page.inner_text(".pagehead")
+    page.click("#evidently-link")
+    page.click("#prepare-evidently")  # tests run tasks eagerly: built once the request commits
+    sample = page.wait_for_selector("#evidently-sample")
+    assert "Computed by Evidently on a sample of 120 of 300 predictions" in sample.inner_text()
+    # Its scripts run in the sandboxed frame, which the page's own policy lets it show.
+    frame = page.frame_locator("iframe.evidently-frame")
+    assert "Dataset Drift" in frame.locator("body").inner_text(timeout=30_000)
+    screenshot("monitoring-evidently")

@@ -84,10 +84,8 @@ def test_the_monitoring_page_and_evidently_report_open_for_a_stored_report(
     page = client.get("/models/churn/monitoring/")
     assert page.status_code == 200
     assert b'id="chart-drift"' in page.content and b"evidently" in page.content.lower()
-    html = client.get(f"/models/churn/monitoring/reports/{report.pk}/evidently/")
-    assert html.status_code == 200
-    assert html["Content-Security-Policy"] == "sandbox allow-scripts"
-    assert b"charges" in html.content
+    evidently = client.get(f"/models/churn/monitoring/reports/{report.pk}/evidently/")
+    assert evidently.status_code == 200 and b"Not prepared yet" in evidently.content  # built on request only
     assert client.get("/models/churn/monitoring/reports/999/evidently/").status_code == 404
 
 
