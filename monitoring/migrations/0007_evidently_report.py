@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0005_alert_rule_judged_until'),
+        ('monitoring', '0006_actual_prediction_id_without_foreign_key'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
