@@ -61,6 +61,8 @@ def segmented(rows: int, rng: np.random.Generator, drifting: bool) -> pd.DataFra
             shift[moved] = np.random.default_rng(100 + index).uniform(0.05, 0.2, size=moved.size)
         part = features(size, rng, shift)
         part[NUMERICAL[0]] = part[NUMERICAL[0]].fillna(0.0)  # the model takes no missing values
+        # Numbers as applications send them: amounts and measurements with two decimals, not 17 digits.
+        part[NUMERICAL] = part[NUMERICAL].round(2)
         part["segment"] = f"s{index:02d}"
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
@@ -101,6 +103,8 @@ def train(reference: pd.DataFrame, workdir: Path) -> Any:
 
 def log_traffic(production: Any, pipeline: Any, rows: int, start: datetime, seed: int) -> list[tuple[str, int]]:
     """Log `rows` predictions through the recorder; returns (id, label) of every other one, for actuals."""
+    from scoring.archive.format import input_digest
+    from scoring.ids import uuid7
     from scoring.models import Prediction
     from scoring.recorder import recorder
 
@@ -117,12 +121,13 @@ def log_traffic(production: Any, pipeline: Any, rows: int, start: datetime, seed
             at = start + timedelta(seconds=float(seconds[offset + position]))
             output = int(proba[1] >= 0.5)
             prediction = Prediction(
+                id=uuid7(at),  # as real-time scoring makes it: the id names the archive hour that holds it
                 at=at,
                 model=production.model,
                 version=production.version,
                 entity_id=f"c{offset + position}",
                 input=record,
-                input_sha256="0" * 64,
+                input_sha256=input_digest(record),
                 output=output,
                 probabilities=[float(proba[0]), float(proba[1])],
                 latency_ms=2.0,

@@ -502,6 +502,9 @@ def json_column(field: FieldSpec, values: np.ndarray) -> list[Any]:
         return [None if np.isnat(value) else str(np.datetime_as_string(value, unit="auto")) for value in values]
     if field.type == "binary":
         return [None if value is None else base64.b64encode(value).decode("ascii") for value in values]
+    if field.type == "integer":
+        # Validated as floats (to hold missing values); logged as the whole numbers they are.
+        return [int(value) if value == value else None for value in values.tolist()]
     return values.tolist()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from django.utils import timezone
 from registry.models import Consumer
 from registry.schema import RowProblem, json_column, validate_records, validate_rows
 from scoring import runtime
+from scoring.archive.format import input_digest
 from scoring.ids import uuid7
 from scoring.models import MAX_ENTITY_ID_LENGTH, Prediction, ScoringPolicy
 from scoring.recorder import recorder
@@ -49,10 +48,6 @@ class Scored:
 
 def _plain(values: np.ndarray) -> list[Any]:
     return [None if isinstance(v, float) and not math.isfinite(v) else v for v in np.asarray(values).tolist()]
-
-
-def row_digest(row: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # Up to this many rows, rows are checked in plain Python (pandas costs ~0.5 ms per column per call).
@@ -127,7 +122,7 @@ def predict(
             user=user if getattr(user, "pk", None) else None,
             entity_id=str(entity_ids[i]) if entity_ids is not None else "",
             input=record if loaded.input_logging == ScoringPolicy.InputLogging.FULL else None,
-            input_sha256=row_digest(record),
+            input_sha256=input_digest(record),
             output=outputs[i],
             probabilities=probability_rows[i] if probability_rows is not None else None,
             latency_ms=latency_ms,

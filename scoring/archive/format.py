@@ -3,11 +3,12 @@
 One file holds one version's predictions of one hour, so its columns follow that version's input
 schema. The log's columns start with "__" (the names monitoring's windows use), so they never meet a
 feature's name. Outputs are kept as JSON text (what reproduction compares) and also as a label text and
-a number, the forms reports compare with actuals.
+a number, the forms reports compare with actuals; class probabilities as a list of doubles, exact.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -47,13 +48,13 @@ LOG_COLUMNS = pa.schema(
         (CONSUMER_ID, pa.int64()),
         (USER_ID, pa.int64()),
         (ENTITY, pa.string()),
-        (INPUT_SHA256, pa.string()),
+        (INPUT_SHA256, pa.binary(32)),
         (INPUT_KEPT, pa.bool_()),
         (OUTPUT, pa.string()),
         (PREDICTION, pa.string()),
         (NUMBER, pa.float64()),
         (SCORE, pa.float64()),
-        (PROBABILITIES, pa.string()),
+        (PROBABILITIES, pa.list_(pa.float64())),
         (LATENCY_MS, pa.float64()),
         (ENGINE, pa.string()),
     ]
@@ -141,6 +142,40 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
+def input_digest(row: Mapping[str, Any]) -> str:
+    """The sha256 logged with a prediction: of its input row as JSON with sorted keys."""
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _digests(rows: list[Mapping[str, Any]], features: Mapping[str, pa.Array]) -> pa.Array:
+    """The sha256s to archive: none where the input as archived gives the logged digest again (the
+    costliest column otherwise, 32 incompressible bytes a row), else its 32 bytes."""
+    columns = {name: column.to_pylist() for name, column in features.items()}
+    digests: list[bytes | None] = []
+    for index, row in enumerate(rows):
+        value = row.get("input_sha256") or ""
+        read_back = {name: column[index] for name, column in columns.items()}
+        if row.get("input") is not None and input_digest(read_back) == value:
+            digests.append(None)
+        else:
+            digests.append(_hex_bytes(value))
+    return pa.array(digests, pa.binary(32))
+
+
+def _hex_bytes(value: str) -> bytes | None:
+    try:
+        return bytes.fromhex(value) if len(value) == 64 else None
+    except ValueError:
+        return None
+
+
+def _probabilities(value: Any) -> list[float] | None:
+    # Numbers, not JSON text: a list of doubles is exact and compresses (float32 outputs leave low bits 0).
+    if isinstance(value, list) and all(isinstance(item, int | float) and not isinstance(item, bool) for item in value):
+        return [float(item) for item in value]
+    return None
+
+
 def _feature_column(values: list[Any], type_: pa.DataType) -> pa.Array:
     """A feature's values as the column type; a value that does not fit becomes missing, not an error.
 
@@ -180,13 +215,12 @@ def predictions_table(rows: Iterable[Mapping[str, Any]], fields: list[FieldSpec]
         CONSUMER_ID: pa.array([row.get("consumer_id") for row in rows], pa.int64()),
         USER_ID: pa.array([row.get("user_id") for row in rows], pa.int64()),
         ENTITY: pa.array([row.get("entity_id") or None for row in rows], pa.string()),
-        INPUT_SHA256: pa.array([row.get("input_sha256", "") for row in rows], pa.string()),
         INPUT_KEPT: pa.array([value is not None for value in inputs], pa.bool_()),
         OUTPUT: pa.array([_json(row["output"]) for row in rows], pa.string()),
         PREDICTION: pa.array([label(row["output"]) for row in rows], pa.string()),
         NUMBER: pa.array([number(row["output"]) for row in rows], pa.float64()),
         SCORE: pa.array([positive_score(row.get("probabilities")) for row in rows], pa.float64()),
-        PROBABILITIES: pa.array([_json(row.get("probabilities")) for row in rows], pa.string()),
+        PROBABILITIES: pa.array([_probabilities(row.get("probabilities")) for row in rows], pa.list_(pa.float64())),
         LATENCY_MS: pa.array([row.get("latency_ms") for row in rows], pa.float64()),
         ENGINE: pa.array([row.get("engine") or "" for row in rows], pa.string()),
     }
@@ -197,12 +231,17 @@ def predictions_table(rows: Iterable[Mapping[str, Any]], fields: list[FieldSpec]
         )
         for field in fields
     }
-    return pa.table({**log, **features}, schema=schema)
+    log[INPUT_SHA256] = _digests(rows, features)
+    return pa.table({**log, **features}, schema=schema).select(schema.names)
 
 
 def logged_prediction(row: Mapping[str, Any], fields: list[FieldSpec]) -> dict[str, Any]:
     """An archived row back as the Prediction's attribute values (the inverse of `predictions_table`)."""
-    kept = row.get(INPUT_KEPT)
+    inputs = {field.name: row.get(field.name) for field in fields} if row.get(INPUT_KEPT) else None
+    if row.get(INPUT_SHA256) is not None:
+        digest = row[INPUT_SHA256].hex()
+    else:
+        digest = input_digest(inputs) if inputs is not None else ""
     return {
         "id": row[ID],
         "at": row[AT],
@@ -211,10 +250,10 @@ def logged_prediction(row: Mapping[str, Any], fields: list[FieldSpec]) -> dict[s
         "consumer_id": row.get(CONSUMER_ID),
         "user_id": row.get(USER_ID),
         "entity_id": row.get(ENTITY) or "",
-        "input": {field.name: row.get(field.name) for field in fields} if kept else None,
-        "input_sha256": row.get(INPUT_SHA256) or "",
+        "input": inputs,
+        "input_sha256": digest,
         "output": json.loads(row[OUTPUT]) if row.get(OUTPUT) is not None else None,
-        "probabilities": json.loads(row[PROBABILITIES]) if row.get(PROBABILITIES) is not None else None,
+        "probabilities": row.get(PROBABILITIES),
         "latency_ms": row.get(LATENCY_MS),
         "engine": row.get(ENGINE) or "",
     }

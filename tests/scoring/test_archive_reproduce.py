@@ -11,7 +11,7 @@ from registry import consumers
 from registry.models import Consumer, ModelVersion
 from scoring.archive import compaction
 from scoring.ids import uuid7
-from scoring.models import Prediction
+from scoring.models import Prediction, ScoringPolicy
 from tests.scoring.archive_support import client_for, later, score
 
 
@@ -70,3 +70,21 @@ def test_a_uuid4_id_is_found_only_in_the_hot_table(
 
     assert not Prediction.objects.exists()
     assert api(manager).get(f"/api/predictions/{old_style}/").status_code == 404  # its hour cannot be known
+
+
+@pytest.mark.parametrize("input_logging", ["full", "hash"])
+def test_the_archive_answers_exactly_what_the_hot_table_did(
+    production: ModelVersion, consumer_token: tuple[Consumer, str], input_logging: str
+) -> None:
+    # With the input kept, its sha256 is not archived but computed again from it: it must be the same.
+    ScoringPolicy.objects.update_or_create(model=production.model, defaults={"input_logging": input_logging})
+    app = client_for(consumer_token[1])
+    ids = score(consumer_token[1], 5)
+    hot = [app.get(f"/api/predictions/{prediction_id}/").json() for prediction_id in ids]
+
+    compaction.archive_run(now=later(days=15))
+
+    assert not Prediction.objects.exists()
+    archived = [app.get(f"/api/predictions/{prediction_id}/").json() for prediction_id in ids]
+    for old, new in zip(hot, archived, strict=True):
+        assert {k: v for k, v in new.items() if v != old[k]} == {}
