@@ -12,8 +12,8 @@ from evidently.presets import DataDriftPreset
 
 from monitoring import drift
 from monitoring.models import MonitoringConfig, Report
+from monitoring.columnar import open_window
 from monitoring.reports import baseline_for, version_for
-from monitoring.window import production_window
 from registry.schema import parse_schema
 
 EVIDENTLY_MAX_ROWS = 50_000
@@ -28,16 +28,14 @@ def evidently_html(report: Report) -> str:
     """
     model = report.model
     config, _ = MonitoringConfig.objects.get_or_create(model=model)
-    frame = production_window(model, report.window_start, report.window_end)
-    version = report.version or version_for(model, frame)
-    if version is None or frame.empty:
-        raise ValueError("This report's window has no production rows to show.")
-    features = [field.name for field in parse_schema(version.input_schema)]
-    reference, _ = baseline_for(model, version, config, report.window_start)
-    columns = [c for c in features if c in frame and c in reference]
-    current = frame[columns]
-    if len(current) > EVIDENTLY_MAX_ROWS:
-        current = current.sample(EVIDENTLY_MAX_ROWS, random_state=0)
+    with open_window(model, report.window_start, report.window_end) as window:
+        version = report.version or version_for(model, window)
+        if version is None or window.rows == 0:
+            raise ValueError("This report's window has no production rows to show.")
+        features = [field.name for field in parse_schema(version.input_schema)]
+        reference, _ = baseline_for(model, version, config, report.window_start)
+        columns = [c for c in features if c in window.columns and c in reference]
+        current = window.sample(columns, EVIDENTLY_MAX_ROWS)
     reference = reference[columns]
     if len(reference) > EVIDENTLY_MAX_ROWS:
         reference = reference.sample(EVIDENTLY_MAX_ROWS, random_state=0)

@@ -1,0 +1,82 @@
+"""One DuckDB scan that aggregates the window for every slice at once (GROUP BY GROUPING SETS).
+
+Each slice column is one grouping key (its values are its slices), each named expression another
+(true on its rows), and the empty grouping set is the whole window (slice None). Results come back as
+a small DataFrame of groups with a "slice" column, so that no row of the window ever reaches Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from monitoring.columnar import TRAFFIC, Window
+from monitoring.slicing import Slice
+
+SLICE = "slice"
+
+
+class Grouping:
+    """The grouping keys of a set of slices (plus the whole window)."""
+
+    def __init__(self, slices: Sequence[Slice]):
+        self.keys: list[str] = []  # SQL expression of each key
+        self.names: list[dict[Any, str]] = []  # per key: grouped value -> slice name
+        by_column: dict[str, int] = {}
+        for piece in slices:
+            if piece.column is not None:
+                if piece.column not in by_column:
+                    by_column[piece.column] = len(self.keys)
+                    self.keys.append(f'"{piece.column.replace(chr(34), chr(34) * 2)}"')
+                    self.names.append({})
+                self.names[by_column[piece.column]][piece.value] = piece.name
+            else:
+                self.keys.append(f"CASE WHEN {piece.condition} THEN TRUE END")
+                self.names.append({True: piece.name})
+
+    def query(
+        self,
+        window: Window,
+        extra: Sequence[tuple[str, str]],
+        aggregates: Sequence[tuple[str, str]],
+        where: str = "TRUE",
+        source: str = TRAFFIC,
+        parameters: dict[str, Any] | None = None,
+        helpers: Sequence[tuple[str, str]] = (),
+    ) -> pd.DataFrame:
+        """Groups of (slice, *extra) with the aggregates; `extra` and `aggregates` are (alias, SQL) pairs.
+
+        Extra aliases start with "__" (as no feature does); aggregates read them and the source's columns.
+        `helpers` are (alias, SQL) items computed before the extra ones, which may name them, not grouped.
+        """
+        keys = [f"{sql} AS __k{index}" for index, sql in enumerate(self.keys)]
+        extras = [f"{sql} AS {alias}" for alias, sql in extra]
+        inner = ", ".join([*keys, *(f"{sql} AS {alias}" for alias, sql in helpers), *extras, "*"])
+        extra_aliases = [alias for alias, _ in extra]
+        sets = [f"({', '.join(extra_aliases)})"] + [
+            f"({', '.join([f'__k{index}', *extra_aliases])})" for index in range(len(self.keys))
+        ]
+        key_aliases = [f"__k{index}" for index in range(len(self.keys))]
+        grouping = f"GROUPING({', '.join(key_aliases)})" if key_aliases else "0"
+        selected = ", ".join(
+            [f"{grouping} AS __grouping", *key_aliases, *extra_aliases, *(f"{sql} AS {alias}" for alias, sql in aggregates)]
+        )
+        frame = window.connection.execute(
+            f"SELECT {selected} FROM (SELECT {inner} FROM {source} WHERE {where}) GROUP BY GROUPING SETS ({', '.join(sets)})",
+            parameters or {},
+        ).df()
+        return self._named(frame, extra_aliases, [alias for alias, _ in aggregates])
+
+    def _named(self, frame: pd.DataFrame, extra: list[str], aggregates: list[str]) -> pd.DataFrame:
+        count = len(self.keys)
+        everything = (1 << count) - 1
+        parts = [frame[frame["__grouping"] == everything].assign(**{SLICE: None})]
+        for index in range(count):
+            mine = frame[frame["__grouping"] == everything & ~(1 << (count - 1 - index))]
+            key = mine[f"__k{index}"]
+            names = key.map(lambda value, table=self.names[index]: table.get(value))  # one call per group
+            parts.append(mine.assign(**{SLICE: names})[names.notna()])
+        result = pd.concat(parts, ignore_index=True) if parts else frame.iloc[0:0]
+        return result[[SLICE, *extra, *aggregates]]
