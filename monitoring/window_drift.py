@@ -227,11 +227,11 @@ def _aggregated(
     assert whole.sorted_values is not None
     low, high = float(whole.sorted_values[0]), float(whole.sorted_values[-1])
     edges = _display_edges(reference, stats)
-    scale = DISPLAY_BINS / (edges[-1] - edges[0])
-    extra = [("__coarse", f"least(CAST(floor(({target.value} - {edges[0]!r}) * {scale!r}) AS BIGINT), {DISPLAY_BINS - 1})")]
+    first, scale = float(edges[0]), float(DISPLAY_BINS / (edges[-1] - edges[0]))
+    extra = [("__coarse", f"least(CAST(floor(({target.value} - {first!r}) * {scale!r}) AS BIGINT), {DISPLAY_BINS - 1})")]
     ks = [name for name in big if baselines[name].rows <= drift.SMALL_REFERENCE_ROWS]
     if len(ks) < len(big):
-        fine = FINE_BINS / (high - low) if high > low else 0.0
+        fine = float(FINE_BINS / (high - low)) if high > low else 0.0
         extra.append(
             (
                 "__fine",

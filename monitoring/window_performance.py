@@ -77,7 +77,7 @@ def _aggregated(window: Window, grouping: Grouping, big: list[str | None], class
             for row in sums.itertuples()
             if (name := row.slice) in big or (name is None and None in big)
         }
-    calibration = " + ".join(f"CAST({SCORE} >= {edge!r} AS INTEGER)" for edge in _CALIBRATION_EDGES)
+    calibration = " + ".join(f"CAST({SCORE} >= {float(edge)!r} AS INTEGER)" for edge in _CALIBRATION_EDGES)
     groups = grouping.query(
         window,
         [
