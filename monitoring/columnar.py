@@ -95,7 +95,9 @@ class Window:
         selected = ", ".join(quote(column) for column in columns)
         if self.rows <= rows:
             return self.query(f"SELECT {selected} FROM {TRAFFIC}")
-        return self.query(f"SELECT {selected} FROM {TRAFFIC} USING SAMPLE reservoir({int(rows)} ROWS) REPEATABLE ({seed})")
+        return self.query(
+            f"SELECT {selected} FROM {TRAFFIC} USING SAMPLE reservoir({int(rows)} ROWS) REPEATABLE ({seed})"
+        )
 
 
 def quote(name: str) -> str:
@@ -138,7 +140,8 @@ def _build(connection: duckdb.DuckDBPyConnection, model: RegisteredModel, start:
     sources += _hot_predictions(connection, model, _uncovered(start, end, archived_hours))
     sources += _batch_rows(connection, model, start, end)
     if not sources:
-        sources = [f"SELECT * FROM ({_empty_select(format.LOG_COLUMNS)})"]
+        connection.register("no_predictions", format.LOG_COLUMNS.empty_table())
+        sources = ["SELECT * FROM no_predictions"]
     connection.execute(f"CREATE TEMP VIEW {TRAFFIC} AS " + " UNION ALL BY NAME ".join(sources))
     _actuals(connection, model, start, end, unreadable)
     connection.execute(
@@ -161,15 +164,6 @@ def _build(connection: duckdb.DuckDBPyConnection, model: RegisteredModel, start:
         versions={int(number): int(rows) for number, rows in versions.items() if number is not None},
         unreadable=unreadable,
     )
-
-
-def _empty_select(schema: pa.Schema) -> str:
-    duckdb_types = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.float64(): "DOUBLE"}
-    columns = [
-        f"CAST(NULL AS {duckdb_types.get(f.type, 'BOOLEAN' if f.type == pa.bool_() else 'TIMESTAMPTZ')}) AS {quote(f.name)}"
-        for f in schema
-    ]
-    return f"SELECT {', '.join(columns)} WHERE FALSE"
 
 
 def _archived(
@@ -276,7 +270,9 @@ def _hot_predictions(
     return [f"SELECT * FROM {table}" for table in sorted(created)]
 
 
-def _batch_rows(connection: duckdb.DuckDBPyConnection, model: RegisteredModel, start: datetime, end: datetime) -> list[str]:
+def _batch_rows(
+    connection: duckdb.DuckDBPyConnection, model: RegisteredModel, start: datetime, end: datetime
+) -> list[str]:
     """Batch runs finished in the window: each input row (first of its entity id) with its score."""
     runs = (
         BatchRun.objects.filter(
@@ -354,11 +350,14 @@ def _actuals(
         _append(connection, "hot_actuals", format.actuals_table(chunk), created)
     sources += [f"SELECT * FROM {table}" for table in created]
     if not sources:
-        sources = [f"SELECT * FROM ({_empty_select(format.ACTUAL_COLUMNS)})"]
+        connection.register("no_actuals", format.ACTUAL_COLUMNS.empty_table())
+        sources = ["SELECT * FROM no_actuals"]
     connection.execute("CREATE TEMP VIEW all_actuals AS " + " UNION ALL BY NAME ".join(sources))
     for table, key in (("actual_by_prediction", f"TRY_CAST({format.ID} AS UUID)"), ("actual_by_entity", ENTITY)):
         connection.execute(
             f"""CREATE TEMP TABLE {table} AS
             SELECT {key} AS key, {ACTUAL_LABEL}, {ACTUAL_NUMBER} FROM all_actuals WHERE {key} IS NOT NULL
-            QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {format.OBSERVED_AT} DESC, {format.RECEIVED_AT} DESC) = 1"""
+            QUALIFY row_number() OVER (
+                PARTITION BY {key} ORDER BY {format.OBSERVED_AT} DESC, {format.RECEIVED_AT} DESC
+            ) = 1"""
         )

@@ -60,16 +60,16 @@ class ReferenceCurve:
 def frequency_verdict(profile: ColumnProfile, values: Sequence[object], counts: np.ndarray) -> ColumnVerdict | None:
     """The verdict from the counts of the current column's distinct non-missing values."""
     assert profile.values is not None
-    keep = counts > 0
-    values, counts = pd.Index(list(values))[keep], np.asarray(counts)[keep]
+    keep = np.asarray(counts) > 0
+    present, counts = pd.Index(list(values))[keep], np.asarray(counts)[keep]
     if counts.size == 0:
         return None
-    position = profile.values.get_indexer(values)
+    position = profile.values.get_indexer(present)
     new = position < 0
     position[new] = len(profile.values) + np.arange(int(new.sum()))
     current_counts = np.zeros(len(profile.values) + int(new.sum()), dtype=np.int64)
     current_counts[position] = counts
-    labels = list(profile.values) + list(values[new])
+    labels = list(profile.values) + list(present[new])
     current = drift.CurrentColumn(codes=None, labels=labels, numbers=None)
     return drift.frequency_test(profile, current, current_counts, len(labels))
 
@@ -104,7 +104,9 @@ def wasserstein_verdict(
         return None
     distance = wasserstein(curve, points, weights)
     score = distance / max(profile.std, drift.WASSERSTEIN_MIN_NORM)
-    return ColumnVerdict(drift.WASSERSTEIN, score, drift.DISTANCE_THRESHOLD, score >= drift.DISTANCE_THRESHOLD, drift.NUMERICAL)
+    return ColumnVerdict(
+        drift.WASSERSTEIN, score, drift.DISTANCE_THRESHOLD, score >= drift.DISTANCE_THRESHOLD, drift.NUMERICAL
+    )
 
 
 def wasserstein(curve: ReferenceCurve, points: np.ndarray, weights: np.ndarray) -> float:
@@ -135,7 +137,11 @@ def wasserstein(curve: ReferenceCurve, points: np.ndarray, weights: np.ndarray) 
     )
     before = float(curve.integrated(points[:1])[0])
     last, top = float(points[-1]), float(curve.values[-1])
-    after = (top - last) - float(curve.integrated(np.array([top]))[0] - curve.integrated(points[-1:])[0]) if last < top else 0.0
+    after = (
+        (top - last) - float(curve.integrated(np.array([top]))[0] - curve.integrated(points[-1:])[0])
+        if last < top
+        else 0.0
+    )
     return float(before + inner.sum() + after)
 
 
@@ -167,7 +173,9 @@ def ks_verdict(
     maximum = float(differences.max())
     statistic = minimum if minimum > maximum else maximum
     p_value = ks_p_value(statistic, reference_rows, current_rows)
-    return ColumnVerdict(drift.KS, p_value, drift.P_VALUE_THRESHOLD, p_value <= drift.P_VALUE_THRESHOLD, drift.NUMERICAL)
+    return ColumnVerdict(
+        drift.KS, p_value, drift.P_VALUE_THRESHOLD, p_value <= drift.P_VALUE_THRESHOLD, drift.NUMERICAL
+    )
 
 
 def ks_p_value(statistic: float, first_rows: int, second_rows: int) -> float:

@@ -11,8 +11,8 @@ from evidently import Report as EvidentlyReport
 from evidently.presets import DataDriftPreset
 
 from monitoring import drift
-from monitoring.models import MonitoringConfig, Report
 from monitoring.columnar import open_window
+from monitoring.models import MonitoringConfig, Report
 from monitoring.reports import baseline_for, version_for
 from registry.schema import parse_schema
 

@@ -61,11 +61,16 @@ class Grouping:
         key_aliases = [f"__k{index}" for index in range(len(self.keys))]
         grouping = f"GROUPING({', '.join(key_aliases)})" if key_aliases else "0"
         selected = ", ".join(
-            [f"{grouping} AS __grouping", *key_aliases, *extra_aliases, *(f"{sql} AS {alias}" for alias, sql in aggregates)]
+            [
+                f"{grouping} AS __grouping",
+                *key_aliases,
+                *extra_aliases,
+                *(f"{sql} AS {alias}" for alias, sql in aggregates),
+            ]
         )
+        rows = f"SELECT {inner} FROM {source} WHERE {where}"
         frame = window.connection.execute(
-            f"SELECT {selected} FROM (SELECT {inner} FROM {source} WHERE {where}) GROUP BY GROUPING SETS ({', '.join(sets)})",
-            parameters or {},
+            f"SELECT {selected} FROM ({rows}) GROUP BY GROUPING SETS ({', '.join(sets)})", parameters or {}
         ).df()
         return self._named(frame, extra_aliases, [alias for alias, _ in aggregates])
 

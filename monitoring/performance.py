@@ -78,7 +78,9 @@ def fairness(counts: list[tuple[str, bool, bool | None, int]], with_truth: bool,
         if with_truth:
             actual_positive = sum(r for _, a, r in mine if a)
             actual_negative = total - actual_positive
-            row["true_positive_rate"] = sum(r for p, a, r in mine if p and a) / actual_positive if actual_positive else None
+            row["true_positive_rate"] = (
+                sum(r for p, a, r in mine if p and a) / actual_positive if actual_positive else None
+            )
             row["false_positive_rate"] = (
                 sum(r for p, a, r in mine if p and not a) / actual_negative if actual_negative else None
             )
@@ -149,7 +151,12 @@ def _ranking_from_histogram(scores: np.ndarray) -> dict[str, Any]:
                     "rows": int(rows[mine].sum()),
                 }
             )
-    return {"roc_auc": _finite(auc), "average_precision": _finite(average_precision), "brier": _finite(brier), "calibration": curve}
+    return {
+        "roc_auc": _finite(auc),
+        "average_precision": _finite(average_precision),
+        "brier": _finite(brier),
+        "calibration": curve,
+    }
 
 
 def regression_from_sums(rows: int, absolute: float, squared: float, actual_variance_sum: float) -> dict[str, Any]:

@@ -33,7 +33,9 @@ class Slice:
     value: Any = None
 
 
-def window_slices(window: Window, columns: list[str], expressions: dict[str, str]) -> tuple[list[Slice], dict[str, str]]:
+def window_slices(
+    window: Window, columns: list[str], expressions: dict[str, str]
+) -> tuple[list[Slice], dict[str, str]]:
     """The window's slices, and the named expressions that could not be used with the reason."""
     slices: list[Slice] = []
     for column in columns:

@@ -79,10 +79,15 @@ def window_drift(
     stats = grouping.query(
         window,
         [],
-        [("__rows", "count(*)"), *((f"__valid{i}", f"count(*) FILTER (WHERE {t.valid})") for i, t in enumerate(targets))],
+        [
+            ("__rows", "count(*)"),
+            *((f"__valid{i}", f"count(*) FILTER (WHERE {t.valid})") for i, t in enumerate(targets)),
+        ],
     ).set_index(SLICE, drop=False)
     sizes: dict[str | None, int] = {piece.name: 0 for piece in slices} | {OVERALL: window.rows}
-    sizes.update({name: int(rows) for name, rows in zip(stats[SLICE], stats["__rows"], strict=True) if name is not None})
+    sizes.update(
+        {name: int(rows) for name, rows in zip(stats[SLICE], stats["__rows"], strict=True) if name is not None}
+    )
     compared: list[str | None] = [OVERALL, *(p.name for p in slices if sizes[p.name] >= min_rows)]
     conditions = {piece.name: piece.condition for piece in slices}
     defined_by = {piece.name: piece.column for piece in slices if piece.column is not None}
@@ -91,7 +96,7 @@ def window_drift(
     verdicts: dict[tuple[str | None, str], ColumnVerdict] = {}
     exact: dict[str | None, list[int]] = {}
     histograms: dict[str, dict[str, Any]] = {}
-    recounts: dict[str, dict[str, list[int]]] = {}
+    recounts: dict[str | None, dict[str, list[int]]] = {}
     for index, target in enumerate(targets):
         baselines: dict[str | None, ColumnProfile] = {}
         big: list[str | None] = []
@@ -123,14 +128,21 @@ def window_drift(
             if verdict is not None:
                 verdicts[(name, target.name)] = verdict
 
-    judged = [(name, column, verdicts[(name, column)]) for name in compared for column in columns if (name, column) in verdicts]
+    judged = [
+        (name, column, verdicts[(name, column)])
+        for name in compared
+        for column in columns
+        if (name, column) in verdicts
+    ]
     overall, per_slice, correction = drift_report.summarise(
         judged, sizes, [piece.name for piece in slices], set(compared), set(profile.slices), fdr
     )
     for name, piece in per_slice.items():
         if not piece["too_small"]:
             piece["histograms"] = {column: recounts.get(name, {}).get(column, []) for column in columns}
-    missing = {t.name: overall_stats.get(t.name, {}).get("missing", 0) / window.rows if window.rows else 0.0 for t in targets}
+    missing = {
+        t.name: overall_stats.get(t.name, {}).get("missing", 0) / window.rows if window.rows else 0.0 for t in targets
+    }
     return WindowDrift(overall, per_slice, correction, histograms, missing)
 
 
@@ -142,7 +154,15 @@ def column_verdict(window: Window, target: Target, baseline: ColumnProfile) -> C
     if valid <= EXACT_MAX_VALUES:
         values = _fetch(window, OVERALL, {}, [target], window.rows)[0][1]
         return drift.judge(baseline, drift.encode_current(baseline, values), None)
-    found, _, _ = _aggregated(window, Grouping([]), target, {OVERALL: baseline}, [OVERALL], None, _overall_stats(window, [target])[target.name])
+    found, _, _ = _aggregated(
+        window,
+        Grouping([]),
+        target,
+        {OVERALL: baseline},
+        [OVERALL],
+        None,
+        _overall_stats(window, [target])[target.name],
+    )
     return found.get(OVERALL)
 
 
@@ -187,7 +207,12 @@ def _fetch(
         frame = window.query(f"SELECT {', '.join(quote(t.name) for t in targets)} FROM {TRAFFIC} WHERE {where}")
         return [(i, frame[targets[i].name]) for i in positions]
     return [
-        (i, window.query(f"SELECT {quote(targets[i].name)} FROM {TRAFFIC} WHERE {where} AND {targets[i].valid}").iloc[:, 0])
+        (
+            i,
+            window.query(f"SELECT {quote(targets[i].name)} FROM {TRAFFIC} WHERE {where} AND {targets[i].valid}").iloc[
+                :, 0
+            ],
+        )
         for i in positions
     ]
 
@@ -217,7 +242,9 @@ def _aggregated(
             if target.kind == drift.CATEGORICAL:
                 verdict = drift_summary.frequency_verdict(base, list(mine["__v"]), mine["__n"].to_numpy())
             else:
-                verdict = drift_summary.weighted_verdict(base, curve(base), mine["__v"].to_numpy(float), mine["__n"].to_numpy())
+                verdict = drift_summary.weighted_verdict(
+                    base, curve(base), mine["__v"].to_numpy(float), mine["__n"].to_numpy()
+                )
             if verdict is not None:
                 verdicts[name] = verdict
         histogram, recount = _display_by_value(groups, reference, target, stats)
@@ -228,7 +255,9 @@ def _aggregated(
     low, high = float(whole.sorted_values[0]), float(whole.sorted_values[-1])
     edges = _display_edges(reference, stats)
     first, scale = float(edges[0]), float(DISPLAY_BINS / (edges[-1] - edges[0]))
-    extra = [("__coarse", f"least(CAST(floor(({target.value} - {first!r}) * {scale!r}) AS BIGINT), {DISPLAY_BINS - 1})")]
+    extra = [
+        ("__coarse", f"least(CAST(floor(({target.value} - {first!r}) * {scale!r}) AS BIGINT), {DISPLAY_BINS - 1})")
+    ]
     ks = [name for name in big if baselines[name].rows <= drift.SMALL_REFERENCE_ROWS]
     if len(ks) < len(big):
         fine = float(FINE_BINS / (high - low)) if high > low else 0.0
@@ -267,7 +296,9 @@ def _aggregated(
             verdicts[name] = verdict
     counts = groups.groupby([SLICE, "__coarse"], dropna=False)["__n"].sum()
     recount = {
-        name: _dense(counts.xs(name, level=SLICE, drop_level=True) if name in counts.index.get_level_values(SLICE) else None)
+        name: _dense(
+            counts.xs(name, level=SLICE, drop_level=True) if name in counts.index.get_level_values(SLICE) else None
+        )
         for name in groups[SLICE].dropna().unique()
     }
     overall = counts[counts.index.get_level_values(SLICE).isna()].droplevel(SLICE)
@@ -297,7 +328,9 @@ def _rank(value: str, comparison: str, size: int, prefix: str) -> list[tuple[str
     return steps
 
 
-def _ks(base: ColumnProfile, curve: drift_summary.ReferenceCurve, grid: np.ndarray, groups: pd.DataFrame) -> ColumnVerdict | None:
+def _ks(
+    base: ColumnProfile, curve: drift_summary.ReferenceCurve, grid: np.ndarray, groups: pd.DataFrame
+) -> ColumnVerdict | None:
     """K-S from the groups' counts by (grid values below x, grid values at or below x)."""
     weights = groups["__n"].to_numpy(float)
     by_below = np.bincount(groups["__below"].to_numpy(int), weights=weights, minlength=grid.size + 1)
@@ -345,9 +378,17 @@ def _display_by_value(
         edges = _display_edges(reference, stats)
 
         def counts_of(rows: pd.DataFrame) -> list[int]:
-            return np.histogram(rows["__v"].to_numpy(float), bins=edges, weights=rows["__n"].to_numpy(float))[0].astype(int).tolist()
+            return (
+                np.histogram(rows["__v"].to_numpy(float), bins=edges, weights=rows["__n"].to_numpy(float))[0]
+                .astype(int)
+                .tolist()
+            )
 
-        histogram = {"kind": drift.NUMERICAL, "edges": edges.tolist(), "reference": np.histogram(_numbers(reference), bins=edges)[0].tolist()}
+        histogram = {
+            "kind": drift.NUMERICAL,
+            "edges": edges.tolist(),
+            "reference": np.histogram(_numbers(reference), bins=edges)[0].tolist(),
+        }
     else:
         labels = groups["__v"].map(str)  # one call per distinct value of a slice
         present = reference.dropna().astype(str) if reference is not None else pd.Series(dtype=str)
@@ -366,4 +407,3 @@ def _display_by_value(
     histogram["current"] = counts_of(groups[groups[SLICE].isna()])
     recount.update({name: counts_of(groups[groups[SLICE] == name]) for name in names})
     return histogram, recount
-

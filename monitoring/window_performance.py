@@ -23,7 +23,8 @@ _CALIBRATION_EDGES = np.linspace(0, 1, performance.CALIBRATION_BINS + 1)[1:-1]
 
 
 def labelled_rows(window: Window) -> int:
-    return int(window.connection.execute(f"SELECT count(*) FROM {LABELLED} WHERE {ACTUAL_LABEL} IS NOT NULL").fetchone()[0])  # type: ignore[index]
+    (rows,) = window.connection.execute(f"SELECT count(*) FROM {LABELLED} WHERE {ACTUAL_LABEL} IS NOT NULL").fetchall()
+    return int(rows[0])
 
 
 def slice_performance(window: Window, slices: list[Slice], classification: bool) -> dict[str | None, dict[str, Any]]:
@@ -56,7 +57,9 @@ def _exact(window: Window, condition: str, classification: bool) -> dict[str, An
     )
 
 
-def _aggregated(window: Window, grouping: Grouping, big: list[str | None], classification: bool) -> dict[str | None, dict[str, Any]]:
+def _aggregated(
+    window: Window, grouping: Grouping, big: list[str | None], classification: bool
+) -> dict[str | None, dict[str, Any]]:
     where = f"{ACTUAL_LABEL} IS NOT NULL"
     if not classification:
         error = f"({ACTUAL_NUMBER} - {NUMBER})"
@@ -72,11 +75,14 @@ def _aggregated(window: Window, grouping: Grouping, big: list[str | None], class
             where=where,
             source=LABELLED,
         )
-        return {
-            name: performance.regression_from_sums(int(row.__n), float(row.__abs), float(row.__sq), float(row.__var))
-            for row in sums.itertuples()
-            if (name := row.slice) in big or (name is None and None in big)
-        }
+        found = {}
+        for name in big:
+            mine = sums[sums[SLICE].isna()] if name is None else sums[sums[SLICE] == name]
+            first = mine.iloc[0]
+            found[name] = performance.regression_from_sums(
+                int(first["__n"]), float(first["__abs"]), float(first["__sq"]), float(first["__var"])
+            )
+        return found
     calibration = " + ".join(f"CAST({SCORE} >= {float(edge)!r} AS INTEGER)" for edge in _CALIBRATION_EDGES)
     groups = grouping.query(
         window,
@@ -99,14 +105,22 @@ def _aggregated(window: Window, grouping: Grouping, big: list[str | None], class
     for name in big:
         mine = groups[groups[SLICE].isna()] if name is None else groups[groups[SLICE] == name]
         pairs = mine.groupby(["__a", "__p"])["__n"].sum()
-        confusion = {(str(a), str(p)): int(n) for (a, p), n in pairs.items()}
+        confusion = {
+            (str(actual), str(predicted)): int(n)
+            for actual, predicted, n in zip(
+                pairs.index.get_level_values(0), pairs.index.get_level_values(1), pairs.to_numpy(), strict=True
+            )
+        }
         labels = sorted({label for pair in confusion for label in pair})
         scores = None
         if len(labels) <= 2 and int(mine["__scored"].sum()) == int(mine["__n"].sum()):
             positive = labels[-1]
             by_bin = mine.assign(__positive=(mine["__a"].astype(str) == positive).astype(int))
             scores = (
-                by_bin.groupby(["__bin", "__cal", "__positive"])[["__n", "__sum", "__square"]].sum().reset_index().to_numpy(float)
+                by_bin.groupby(["__bin", "__cal", "__positive"])[["__n", "__sum", "__square"]]
+                .sum()
+                .reset_index()
+                .to_numpy(float)
             )
         results[name] = performance.classification_from_counts(confusion, scores)
     return results
@@ -118,7 +132,10 @@ def fairness(window: Window, columns: list[str], min_rows: int, threshold: float
     # With enough actuals, judge on the labelled rows (so TPR and FPR exist); else positive rates on all rows.
     with_truth = labelled >= min_rows or (labelled == window.rows and labelled > 0)
     where = f"{ACTUAL_LABEL} IS NOT NULL" if with_truth else "TRUE"
-    predictions = {row[0] for row in window.connection.execute(f"SELECT DISTINCT {PREDICTION} FROM {LABELLED} WHERE {where}").fetchall()}
+    predictions = {
+        row[0]
+        for row in window.connection.execute(f"SELECT DISTINCT {PREDICTION} FROM {LABELLED} WHERE {where}").fetchall()
+    }
     present = sorted(label for label in predictions if label is not None)
     positive = "1" if "1" in predictions else (present[-1] if present else None)
     result = {}
@@ -130,7 +147,10 @@ def fairness(window: Window, columns: list[str], min_rows: int, threshold: float
                 {ACTUAL_LABEL} = {literal(positive)}, count(*)
             FROM {LABELLED} WHERE {where} GROUP BY ALL"""
         ).fetchall()
-        counts = [(str(group), bool(predicted), actual if with_truth else None, int(n)) for group, predicted, actual, n in rows]
+        counts = [
+            (str(group), bool(predicted), actual if with_truth else None, int(n))
+            for group, predicted, actual, n in rows
+        ]
         found = performance.fairness(counts, with_truth, min_rows)
         found["threshold"] = threshold
         found["exceeded"] = any(g is not None and g > threshold for g in found["gaps"].values())

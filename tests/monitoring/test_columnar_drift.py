@@ -3,7 +3,6 @@ counts against scikit-learn."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,11 +35,10 @@ def frame_window(frame: pd.DataFrame) -> Window:
 
 
 @pytest.fixture
-def aggregated_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def aggregated_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every (slice, feature) above this many values takes the aggregate path."""
     monkeypatch.setattr(window_drift, "EXACT_MAX_VALUES", 12_000)
     monkeypatch.setattr(window_performance, "EXACT_MAX_VALUES", 12_000)
-    yield
 
 
 def agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[int, int]:
@@ -59,7 +57,9 @@ def test_small_windows_are_judged_exactly_as_evidently_does() -> None:
     found = window_drift.window_drift(frame_window(current), profile, reference, [], min_rows=1, fdr=False)
     theirs = evidently_drift(reference, current)
     for column, expected in theirs["columns"].items():
-        assert found.overall["columns"][column]["statistic"] == pytest.approx(expected["statistic"], rel=1e-9, abs=1e-15)
+        assert found.overall["columns"][column]["statistic"] == pytest.approx(
+            expected["statistic"], rel=1e-9, abs=1e-15
+        )
         assert found.overall["columns"][column]["drifted"] == expected["drifted"]
     assert found.histograms["income"]["kind"] == "numerical" and sum(found.histograms["region"]["current"]) > 0
 
@@ -152,6 +152,18 @@ def test_performance_from_counts_matches_scikit_learn(aggregated_only: None) -> 
     fairness = window_performance.fairness(frame_window(frame), ["group"], 100, 0.1)
     rate_a = float(np.mean(predicted[frame["group"] == "a"]))
     assert fairness["group"]["groups"]["a"]["positive_rate"] == pytest.approx(rate_a)
+
+
+def test_regression_from_sums_matches_scikit_learn(aggregated_only: None) -> None:
+    rng = np.random.default_rng(52)
+    truth = rng.normal(10, 3, 20_000)
+    predicted = truth + rng.normal(0, 1, 20_000)
+    frame = pd.DataFrame({ACTUAL_LABEL: truth.astype(str), "__actual_number": truth, "__number": predicted})
+    found = window_performance.slice_performance(frame_window(frame), [], classification=False)[None]
+    assert found["rows"] == 20_000
+    assert found["mae"] == pytest.approx(metrics.mean_absolute_error(truth, predicted), rel=1e-9)
+    assert found["rmse"] == pytest.approx(metrics.root_mean_squared_error(truth, predicted), rel=1e-9)
+    assert found["r2"] == pytest.approx(metrics.r2_score(truth, predicted), rel=1e-9)
 
 
 def test_a_bad_slice_expression_is_reported_not_fatal() -> None:

@@ -37,9 +37,10 @@ def predictions(version: ModelVersion, at: Any, count: int, prefix: str) -> list
 
 
 def archive(version: ModelVersion, hour: Any, rows: list[Prediction]) -> None:
-    values = list(Prediction.objects.filter(pk__in=[row.pk for row in rows]).values())
-    for value in values:
-        value["version"] = version.number
+    values = [
+        {**value, "version": version.number}
+        for value in Prediction.objects.filter(pk__in=[row.pk for row in rows]).values()
+    ]
     table = format.predictions_table(values, parse_schema(version.input_schema))
     path = store.hour_path("predictions", version.model_id, hour, version.number)
     size = store.write(path, table)
