@@ -7,7 +7,7 @@ a small DataFrame of groups with a "slice" column, so that no row of the window 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pandas as pd
@@ -16,6 +16,8 @@ from monitoring.columnar import TRAFFIC, Window
 from monitoring.slicing import Slice
 
 SLICE = "slice"
+# Rows fetched by one scan for exact tests: a million rows of a few columns, tens of megabytes.
+FETCH_ROWS = 1_000_000
 
 
 class Grouping:
@@ -85,3 +87,35 @@ class Grouping:
             parts.append(mine.assign(**{SLICE: names})[names.notna()])
         result = pd.concat(parts, ignore_index=True) if parts else frame.iloc[0:0]
         return result[[SLICE, *extra, *aggregates]]
+
+
+def slice_rows(
+    window: Window,
+    names: Sequence[str | None],
+    conditions: dict[str, str],
+    sizes: dict[str | None, int],
+    columns: Sequence[str],
+    where: str = "TRUE",
+    source: str = TRAFFIC,
+) -> Iterator[tuple[str | None, pd.DataFrame]]:
+    """The rows (`columns`, those matching `where`) of each named slice, None being the whole window.
+
+    Slices are fetched together, a few per scan, up to FETCH_ROWS rows a scan: one scan of the
+    columns costs about as much as one slice's, however many slices it serves.
+    """
+    batches: list[list[str | None]] = [[]]
+    total = 0
+    for name in names:
+        if batches[-1] and total + sizes[name] > FETCH_ROWS:
+            batches.append([])
+            total = 0
+        batches[-1].append(name)
+        total += sizes[name]
+    selected = ", ".join(f'"{column.replace(chr(34), chr(34) * 2)}"' for column in columns)
+    for batch in (batch for batch in batches if batch):
+        flags = [f"({conditions[name]}) AS __in{index}" for index, name in enumerate(batch) if name is not None]
+        wanted = "TRUE" if None in batch else " OR ".join(f"({conditions[name]})" for name in batch if name is not None)
+        frame = window.query(f"SELECT {', '.join([selected, *flags])} FROM {source} WHERE ({where}) AND ({wanted})")
+        for index, name in enumerate(batch):
+            mine = frame if name is None else frame[frame[f"__in{index}"].fillna(False).astype(bool)]
+            yield name, mine[list(columns)]

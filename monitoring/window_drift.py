@@ -23,7 +23,7 @@ import pandas as pd
 from monitoring import drift, drift_report, drift_summary
 from monitoring.columnar import TRAFFIC, Window, quote
 from monitoring.drift import ColumnProfile, ColumnVerdict
-from monitoring.grouping import SLICE, Grouping
+from monitoring.grouping import SLICE, Grouping, slice_rows
 from monitoring.slicing import Slice
 
 # A (slice, feature) with at most this many values is judged on its raw values: fetched, they take at
@@ -94,7 +94,7 @@ def window_drift(
     overall_stats = _overall_stats(window, targets)
 
     verdicts: dict[tuple[str | None, str], ColumnVerdict] = {}
-    exact: dict[str | None, list[int]] = {}
+    exact: dict[int, dict[str | None, int]] = {}  # column -> slice -> its values
     histograms: dict[str, dict[str, Any]] = {}
     recounts: dict[str | None, dict[str, list[int]]] = {}
     for index, target in enumerate(targets):
@@ -109,7 +109,7 @@ def window_drift(
             if valid == 0:
                 continue
             if valid <= EXACT_MAX_VALUES:
-                exact.setdefault(name, []).append(index)
+                exact.setdefault(index, {})[name] = valid
             else:
                 big.append(name)
         found, histogram, slice_counts = _aggregated(
@@ -120,11 +120,13 @@ def window_drift(
         for name, counts in slice_counts.items():
             recounts.setdefault(name, {})[target.name] = counts
 
-    for name, indexes in exact.items():
-        for index, values in _fetch(window, name, conditions, [targets[i] for i in indexes], sizes[name]):
-            target = targets[index]
+    for index, valid_by_slice in exact.items():
+        target = targets[index]
+        for name, values in slice_rows(
+            window, list(valid_by_slice), conditions, valid_by_slice, [target.name], where=target.valid
+        ):
             base = _baseline(profile, name, target.name)
-            verdict = drift.judge(base, drift.encode_current(base, values), None)
+            verdict = drift.judge(base, drift.encode_current(base, values[target.name]), None)
             if verdict is not None:
                 verdicts[(name, target.name)] = verdict
 
@@ -152,8 +154,8 @@ def column_verdict(window: Window, target: Target, baseline: ColumnProfile) -> C
     if valid == 0:
         return None
     if valid <= EXACT_MAX_VALUES:
-        values = _fetch(window, OVERALL, {}, [target], window.rows)[0][1]
-        return drift.judge(baseline, drift.encode_current(baseline, values), None)
+        ((_, values),) = slice_rows(window, [OVERALL], {}, {OVERALL: valid}, [target.name], where=target.valid)
+        return drift.judge(baseline, drift.encode_current(baseline, values[target.name]), None)
     found, _, _ = _aggregated(
         window,
         Grouping([]),
@@ -195,26 +197,6 @@ def _overall_stats(window: Window, targets: list[Target]) -> dict[str, dict[str,
         }
         for index, target in enumerate(targets)
     }
-
-
-def _fetch(
-    window: Window, name: str | None, conditions: dict[str, str], targets: list[Target], rows: int
-) -> list[tuple[int, pd.Series]]:
-    """The raw values of some columns in one slice: in one query when the slice is small, else per column."""
-    where = "TRUE" if name is None else conditions[name]
-    positions = list(range(len(targets)))
-    if rows <= EXACT_MAX_VALUES:
-        frame = window.query(f"SELECT {', '.join(quote(t.name) for t in targets)} FROM {TRAFFIC} WHERE {where}")
-        return [(i, frame[targets[i].name]) for i in positions]
-    return [
-        (
-            i,
-            window.query(f"SELECT {quote(targets[i].name)} FROM {TRAFFIC} WHERE {where} AND {targets[i].valid}").iloc[
-                :, 0
-            ],
-        )
-        for i in positions
-    ]
 
 
 def _aggregated(

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from monitoring import performance
 from monitoring.columnar import ACTUAL_LABEL, ACTUAL_NUMBER, LABELLED, NUMBER, PREDICTION, SCORE, Window, literal, quote
-from monitoring.grouping import SLICE, Grouping
+from monitoring.grouping import SLICE, Grouping, slice_rows
 from monitoring.slicing import Slice
 from monitoring.window_drift import EXACT_MAX_VALUES
 
@@ -30,25 +31,24 @@ def labelled_rows(window: Window) -> int:
 def slice_performance(window: Window, slices: list[Slice], classification: bool) -> dict[str | None, dict[str, Any]]:
     """Performance of the whole window (key None) and of each slice given."""
     grouping = Grouping(slices)
-    conditions: dict[str | None, str] = {piece.name: piece.condition for piece in slices} | {None: "TRUE"}
+    conditions = {piece.name: piece.condition for piece in slices}
     sizes = grouping.query(window, [], [("__n", "count(*)")], where=f"{ACTUAL_LABEL} IS NOT NULL", source=LABELLED)
     counted = {name: int(n) for name, n in zip(sizes[SLICE], sizes["__n"], strict=True)}
-    results: dict[str | None, dict[str, Any]] = {name: {"rows": 0} for name in conditions}
+    results: dict[str | None, dict[str, Any]] = {name: {"rows": 0} for name in [None, *conditions]}
     big = [name for name, rows in counted.items() if rows > EXACT_MAX_VALUES]
-    for name, rows in counted.items():
-        if 0 < rows <= EXACT_MAX_VALUES:
-            results[name] = _exact(window, conditions[name], classification)
+    small = [name for name, rows in counted.items() if 0 < rows <= EXACT_MAX_VALUES]
+    columns = [ACTUAL_LABEL, PREDICTION, SCORE] if classification else [ACTUAL_NUMBER, NUMBER]
+    where = f"{ACTUAL_LABEL} IS NOT NULL"
+    for name, rows in slice_rows(window, small, conditions, counted, columns, where=where, source=LABELLED):
+        results[name] = _exact(rows, classification)
     if big:
         results.update(_aggregated(window, grouping, big, classification))
     return results
 
 
-def _exact(window: Window, condition: str, classification: bool) -> dict[str, Any]:
-    where = f"{ACTUAL_LABEL} IS NOT NULL AND {condition}"
+def _exact(rows: pd.DataFrame, classification: bool) -> dict[str, Any]:
     if not classification:
-        rows = window.query(f"SELECT {ACTUAL_NUMBER}, {NUMBER} FROM {LABELLED} WHERE {where}")
         return performance.regression(rows[ACTUAL_NUMBER].to_numpy(float), rows[NUMBER].to_numpy(float))
-    rows = window.query(f"SELECT {ACTUAL_LABEL}, {PREDICTION}, {SCORE} FROM {LABELLED} WHERE {where}")
     scores = rows[SCORE].to_numpy(dtype=float, na_value=np.nan)
     return performance.classification(
         rows[ACTUAL_LABEL].astype(str).to_numpy(),
