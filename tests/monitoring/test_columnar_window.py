@@ -16,7 +16,8 @@ from monitoring.models import Actual, Report
 from registry.models import ModelVersion
 from registry.schema import parse_schema
 from scoring.archive import format, store
-from scoring.models import ArchivedHour, Prediction
+from scoring.models import ArchivedHour, BatchRun, Prediction
+from tests.scoring.batch_support import customer_table, nightly_job, run_now, use_input_dir, write_input
 
 
 def predictions(version: ModelVersion, at: Any, count: int, prefix: str) -> list[Prediction]:
@@ -132,3 +133,28 @@ def test_a_report_lists_unreadable_files_and_computes_on_the_rest(traffic: list[
     assert done.results["incomplete"] is True
     assert [entry["rows"] for entry in done.results["unreadable"]] == [12]
     assert columnar.TRAFFIC == "traffic"
+
+
+def test_batch_runs_join_the_window_with_their_scores_and_entity_actuals(
+    production: ModelVersion, author: Any, settings: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    frame = customer_table(25)
+    frame.loc[24, "customer_id"] = "c3"  # a repeated entity id is rejected, not scored: it is not in the window
+    write_input(use_input_dir(settings, tmp_path), frame)
+    run = run_now(nightly_job(production.model, author), author, django_capture_on_commit_callbacks)
+    assert run.status == BatchRun.Status.SUCCEEDED, run.error
+    Actual.objects.create(model=production.model, entity_id="c7", value=1)
+
+    now = timezone.now()
+    with open_window(production.model, now - timedelta(hours=1), now + timedelta(minutes=1)) as window:
+        rows = window.query(
+            f"SELECT {columnar.ENTITY}, tenure, charges, contract, {columnar.PREDICTION}, {columnar.SCORE}, "
+            f"{columnar.VERSION}, {ACTUAL_LABEL} FROM {LABELLED} ORDER BY {columnar.ENTITY}"
+        )
+    assert window.rows == 24 and sorted(rows[columnar.ENTITY]) == sorted(frame["customer_id"][:24])
+    scores = {score.entity_id: score for score in run.scores.all()}
+    first = rows.set_index(columnar.ENTITY).loc["c0"]
+    assert first["tenure"] == frame.loc[0, "tenure"] and first["contract"] == frame.loc[0, "contract"]
+    assert first[columnar.PREDICTION] == format.label(scores["c0"].prediction)
+    assert first[columnar.SCORE] == scores["c0"].probability and first[columnar.VERSION] == production.number
+    assert rows.set_index(columnar.ENTITY)[ACTUAL_LABEL].dropna().to_dict() == {"c7": "1"}
