@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from monitoring import columnar, reports
 from monitoring.columnar import ACTUAL_LABEL, LABELLED, PREDICTION_ID, open_window
-from monitoring.models import Actual, Report
+from monitoring.models import Actual, MonitoringConfig, Report
 from registry.models import ModelVersion
 from registry.schema import parse_schema
 from scoring.archive import format, store
@@ -158,3 +158,22 @@ def test_batch_runs_join_the_window_with_their_scores_and_entity_actuals(
     assert first[columnar.PREDICTION] == format.label(scores["c0"].prediction)
     assert first[columnar.SCORE] == scores["c0"].probability and first[columnar.VERSION] == production.number
     assert rows.set_index(columnar.ENTITY)[ACTUAL_LABEL].dropna().to_dict() == {"c7": "1"}
+
+
+def test_a_trailing_baseline_is_a_bounded_sample_of_the_earlier_traffic(
+    traffic: list[str], production: ModelVersion, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(reports, "TRAILING_SAMPLE_ROWS", 100)
+    predictions(production, timezone.now() - timedelta(days=2), 150, "before")
+    MonitoringConfig.objects.update_or_create(model=production.model, defaults={"baseline": "trailing"})
+    now = timezone.now()
+    report = Report.objects.create(
+        model=production.model, window_start=now - timedelta(hours=1), window_end=now + timedelta(minutes=1)
+    )
+    done = reports.compute(report_id=report.pk)
+    assert done is not None and done.status == Report.Status.DONE, done and done.error
+    baseline = done.results["baseline"]
+    assert (baseline["kind"], baseline["rows"], done.rows_reference) == ("trailing", 100, 100)
+    assert "a random sample of 100 of their 150 rows" in baseline["description"]
+    assert done.results["dataset"]["columns"]["charges"]["drifted"] is True  # 420 is far above the earlier charges
+    assert done.results["prediction_drift"]["test"]
