@@ -70,7 +70,8 @@ def _aggregated(
                 ("__n", "count(*)"),
                 ("__abs", f"sum(abs({error}))"),
                 ("__sq", f"sum({error} * {error})"),
-                ("__var", f"var_pop({ACTUAL_NUMBER}) * count(*)"),
+                ("__actual", f"sum({ACTUAL_NUMBER})"),
+                ("__actual_square", f"sum({ACTUAL_NUMBER} * {ACTUAL_NUMBER})"),
             ],
             where=where,
             source=LABELLED,
@@ -79,8 +80,10 @@ def _aggregated(
         for name in big:
             mine = sums[sums[SLICE].isna()] if name is None else sums[sums[SLICE] == name]
             first = mine.iloc[0]
+            rows = int(first["__n"])
+            deviations = float(first["__actual_square"]) - float(first["__actual"]) ** 2 / rows
             found[name] = performance.regression_from_sums(
-                int(first["__n"]), float(first["__abs"]), float(first["__sq"]), float(first["__var"])
+                rows, float(first["__abs"]), float(first["__sq"]), deviations
             )
         return found
     calibration = " + ".join(f"CAST({SCORE} >= {float(edge)!r} AS INTEGER)" for edge in _CALIBRATION_EDGES)
