@@ -43,9 +43,12 @@ class ReferenceCurve:
 
     @classmethod
     def of(cls, profile: ColumnProfile) -> ReferenceCurve:
-        assert profile.sorted_values is not None
-        values, counts = np.unique(profile.sorted_values, return_counts=True)
-        cdf = np.cumsum(counts) / profile.sorted_values.size
+        ordered = profile.sorted_values
+        assert ordered is not None
+        # Already sorted: the distinct values are where the value changes, no sort needed.
+        last_of_run = np.append(np.flatnonzero(np.diff(ordered)), ordered.size - 1)
+        values = ordered[last_of_run]
+        cdf = (last_of_run + 1) / ordered.size
         integral = np.concatenate([[0.0], np.cumsum(cdf[:-1] * np.diff(values))])
         return cls(values, cdf, integral, profile.sorted_values)
 
