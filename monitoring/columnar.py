@@ -55,7 +55,7 @@ LABELLED = "labelled"  # view: the window's rows with their actual (null where n
 HOUR = timedelta(hours=1)
 CHUNK_ROWS = 20_000
 # DuckDB's share of a report worker's memory; beyond it joins and temporary tables spill to disk.
-MEMORY_LIMIT = "900MB"
+MEMORY_LIMIT = "700MB"
 _PREDICTION_FIELDS = (
     "id",
     "at",
