@@ -192,7 +192,7 @@ def judge(profile: ColumnProfile, current: CurrentColumn, rows: np.ndarray | Non
         current_counts = np.bincount(codes, minlength=len(current.labels))
         distinct = len(profile.values) + int(np.count_nonzero(current_counts[len(profile.values) :]))
         if profile.kind == CATEGORICAL or distinct <= FEW_DISTINCT_VALUES:
-            return _frequency_test(profile, current, current_counts, distinct)
+            return frequency_test(profile, current, current_counts, distinct)
     assert current.numbers is not None
     assert profile.sorted_values is not None
     numbers = current.numbers if rows is None else current.numbers.take(rows)
@@ -206,7 +206,7 @@ def judge(profile: ColumnProfile, current: CurrentColumn, rows: np.ndarray | Non
     return ColumnVerdict(WASSERSTEIN, score, DISTANCE_THRESHOLD, score >= DISTANCE_THRESHOLD, NUMERICAL)
 
 
-def _frequency_test(
+def frequency_test(
     profile: ColumnProfile, current: CurrentColumn, current_counts: np.ndarray, distinct: int
 ) -> ColumnVerdict:
     assert profile.counts is not None

@@ -120,10 +120,23 @@ def window_drift(
                 if verdict is not None:
                     judged.append((slice_name, column, verdict))
 
+    return summarise(judged, sizes, list(masks), set(rows_by_slice), set(profile.slices), fdr)
+
+
+def summarise(
+    judged: list[tuple[str | None, str, drift.ColumnVerdict]],
+    sizes: dict[str | None, int],
+    names: list[str],
+    compared: set[str | None],
+    own_baseline: set[str],
+    fdr: bool,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], str]:
+    """The whole window's and each slice's results from their verdicts (`compared`: the slices judged,
+    the others being too small; `own_baseline`: slices compared with the same slice of the reference)."""
     verdicts = [verdict for _, _, verdict in judged]
     if fdr:
         verdicts = drift.control_false_discoveries(verdicts)
-    by_slice: dict[str | None, dict[str, drift.ColumnVerdict]] = {slice_name: {} for slice_name in rows_by_slice}
+    by_slice: dict[str | None, dict[str, drift.ColumnVerdict]] = {slice_name: {} for slice_name in compared}
     for (slice_name, column, _), verdict in zip(judged, verdicts, strict=True):
         by_slice[slice_name][column] = verdict
 
@@ -132,13 +145,13 @@ def window_drift(
             {
                 "rows": sizes[name],
                 "too_small": False,
-                "baseline": "the same slice of the reference" if name in profile.slices else "the whole reference",
+                "baseline": "the same slice of the reference" if name in own_baseline else "the whole reference",
                 **_summary(by_slice[name]),
             }
             if name in by_slice
             else {"rows": sizes[name], "too_small": True, "drift_share": None, "drifted": None, "columns": {}}
         )
-        for name in masks
+        for name in names
     }
     return _summary(by_slice[OVERALL]), per_slice, BENJAMINI_HOCHBERG if fdr else NO_CORRECTION
 
@@ -150,10 +163,3 @@ def _summary(verdicts: dict[str, drift.ColumnVerdict]) -> dict[str, Any]:
         "drifted": drifted,
         "columns": {column: verdict.as_dict() for column, verdict in verdicts.items()},
     }
-
-
-def column_drift(reference: pd.Series, current: pd.Series) -> dict[str, Any] | None:
-    """Evidently's verdict on one distribution, e.g. the model's output; None if `current` is empty."""
-    column_profile = drift.profile_column(reference, drift.column_kind(reference))
-    verdict = drift.judge(column_profile, drift.encode_current(column_profile, current), None)
-    return None if verdict is None else verdict.as_dict()

@@ -21,9 +21,9 @@ from evidently import Report as DriftReport
 from evidently.presets import DataDriftPreset
 
 from monitoring import drift
+from monitoring.columnar import open_window
 from monitoring.models import EvidentlyReport, MonitoringConfig, Report, evidently_file_path
 from monitoring.reports import baseline_for, version_for
-from monitoring.window import production_window
 from registry.schema import parse_schema
 
 logger = logging.getLogger(__name__)
@@ -44,19 +44,21 @@ def evidently_sample(report: Report, rows: int) -> tuple[pd.DataFrame, pd.DataFr
     """A uniform random sample of at most `rows` rows of the report's window and of its baseline (the
     model's input columns only), and the number of rows in the window.
 
-    The one read of the window for Evidently: a columnar engine can answer it with a sample taken while
-    scanning (DuckDB's `USING SAMPLE`) instead of loading the window first.
+    The window's sample is taken while DuckDB scans it (a seeded reservoir), so memory stays bounded
+    whatever the window's size.
     """
     model = report.model
     config = MonitoringConfig.objects.filter(model=model).first() or MonitoringConfig(model=model)
-    frame = production_window(model, report.window_start, report.window_end)
-    version = report.version or version_for(model, frame)
-    if version is None or frame.empty:
-        raise ValueError(NO_ROWS)
-    features = [field.name for field in parse_schema(version.input_schema)]
-    reference, _ = baseline_for(model, version, config, report.window_start)
-    columns = [c for c in features if c in frame and c in reference]
-    return _bounded(frame[columns], rows), _bounded(reference[columns], rows), len(frame)
+    with open_window(model, report.window_start, report.window_end) as window:
+        version = report.version or version_for(model, window)
+        if version is None or window.rows == 0:
+            raise ValueError(NO_ROWS)
+        features = [field.name for field in parse_schema(version.input_schema)]
+        reference, _ = baseline_for(model, version, config, report.window_start)
+        columns = [c for c in features if c in window.columns and c in reference]
+        current = window.sample(columns, rows, seed=SAMPLE_SEED)
+        total = window.rows
+    return current, _bounded(reference[columns], rows), total
 
 
 def evidently_html(current: pd.DataFrame, reference: pd.DataFrame) -> str:

@@ -1,3 +1,5 @@
+from collections import Counter
+
 import numpy as np
 import pytest
 from sklearn import metrics
@@ -32,10 +34,11 @@ def test_regression_metrics_are_scikit_learns():
 
 
 def test_fairness_gaps_between_groups():
-    groups = np.array(["a"] * 4 + ["b"] * 4 + ["c"])
-    y_true = np.array([1, 1, 0, 0, 1, 1, 0, 0, 1])
-    y_pred = np.array([1, 1, 1, 0, 1, 0, 0, 0, 1])
-    result = performance.fairness(y_true, y_pred, groups, positive=1, min_rows=2)
+    groups = ["a"] * 4 + ["b"] * 4 + ["c"]
+    y_true = [1, 1, 0, 0, 1, 1, 0, 0, 1]
+    y_pred = [1, 1, 1, 0, 1, 0, 0, 0, 1]
+    counted = Counter((g, p == 1, t == 1) for g, t, p in zip(groups, y_true, y_pred, strict=True))
+    result = performance.fairness([(*key, rows) for key, rows in counted.items()], with_truth=True, min_rows=2)
     assert result["groups"]["a"]["positive_rate"] == 0.75
     assert result["groups"]["b"]["true_positive_rate"] == 0.5
     assert result["groups"]["c"]["too_small"] is True

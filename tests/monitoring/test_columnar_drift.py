@@ -1,0 +1,174 @@
+"""Drift from DuckDB aggregates against Evidently 0.7 run on the same raw rows, and performance from
+counts against scikit-learn."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn import metrics
+
+from monitoring import drift, drift_report, drift_summary, performance, slicing, window_drift, window_performance
+from monitoring.columnar import ACTUAL_LABEL, LABELLED, TRAFFIC, Window
+from tests.monitoring.test_drift import evidently_drift, mixed_frame
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning"),
+]
+
+
+def frame_window(frame: pd.DataFrame) -> Window:
+    """A window over an in-memory frame, with the views the report engine reads."""
+    connection = duckdb.connect()
+    connection.register("frame", frame)
+    connection.execute(f"CREATE VIEW {TRAFFIC} AS SELECT * FROM frame")
+    connection.execute(f"CREATE VIEW {LABELLED} AS SELECT * FROM frame")
+    columns = dict(connection.execute(f"SELECT column_name, column_type FROM (DESCRIBE {TRAFFIC})").fetchall())
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    return Window(connection, moment, moment, columns, len(frame), {})
+
+
+@pytest.fixture
+def aggregated_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every (slice, feature) above this many values takes the aggregate path."""
+    monkeypatch.setattr(window_drift, "EXACT_MAX_VALUES", 12_000)
+    monkeypatch.setattr(window_performance, "EXACT_MAX_VALUES", 12_000)
+
+
+def agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[int, int]:
+    assert ours["columns"].keys() == theirs["columns"].keys()
+    same = sum(ours["columns"][c]["drifted"] == v["drifted"] for c, v in theirs["columns"].items())
+    for column, expected in theirs["columns"].items():
+        assert ours["columns"][column]["test"] == expected["test"], column
+    return same, len(theirs["columns"])
+
+
+def test_small_windows_are_judged_exactly_as_evidently_does() -> None:
+    rng = np.random.default_rng(11)
+    reference = mixed_frame(800, 0.0, rng)
+    current = mixed_frame(600, 0.5, rng)
+    profile = drift_report.build_profile(reference)
+    found = window_drift.window_drift(frame_window(current), profile, reference, [], min_rows=1, fdr=False)
+    theirs = evidently_drift(reference, current)
+    for column, expected in theirs["columns"].items():
+        assert found.overall["columns"][column]["statistic"] == pytest.approx(
+            expected["statistic"], rel=1e-9, abs=1e-15
+        )
+        assert found.overall["columns"][column]["drifted"] == expected["drifted"]
+    assert found.histograms["income"]["kind"] == "numerical" and sum(found.histograms["region"]["current"]) > 0
+
+
+@pytest.mark.parametrize(("seed", "shift"), [(21, 0.0), (22, 0.05), (23, 0.12), (24, 0.3), (25, 0.8)])
+def test_large_windows_agree_with_evidently_from_aggregates(seed: int, shift: float) -> None:
+    """300,000 rows against a 5,000-row reference: Wasserstein from a fine histogram, Jensen-Shannon
+    from counts; shifts around the 0.1 threshold."""
+    rng = np.random.default_rng(seed)
+    reference = mixed_frame(5000, 0.0, rng)
+    current = mixed_frame(300_000, shift, rng)
+    current["income"] = current["income"] + rng.normal(0, 0.01)  # a continuous column with many values
+    profile = drift_report.build_profile(reference)
+    found = window_drift.window_drift(frame_window(current), profile, reference, [], min_rows=1, fdr=False)
+    theirs = evidently_drift(reference, current)
+    same, total = agreement(found.overall, theirs)
+    assert same == total
+    for column in ("income", "score"):
+        assert found.overall["columns"][column]["statistic"] == pytest.approx(
+            theirs["columns"][column]["statistic"], rel=1e-3
+        )
+
+
+def test_slices_from_aggregates_agree_with_evidently(aggregated_only: None) -> None:
+    rng = np.random.default_rng(31)
+    reference = mixed_frame(900, 0.0, rng)  # a small reference: K-S for the numerical columns
+    current = pd.concat([mixed_frame(20_000, 0.0, rng), mixed_frame(20_000, 0.1, rng)], ignore_index=True)
+    current["part"] = ["steady"] * 20_000 + ["moved"] * 20_000
+    reference["part"] = rng.choice(["steady", "moved"], 900)
+    window = frame_window(current)
+    slices, errors = slicing.window_slices(window, ["part"], {"rich": "income > 0.5 and plan == 'premium'"})
+    assert errors == {}
+    masks = slicing.reference_masks(reference, slices, {"rich": "income > 0.5 and plan == 'premium'"})
+    profile = drift_report.build_profile(reference, masks)
+    found = window_drift.window_drift(window, profile, reference, slices, min_rows=100, fdr=False)
+    agreed = total = 0
+    for name, mask in [("part=moved", current["part"] == "moved"), ("part=steady", current["part"] == "steady")]:
+        theirs = evidently_drift(reference[masks[name]].drop(columns="part"), current[mask].drop(columns="part"))
+        same, count = agreement(found.slices[name], theirs)
+        agreed, total = agreed + same, total + count
+        assert found.slices[name]["columns"]["income"]["test"] == drift.KS
+    assert agreed / total >= 0.99, f"{agreed} of {total}"
+
+
+def test_ks_from_counts_equals_scipy() -> None:
+    rng = np.random.default_rng(41)
+    reference = pd.Series(rng.normal(size=700).round(2))
+    current = rng.normal(0.05, 1.0, 50_000).round(3)
+    profile = drift.profile_column(reference, drift.NUMERICAL)
+    curve = drift_summary.ReferenceCurve.of(profile)
+    values, counts = np.unique(current, return_counts=True)
+    verdict = drift_summary.weighted_verdict(profile, curve, values, counts)
+    expected = stats.ks_2samp(reference.to_numpy(), current)
+    assert verdict is not None and verdict.test == drift.KS
+    assert verdict.statistic == pytest.approx(float(expected.pvalue), rel=1e-12)
+
+
+def test_wasserstein_of_weighted_points_equals_scipy() -> None:
+    rng = np.random.default_rng(42)
+    reference = pd.Series(rng.lognormal(0, 1, 4000).round(2))
+    points = np.sort(np.unique(rng.lognormal(0.2, 1.1, 3000).round(1)))
+    weights = rng.integers(1, 50, points.size)
+    profile = drift.profile_column(reference, drift.NUMERICAL)
+    found = drift_summary.wasserstein(drift_summary.ReferenceCurve.of(profile), points, weights)
+    assert found == pytest.approx(stats.wasserstein_distance(reference.to_numpy(), points, v_weights=weights), rel=1e-9)
+
+
+def test_performance_from_counts_matches_scikit_learn(aggregated_only: None) -> None:
+    rng = np.random.default_rng(51)
+    rows = 30_000
+    truth = rng.integers(0, 2, rows)
+    score = np.clip(truth * 0.5 + rng.normal(0.25, 0.2, rows), 0, 1).round(4)
+    predicted = (score > 0.5).astype(int)
+    frame = pd.DataFrame(
+        {
+            ACTUAL_LABEL: truth.astype(str),
+            "__prediction": predicted.astype(str),
+            "__score": score,
+            "group": rng.choice(["a", "b"], rows),
+        }
+    )
+    results = window_performance.slice_performance(frame_window(frame), [], classification=True)
+    found = results[None]
+    exact = performance.classification(truth.astype(str), predicted.astype(str), score)
+    for metric in ("accuracy", "precision", "recall", "f1", "positive_rate", "brier"):
+        assert found[metric] == pytest.approx(exact[metric], rel=1e-9), metric
+    assert found["roc_auc"] == pytest.approx(metrics.roc_auc_score(truth, score), abs=1e-4)
+    assert found["average_precision"] == pytest.approx(metrics.average_precision_score(truth, score), abs=2e-3)
+    assert [b["rows"] for b in found["calibration"]] == [b["rows"] for b in exact["calibration"]]
+    fairness = window_performance.fairness(frame_window(frame), ["group"], 100, 0.1)
+    rate_a = float(np.mean(predicted[frame["group"] == "a"]))
+    assert fairness["group"]["groups"]["a"]["positive_rate"] == pytest.approx(rate_a)
+
+
+def test_regression_from_sums_matches_scikit_learn(aggregated_only: None) -> None:
+    rng = np.random.default_rng(52)
+    truth = rng.normal(10, 3, 20_000)
+    predicted = truth + rng.normal(0, 1, 20_000)
+    frame = pd.DataFrame({ACTUAL_LABEL: truth.astype(str), "__actual_number": truth, "__number": predicted})
+    found = window_performance.slice_performance(frame_window(frame), [], classification=False)[None]
+    assert found["rows"] == 20_000
+    assert found["mae"] == pytest.approx(metrics.mean_absolute_error(truth, predicted), rel=1e-9)
+    assert found["rmse"] == pytest.approx(metrics.root_mean_squared_error(truth, predicted), rel=1e-9)
+    assert found["r2"] == pytest.approx(metrics.r2_score(truth, predicted), rel=1e-9)
+
+
+def test_a_bad_slice_expression_is_reported_not_fatal() -> None:
+    window = frame_window(pd.DataFrame({"income": [1.0, 2.0], "plan": ["a", "b"]}))
+    slices, errors = slicing.window_slices(window, ["plan"], {"bad": "nosuch > 1", "odd": "income.mean() > 1"})
+    assert [piece.name for piece in slices] == ["plan=a", "plan=b"]
+    assert set(errors) == {"bad", "odd"} and "nosuch" in errors["bad"]
+    assert slicing.expression_sql("a < 1 & b == 'x' | ~(c in [1, 2])", ["a", "b", "c"]).count("AND") == 1
