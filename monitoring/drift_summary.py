@@ -50,7 +50,7 @@ class ReferenceCurve:
         values = ordered[last_of_run]
         cdf = (last_of_run + 1) / ordered.size
         integral = np.concatenate([[0.0], np.cumsum(cdf[:-1] * np.diff(values))])
-        return cls(values, cdf, integral, profile.sorted_values)
+        return cls(values, cdf, integral, ordered)
 
     def integrated(self, x: np.ndarray) -> np.ndarray:
         """The integral of the reference CDF from minus infinity to each x."""
