@@ -11,12 +11,15 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe, RetrainingRun
+from monitoring.summary_selectors import DAY, summary_trend
 from registry.choices import ModelTask, VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from scoring.models import ScoringStats
-from scoring.recorder import BUCKETS, percentile
+from scoring.recorder import percentile
+from scoring.usage import histogram_sum
 
 SPARKLINE_DAYS = 30
+TRAFFIC_DAYS = 90
 
 
 def headline_metric(task: str) -> str:
@@ -140,16 +143,31 @@ def retraining_runs(*, model: RegisteredModel, limit: int = 10) -> list[Retraini
 
 
 def daily_usage(*, model: RegisteredModel, days: int = 30) -> list[tuple[date, int, int, float | None]]:
-    """Requests, errors and p99 latency (ms, bucket bound) per day over all versions of the model."""
+    """Requests, errors and p99 latency (ms, bucket bound) per day over all versions of the model.
+
+    Reads counters of any granularity (minutes, rolled-up hours or days): each falls in one day.
+    """
     since = timezone.now() - timedelta(days=days)
     per_day: dict[date, list[Any]] = {}
-    rows = ScoringStats.objects.filter(version__model=model, minute__gte=since).values_list(
-        "minute", "requests", "errors", "latency_histogram"
+    rows = ScoringStats.objects.filter(version__model=model, start__gte=since).values_list(
+        "start", "requests", "errors", "latency_histogram"
     )
-    for minute, requests, errors, histogram in rows:
-        day = minute.date()
-        totals = per_day.setdefault(day, [0, 0, [0] * (len(BUCKETS) + 1)])
+    for start, requests, errors, histogram in rows:
+        totals = per_day.setdefault(start.date(), [0, 0, []])
         totals[0] += requests
         totals[1] += errors
-        totals[2] = [a + b for a, b in zip(totals[2], histogram, strict=True)]
-    return [(day, t[0], t[1], percentile(t[2], 0.99)) for day, t in sorted(per_day.items())]
+        totals[2].append(histogram)
+    return [(day, t[0], t[1], percentile(histogram_sum(t[2]), 0.99)) for day, t in sorted(per_day.items())]
+
+
+def daily_traffic(
+    *, model: RegisteredModel, days: int = TRAFFIC_DAYS
+) -> list[tuple[date, int, dict[str, int], float | None]]:
+    """Logged predictions per UTC day from the hourly summaries (all traffic, every version): rows,
+    predictions per label and label coverage. One query over at most 24 rows a day, whatever the traffic."""
+    end = timezone.now()
+    points = summary_trend(model=model, start=end - timedelta(days=days), end=end, period=DAY)
+    return [
+        (point.start.date(), point.summary.rows, point.summary.predictions, point.summary.label_coverage)
+        for point in points
+    ]

@@ -78,6 +78,9 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
     usage = selectors.daily_usage(model=model)
     if usage:
         figures["usage"] = charts.volume_and_latency(usage)
+    traffic = selectors.daily_traffic(model=model)
+    if traffic:
+        figures["traffic"] = charts.traffic_trend(traffic)
     recipe = selectors.retraining_recipe(model=model)
     return render(
         request,

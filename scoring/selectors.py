@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from registry.models import ModelVersion
 from scoring.models import ScoringStats
-from scoring.recorder import BUCKETS, percentile
+from scoring.recorder import percentile
+from scoring.usage import histogram_sum
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,24 @@ class Usage:
 
 
 def version_usage(*, version: ModelVersion, days: int = 7) -> Usage:
-    """Requests, rows, errors and latency percentiles (bucket upper bounds) over the last `days`."""
-    histogram = [0] * (len(BUCKETS) + 1)
-    requests = rows = errors = 0
-    last = None
+    """Requests, rows, errors and latency percentiles (bucket upper bounds) over the last `days`.
+
+    Counters are minutes, hours or days (scoring/usage.py): each period counts once, in whichever row
+    holds it, so summing the rows that start in the range is exact to the hour at its start.
+    """
     since = timezone.now() - timedelta(days=days)
-    for stats in ScoringStats.objects.filter(version=version, minute__gte=since).order_by("minute"):
-        requests += stats.requests
-        rows += stats.rows
-        errors += stats.errors
-        histogram = [a + b for a, b in zip(histogram, stats.latency_histogram, strict=True)]
-        last = stats.minute
+    rows = list(
+        ScoringStats.objects.filter(version=version, start__gte=since)
+        .order_by("start")
+        .values_list("start", "requests", "rows", "errors", "latency_histogram")
+    )
+    histogram = histogram_sum(row[4] for row in rows)
     return Usage(
-        requests=requests,
-        rows=rows,
-        errors=errors,
+        requests=sum(row[1] for row in rows),
+        rows=sum(row[2] for row in rows),
+        errors=sum(row[3] for row in rows),
         p50_ms=percentile(histogram, 0.5),
         p95_ms=percentile(histogram, 0.95),
         p99_ms=percentile(histogram, 0.99),
-        last_minute=last,
+        last_minute=rows[-1][0] if rows else None,
     )
