@@ -11,7 +11,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe, RetrainingRun
-from monitoring.summary_selectors import DAY, summary_trend
+from monitoring.summary_selectors import DAY, Summary, summary_over, summary_trend
 from registry.choices import ModelTask, VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from scoring.models import ScoringStats
@@ -171,3 +171,9 @@ def daily_traffic(
         (point.start.date(), point.summary.rows, point.summary.predictions, point.summary.label_coverage)
         for point in points
     ]
+
+
+def version_traffic(*, version: ModelVersion, days: int = SPARKLINE_DAYS) -> Summary:
+    """The version's logged predictions over the last `days` from its hourly summaries (one query)."""
+    end = timezone.now()
+    return summary_over(model=version.model, version=version, start=end - timedelta(days=days), end=end, features=False)

@@ -78,7 +78,7 @@ def test_pages_read_a_bounded_number_of_queries_whatever_the_traffic(
     assert _queries(client, url) == few
 
 
-def test_the_monitoring_page_draws_traffic_from_the_summaries(
+def test_the_pages_draw_traffic_from_the_summaries(
     production: ModelVersion, author: Any, client: Any
 ) -> None:
     simulate(production, days=3)
@@ -88,4 +88,5 @@ def test_the_monitoring_page_draws_traffic_from_the_summaries(
 
     assert b'id="chart-traffic"' in page.content and b"predicted 1" in page.content
     version_page = client.get("/models/churn/versions/1/").content.decode()
-    assert "Requests</dt><dd>" in version_page
+    assert "Requests</dt><dd>" in version_page  # the counters
+    assert "<dt>Predictions</dt><dd>259200 in 72 hours</dd>" in version_page  # the summaries (all traffic)
