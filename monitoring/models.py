@@ -251,6 +251,8 @@ class SummaryBins(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices)
     # {feature: {"kind": "numerical", "edges": [...]} | {"kind": "categorical", "values": [...]}}
     features = models.JSONField(default=dict)
+    # Every label the version has predicted in a summarised hour, so that trends add each one up in SQL.
+    labels = models.JSONField(default=list)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe, RetrainingRun
@@ -16,7 +18,7 @@ from registry.choices import ModelTask, VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from scoring.models import ScoringStats
 from scoring.recorder import percentile
-from scoring.usage import histogram_sum
+from scoring.selectors import latency_histogram, latency_sums
 
 SPARKLINE_DAYS = 30
 TRAFFIC_DAYS = 90
@@ -106,15 +108,51 @@ def dashboard_tiles(*, now: datetime | None = None) -> list[Tile]:
     return tiles
 
 
-def model_reports(*, model: RegisteredModel, limit: int = 90) -> list[Report]:
-    """The latest finished reports of a model, oldest first (for trends)."""
-    reports = list(Report.objects.filter(model=model, status=Report.Status.DONE).order_by("-window_end")[:limit])
+def latest_report(*, model: RegisteredModel, report_id: int | None = None) -> Report | None:
+    """The finished report asked for (if it is the model's), else the one with the newest window: whole."""
+    done = Report.objects.filter(model=model, status=Report.Status.DONE)
+    asked = done.filter(pk=report_id).first() if report_id is not None else None
+    return asked or done.order_by("-window_end", "-id").first()
+
+
+def model_reports(*, model: RegisteredModel, slices: Iterable[str] = (), limit: int = 90) -> list[Report]:
+    """The latest finished reports of a model, oldest first, for trends: each report's `results` holds
+    only what the trend charts read (its columns, the dataset's verdicts, and the performance of each of
+    `slices`), extracted by the database. Whole results are mostly slice histograms: decoding 90 of them
+    cost more than the rest of the monitoring page."""
+    names = list(slices)
+    annotations: dict[str, KeyTransform] = {
+        "trend_columns": KeyTransform("columns", "results"),
+        "trend_verdicts": KeyTransform("columns", KeyTransform("dataset", "results")),
+        **{
+            f"trend_slice_{index}": KeyTransform("performance", KeyTransform(name, KeyTransform("slices", "results")))
+            for index, name in enumerate(names)
+        },
+    }
+    reports = list(
+        Report.objects.filter(model=model, status=Report.Status.DONE)
+        .defer("results")
+        .annotate(**annotations)
+        .order_by("-window_end", "-id")[:limit]
+    )
     reports.reverse()
+    for report in reports:
+        performance = {name: getattr(report, f"trend_slice_{index}") for index, name in enumerate(names)}
+        report.results = {
+            "columns": report.trend_columns or [],  # type: ignore[attr-defined]
+            "dataset": {"columns": report.trend_verdicts or {}},  # type: ignore[attr-defined]
+            "slices": {name: {"performance": found} for name, found in performance.items() if found is not None},
+        }
     return reports
 
 
 def recent_reports(*, model: RegisteredModel, limit: int = 10) -> list[Report]:
-    return list(Report.objects.filter(model=model).select_related("requested_by").order_by("-created_at")[:limit])
+    return list(
+        Report.objects.filter(model=model)
+        .defer("results")
+        .select_related("requested_by")
+        .order_by("-created_at")[:limit]
+    )
 
 
 def open_alerts(*, model: RegisteredModel) -> list[Alert]:
@@ -143,21 +181,20 @@ def retraining_runs(*, model: RegisteredModel, limit: int = 10) -> list[Retraini
 
 
 def daily_usage(*, model: RegisteredModel, days: int = 30) -> list[tuple[date, int, int, float | None]]:
-    """Requests, errors and p99 latency (ms, bucket bound) per day over all versions of the model.
+    """Requests, errors and p99 latency (ms, bucket bound) per UTC day over all versions of the model.
 
-    Reads counters of any granularity (minutes, rolled-up hours or days): each falls in one day.
+    Counters of any granularity (minutes, rolled-up hours or days) each fall in one day; the database adds
+    them up, so this is one query returning a row a day.
     """
     since = timezone.now() - timedelta(days=days)
-    per_day: dict[date, list[Any]] = {}
-    rows = ScoringStats.objects.filter(version__model=model, start__gte=since).values_list(
-        "start", "requests", "errors", "latency_histogram"
+    rows = (
+        ScoringStats.objects.filter(version__model=model, start__gte=since)
+        .annotate(day=TruncDate("start"))
+        .values("day")
+        .annotate(requests=Sum("requests"), errors=Sum("errors"), **latency_sums())
+        .order_by("day")
     )
-    for start, requests, errors, histogram in rows:
-        totals = per_day.setdefault(start.date(), [0, 0, []])
-        totals[0] += requests
-        totals[1] += errors
-        totals[2].append(histogram)
-    return [(day, t[0], t[1], percentile(histogram_sum(t[2]), 0.99)) for day, t in sorted(per_day.items())]
+    return [(row["day"], row["requests"], row["errors"], percentile(latency_histogram(row), 0.99)) for row in rows]
 
 
 def daily_traffic(

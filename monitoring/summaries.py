@@ -264,10 +264,10 @@ def summarise_hour(model_id: int, hour: datetime, table: pa.Table, actuals: pa.T
     versions = {v.number: v for v in ModelVersion.objects.filter(model=model, number__in=numbers)}
     latency = _latency_histograms(connection)
     labels = _predicted_labels(connection) if model.task == ModelTask.CLASSIFICATION else {}
-    features = {
-        number: _feature_counts(connection, number, summary_bins(version, table).features, columns)
-        for number, version in versions.items()
-    }
+    bins = {number: summary_bins(version, table) for number, version in versions.items()}
+    features = {number: _feature_counts(connection, number, bins[number].features, columns) for number in versions}
+    for number, version_bins in bins.items():
+        _record_labels(version_bins, {label for (_, n), counts in labels.items() if n == number for label in counts})
     errors = dict(
         ScoringStats.objects.filter(version__in=versions.values(), start__gte=hour, start__lt=hour + timedelta(hours=1))
         .exclude(granularity=ScoringStats.Granularity.DAY)
@@ -296,6 +296,16 @@ def summarise_hour(model_id: int, hour: datetime, table: pa.Table, actuals: pa.T
         )
     _store(model, hour, list(versions.values()), summaries)
     return len(summaries)
+
+
+def _record_labels(bins: SummaryBins, labels: set[str]) -> None:
+    """Add labels the version predicted for the first time to its list (read by trends)."""
+    if labels <= set(bins.labels):
+        return
+    with transaction.atomic():
+        locked = SummaryBins.objects.select_for_update().get(pk=bins.pk)
+        locked.labels = sorted(set(locked.labels) | labels)
+        locked.save(update_fields=["labels"])
 
 
 def _store(

@@ -1,21 +1,25 @@
 """Reads of hourly summaries: any range of hours merged by adding, and trends per hour or day.
 
-Each read is one query over at most one row per hour (and slice), so its cost follows the length of
-the range, never the number of predictions in it.
+The database adds the hours up (sums, latency buckets, counts per predicted label), so a read costs a
+few queries returning one row per point, whatever the number of hours and of predictions behind them.
+Feature histograms are added in Python, over one version's hours, and only when asked for.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db.models import BigIntegerField, Count, F, Func, QuerySet, Sum, Value
+from django.db.models.functions import TruncDay
+
 from monitoring.models import HourlySummary, SummaryBins
 from registry.models import ModelVersion, RegisteredModel
 from scoring.recorder import percentile
-from scoring.usage import histogram_sum
+from scoring.selectors import latency_histogram, latency_sums
 
 HOUR, DAY = "hour", "day"
 
@@ -30,6 +34,32 @@ _FIGURES = (
     "score_sum",
     "score_count",
 )
+_ZERO_WHEN_NONE = {"rows", "latency_sum_ms", "rows_with_actuals", "prediction_count", "score_count"}
+
+
+class _LabelCount(Func):
+    """One predicted label's count in a summary's `predictions` object, as a number.
+
+    Written per database because Django's own key lookup reads a digit key ("0", "1": the usual labels)
+    as an array index."""
+
+    output_field = BigIntegerField()
+
+    def __init__(self, label: str) -> None:
+        super().__init__(F("predictions"), Value(label))
+        self.label = label
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler, connection, template="CAST((%(expressions)s) AS BIGINT)", arg_joiner=" ->> ", **extra
+        )
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        path = self.copy()
+        path.set_source_expressions(
+            [self.get_source_expressions()[0], Value('$."' + self.label.replace('"', '\\"') + '"')]
+        )
+        return path.as_sql(compiler, connection, template="CAST(JSON_EXTRACT(%(expressions)s) AS INTEGER)", **extra)
 
 
 @dataclass
@@ -95,25 +125,38 @@ class Summary:
     def p99_latency_ms(self) -> float | None:
         return percentile(self.latency_histogram, 0.99) if self.latency_histogram else None
 
-    def add(self, row: dict[str, Any]) -> None:
-        """Add one stored hour (a HourlySummary's values) to this summary."""
-        for name in _FIGURES:
-            value = row[name]
-            if value is not None:
-                current = getattr(self, name)
-                setattr(self, name, value if current is None else current + value)
-        self.latency_histogram = histogram_sum([self.latency_histogram, row["latency_histogram"]])
-        self.predictions = dict(Counter(self.predictions) + Counter(row["predictions"]))
 
-
-def _rows(
-    model: RegisteredModel, start: datetime, end: datetime, version: ModelVersion | None, slice_name: str, *extra: str
-) -> list[dict[str, Any]]:
+def _hours(
+    model: RegisteredModel, start: datetime, end: datetime, version: ModelVersion | None, slice_name: str
+) -> QuerySet[HourlySummary]:
     hours = HourlySummary.objects.filter(model=model, slice=slice_name, hour__gte=start, hour__lt=end)
+    return hours.filter(version=version) if version is not None else hours
+
+
+def _labels(model: RegisteredModel, version: ModelVersion | None) -> list[str]:
+    """Every label the model's versions (or the one version) predicted in a summarised hour."""
+    bins = SummaryBins.objects.filter(version__model=model)
     if version is not None:
-        hours = hours.filter(version=version)
-    names = ("hour", "version_id", "latency_histogram", "predictions", *_FIGURES, *extra)
-    return list(hours.order_by("hour").values(*names))
+        bins = bins.filter(version=version)
+    return sorted({label for labels in bins.values_list("labels", flat=True) for label in labels})
+
+
+def _aggregates(labels: list[str]) -> dict[str, Any]:
+    return {
+        **{name: Sum(name) for name in _FIGURES},
+        **latency_sums(),
+        **{f"label_{index}": Sum(_LabelCount(label)) for index, label in enumerate(labels)},
+    }
+
+
+def _summary(row: Mapping[str, Any], labels: list[str]) -> Summary:
+    figures: dict[str, Any] = {name: row[name] or 0 if name in _ZERO_WHEN_NONE else row[name] for name in _FIGURES}
+    counts = {label: row[f"label_{index}"] for index, label in enumerate(labels)}
+    return Summary(
+        **figures,
+        latency_histogram=latency_histogram(row),
+        predictions={label: int(count) for label, count in counts.items() if count},
+    )
 
 
 def summary_over(
@@ -127,25 +170,21 @@ def summary_over(
 ) -> Summary:
     """The hours in [start, end) merged: as if the whole range had been summarised at once.
 
-    Two queries with `features` (the summaries, the version's bins), one without."""
-    rows = _rows(model, start, end, version, slice, *(("features",) if features else ()))
-    summary = Summary()
-    for row in rows:
-        summary.add(row)
-    summary.hours = len({row["hour"] for row in rows})
-    if not features or not rows:
+    Two queries without `features`; with them, three more (which version, its hours' histograms, its bins).
+    """
+    hours = _hours(model, start, end, version, slice)
+    labels = _labels(model, version)
+    totals = hours.aggregate(**_aggregates(labels), hours=Count("hour", distinct=True))
+    summary = _summary(totals, labels)
+    summary.hours = totals["hours"]
+    if not features or not summary.hours:
         return summary
-    per_version = Counter[int]()
-    for row in rows:
-        per_version[row["version_id"]] += row["rows"]
-    chosen = version.pk if version is not None else per_version.most_common(1)[0][0]
+    chosen = version.pk if version is not None else _busiest_version(hours)
     stored = SummaryBins.objects.filter(version_id=chosen).values_list("features", "version__number").first()
     bins, summary.features_version = stored if stored else ({}, None)
     merged: dict[str, FeatureHistogram] = {}
-    for row in rows:
-        if row["version_id"] != chosen:
-            continue
-        for name, counted in row["features"].items():
+    for counted_features in hours.filter(version_id=chosen).values_list("features", flat=True):
+        for name, counted in counted_features.items():
             spec = bins.get(name)
             if spec is None:
                 continue
@@ -165,6 +204,11 @@ def summary_over(
     return summary
 
 
+def _busiest_version(hours: QuerySet[HourlySummary]) -> int:
+    busiest = hours.values("version_id").annotate(total=Sum("rows")).order_by("-total", "-version_id").first()
+    return int(busiest["version_id"]) if busiest else 0
+
+
 @dataclass
 class TrendPoint:
     start: datetime
@@ -180,11 +224,20 @@ def summary_trend(
     version: ModelVersion | None = None,
     slice: str = "",
 ) -> list[TrendPoint]:
-    """One merged summary (without feature histograms) per hour or UTC day of [start, end): one query."""
+    """One merged summary (without feature histograms) per hour or UTC day of [start, end): two queries."""
     if period not in (HOUR, DAY):
         raise ValueError(f"period: {period!r} is not one of {HOUR!r}, {DAY!r}")
-    points: dict[datetime, Summary] = {}
-    for row in _rows(model, start, end, version, slice):
-        moment = row["hour"] if period == HOUR else row["hour"].replace(hour=0)
-        points.setdefault(moment, Summary()).add(row)
-    return [TrendPoint(start=moment, summary=summary) for moment, summary in sorted(points.items())]
+    labels = _labels(model, version)
+    rows = (
+        _hours(model, start, end, version, slice)
+        .annotate(period=TruncDay("hour") if period == DAY else F("hour"))
+        .values("period")
+        .annotate(**_aggregates(labels), hours=Count("hour", distinct=True))
+        .order_by("period")
+    )
+    points = []
+    for row in rows:
+        summary = _summary(row, labels)
+        summary.hours = row["hours"]
+        points.append(TrendPoint(start=row["period"], summary=summary))
+    return points

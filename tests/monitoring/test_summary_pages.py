@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from monitoring.models import HourlySummary
+from monitoring.models import HourlySummary, SummaryBins
 from registry.models import ModelVersion
 from scoring.models import ScoringStats
 from scoring.recorder import BUCKETS
@@ -26,6 +26,9 @@ def simulate(version: ModelVersion, days: int) -> None:
     minutes for the last two days, hours for the month before, days before that."""
     now = period_start(timezone.now(), Granularity.HOUR)
     histogram = [10] * (len(BUCKETS) + 1)
+    SummaryBins.objects.update_or_create(
+        version=version, defaults={"source": SummaryBins.Source.REFERENCE, "labels": ["0", "1"]}
+    )
     HourlySummary.objects.bulk_create(
         HourlySummary(
             model=version.model,
