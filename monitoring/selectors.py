@@ -203,7 +203,7 @@ def daily_traffic(
     """Logged predictions per UTC day from the hourly summaries (all traffic, every version): rows,
     predictions per label and label coverage. One query over at most 24 rows a day, whatever the traffic."""
     end = timezone.now()
-    points = summary_trend(model=model, start=end - timedelta(days=days), end=end, period=DAY)
+    points = summary_trend(model=model, start=end - timedelta(days=days), end=end, period=DAY, latency=False)
     return [
         (point.start.date(), point.summary.rows, point.summary.predictions, point.summary.label_coverage)
         for point in points

@@ -141,10 +141,10 @@ def _labels(model: RegisteredModel, version: ModelVersion | None) -> list[str]:
     return sorted({label for labels in bins.values_list("labels", flat=True) for label in labels})
 
 
-def _aggregates(labels: list[str]) -> dict[str, Any]:
+def _aggregates(labels: list[str], *, latency: bool = True) -> dict[str, Any]:
     return {
         **{name: Sum(name) for name in _FIGURES},
-        **latency_sums(),
+        **(latency_sums() if latency else {}),
         **{f"label_{index}": Sum(_LabelCount(label)) for index, label in enumerate(labels)},
     }
 
@@ -154,7 +154,7 @@ def _summary(row: Mapping[str, Any], labels: list[str]) -> Summary:
     counts = {label: row[f"label_{index}"] for index, label in enumerate(labels)}
     return Summary(
         **figures,
-        latency_histogram=latency_histogram(row),
+        latency_histogram=latency_histogram(row) if "latency_0" in row else [],
         predictions={label: int(count) for label, count in counts.items() if count},
     )
 
@@ -223,8 +223,11 @@ def summary_trend(
     period: str = DAY,
     version: ModelVersion | None = None,
     slice: str = "",
+    latency: bool = True,
 ) -> list[TrendPoint]:
-    """One merged summary (without feature histograms) per hour or UTC day of [start, end): two queries."""
+    """One merged summary (without feature histograms) per hour or UTC day of [start, end): two queries.
+
+    Without `latency` the latency histograms are not added up (each bucket is a JSON lookup per hour)."""
     if period not in (HOUR, DAY):
         raise ValueError(f"period: {period!r} is not one of {HOUR!r}, {DAY!r}")
     labels = _labels(model, version)
@@ -232,7 +235,7 @@ def summary_trend(
         _hours(model, start, end, version, slice)
         .annotate(period=TruncDay("hour") if period == DAY else F("hour"))
         .values("period")
-        .annotate(**_aggregates(labels), hours=Count("hour", distinct=True))
+        .annotate(**_aggregates(labels, latency=latency), hours=Count("hour", distinct=True))
         .order_by("period")
     )
     points = []

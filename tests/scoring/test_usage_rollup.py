@@ -8,6 +8,8 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from celery import current_app
+from django.db.models import QuerySet
 
 from monitoring.selectors import daily_usage
 from registry.models import ModelVersion
@@ -114,3 +116,22 @@ def test_the_readers_give_the_same_answers_on_rolled_up_counters(
 
         assert version_usage(version=production, days=7) == usage
         assert daily_usage(model=production.model, days=7) == per_day
+
+
+def test_a_batch_another_rollup_merged_first_is_left_to_it(minutes: list[ScoringStats]) -> None:
+    before = sorted(ScoringStats.objects.values_list("granularity", "start", "requests"))
+    # The rows read are no longer all there when this rollup deletes them: it changes nothing.
+    with mock.patch.object(QuerySet, "delete", autospec=True, return_value=(1, {})):
+        rolled = usage_rollup(now=NOW)
+
+    assert rolled.minutes == 0
+    assert sorted(ScoringStats.objects.values_list("granularity", "start", "requests")) == before
+
+
+def test_beat_rolls_the_counters_up_every_hour(minutes: list[ScoringStats], settings: Any) -> None:
+    entry = settings.CELERY_BEAT_SCHEDULE["roll-up-usage-counters"]
+    assert entry["schedule"] == 3600.0
+
+    current_app.tasks[entry["task"]].apply()
+
+    assert ScoringStats.objects.filter(granularity=Granularity.HOUR).exists()
