@@ -154,7 +154,8 @@ def simulate(version: Any, *, days: int, rate: int) -> dict[str, int]:
         ),
         batch_size=2000,
     )
-    columns = {f"f{i}": {"test": "K-S p_value", "statistic": 0.3, "threshold": 0.05, "drifted": False} for i in range(25)}
+    verdict = {"test": "K-S p_value", "statistic": 0.3, "threshold": 0.05, "drifted": False}
+    columns = {f"f{i}": verdict for i in range(FEATURES)}
     Report.objects.bulk_create(
         Report(
             model=version.model,

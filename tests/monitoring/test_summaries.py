@@ -72,7 +72,8 @@ def _expected(frame: pd.DataFrame, bins: dict[str, Any]) -> dict[str, Any]:
             counts = np.bincount(index, minlength=len(spec["edges"]) + 1).tolist()
         else:
             positions = {value: position for position, value in enumerate(spec["values"])}
-            index = values.dropna().astype(str).map(positions).fillna(len(positions)).to_numpy(dtype=int)  # else "other"
+            # a value not kept counts as "other", the last bin
+            index = values.dropna().astype(str).map(positions).fillna(len(positions)).to_numpy(dtype=int)
             counts = np.bincount(index, minlength=len(positions) + 1).tolist()
         features[name] = {"counts": counts, "missing": int(values.isna().sum())}
     latency = frame[archive_format.LATENCY_MS].to_numpy()

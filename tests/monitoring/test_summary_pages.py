@@ -81,9 +81,7 @@ def test_pages_read_a_bounded_number_of_queries_whatever_the_traffic(
     assert _queries(client, url) == few
 
 
-def test_the_pages_draw_traffic_from_the_summaries(
-    production: ModelVersion, author: Any, client: Any
-) -> None:
+def test_the_pages_draw_traffic_from_the_summaries(production: ModelVersion, author: Any, client: Any) -> None:
     simulate(production, days=3)
     client.force_login(author)
 
