@@ -9,7 +9,6 @@ from datetime import date, datetime, timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe, RetrainingRun
@@ -18,7 +17,7 @@ from registry.choices import ModelTask, VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from scoring.models import ScoringStats
 from scoring.recorder import percentile
-from scoring.selectors import latency_histogram, latency_sums
+from scoring.selectors import latency_histogram, latency_sums, utc_day
 
 SPARKLINE_DAYS = 30
 TRAFFIC_DAYS = 90
@@ -189,12 +188,15 @@ def daily_usage(*, model: RegisteredModel, days: int = 30) -> list[tuple[date, i
     since = timezone.now() - timedelta(days=days)
     rows = (
         ScoringStats.objects.filter(version__model=model, start__gte=since)
-        .annotate(day=TruncDate("start"))
+        .annotate(day=utc_day("start"))
         .values("day")
         .annotate(requests=Sum("requests"), errors=Sum("errors"), **latency_sums())
         .order_by("day")
     )
-    return [(row["day"], row["requests"], row["errors"], percentile(latency_histogram(row), 0.99)) for row in rows]
+    return [
+        (date.fromisoformat(row["day"]), row["requests"], row["errors"], percentile(latency_histogram(row), 0.99))
+        for row in rows
+    ]
 
 
 def daily_traffic(

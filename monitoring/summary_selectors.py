@@ -10,16 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from django.db.models import BigIntegerField, Count, F, Func, QuerySet, Sum, Value
-from django.db.models.functions import TruncDay
 
 from monitoring.models import HourlySummary, SummaryBins
 from registry.models import ModelVersion, RegisteredModel
 from scoring.recorder import percentile
-from scoring.selectors import latency_histogram, latency_sums
+from scoring.selectors import latency_histogram, latency_sums, utc_day
 
 HOUR, DAY = "hour", "day"
 
@@ -233,7 +232,7 @@ def summary_trend(
     labels = _labels(model, version)
     rows = (
         _hours(model, start, end, version, slice)
-        .annotate(period=TruncDay("hour") if period == DAY else F("hour"))
+        .annotate(period=utc_day("hour") if period == DAY else F("hour"))
         .values("period")
         .annotate(**_aggregates(labels, latency=latency), hours=Count("hour", distinct=True))
         .order_by("period")
@@ -242,5 +241,8 @@ def summary_trend(
     for row in rows:
         summary = _summary(row, labels)
         summary.hours = row["hours"]
-        points.append(TrendPoint(start=row["period"], summary=summary))
+        moment = row["period"]
+        if period == DAY:
+            moment = datetime.combine(date.fromisoformat(moment), time(0), tzinfo=UTC)
+        points.append(TrendPoint(start=moment, summary=summary))
     return points
