@@ -6,9 +6,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, Sum
-from django.db.models.fields.json import KeyTransform
+from django.db.models import Count, Exists, F, Func, JSONField, OuterRef, Q, Sum
 from django.utils import timezone
 
 from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe, RetrainingRun
@@ -114,33 +114,47 @@ def latest_report(*, model: RegisteredModel, report_id: int | None = None) -> Re
     return asked or done.order_by("-window_end", "-id").first()
 
 
+class _JsonParts(Func):
+    """Parts of a JSON column, each at a path of keys, as one JSON array (null where a part is missing):
+    the column is parsed once per row, where a key lookup per part would parse it once per part."""
+
+    output_field = JSONField()
+
+    def __init__(self, column: str, paths: list[list[str]]) -> None:
+        super().__init__(F(column))
+        self.paths = paths
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.get_source_expressions()[0])
+        keys = ["$" + "".join('."' + key.replace('"', '\\"') + '"' for key in path) for path in self.paths]
+        return f"JSON_EXTRACT({column}, {', '.join(['%s'] * len(keys))})", [*params, *keys]
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.get_source_expressions()[0])
+        parts = ", ".join([f"({column} #> %s::text[])"] * len(self.paths))
+        return f"jsonb_build_array({parts})", [value for path in self.paths for value in (*params, path)]
+
+
 def model_reports(*, model: RegisteredModel, slices: Iterable[str] = (), limit: int = 90) -> list[Report]:
     """The latest finished reports of a model, oldest first, for trends: each report's `results` holds
     only what the trend charts read (its columns, the dataset's verdicts, and the performance of each of
     `slices`), extracted by the database. Whole results are mostly slice histograms: decoding 90 of them
     cost more than the rest of the monitoring page."""
     names = list(slices)
-    annotations: dict[str, KeyTransform] = {
-        "trend_columns": KeyTransform("columns", "results"),
-        "trend_verdicts": KeyTransform("columns", KeyTransform("dataset", "results")),
-        **{
-            f"trend_slice_{index}": KeyTransform("performance", KeyTransform(name, KeyTransform("slices", "results")))
-            for index, name in enumerate(names)
-        },
-    }
-    reports = list(
+    paths = [["columns"], ["dataset", "columns"], *(["slices", name, "performance"] for name in names)]
+    reports: list[Any] = list(
         Report.objects.filter(model=model, status=Report.Status.DONE)
         .defer("results")
-        .annotate(**annotations)
+        .annotate(trend_parts=_JsonParts("results", paths))
         .order_by("-window_end", "-id")[:limit]
     )
     reports.reverse()
     for report in reports:
-        performance = {name: getattr(report, f"trend_slice_{index}") for index, name in enumerate(names)}
+        columns, verdicts, *performance = report.trend_parts
         report.results = {
-            "columns": report.trend_columns or [],  # type: ignore[attr-defined]
-            "dataset": {"columns": report.trend_verdicts or {}},  # type: ignore[attr-defined]
-            "slices": {name: {"performance": found} for name, found in performance.items() if found is not None},
+            "columns": columns or [],
+            "dataset": {"columns": verdicts or {}},
+            "slices": {name: {"performance": found} for name, found in zip(names, performance, strict=True) if found},
         }
     return reports
 

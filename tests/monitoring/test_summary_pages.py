@@ -11,7 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from monitoring.models import HourlySummary, SummaryBins
+from monitoring import selectors
+from monitoring.models import HourlySummary, Report, SummaryBins
 from registry.models import ModelVersion
 from scoring.models import ScoringStats
 from scoring.recorder import BUCKETS
@@ -91,3 +92,31 @@ def test_the_pages_draw_traffic_from_the_summaries(production: ModelVersion, aut
     version_page = client.get("/models/churn/versions/1/").content.decode()
     assert "Requests</dt><dd>" in version_page  # the counters
     assert "<dt>Predictions</dt><dd>259200 in 72 hours</dd>" in version_page  # the summaries (all traffic)
+
+
+def test_trend_reports_carry_only_what_the_trend_charts_read(production: ModelVersion) -> None:
+    verdict = {"test": "K-S p_value", "statistic": 0.01, "threshold": 0.05, "drifted": True, "kind": "numerical"}
+    results = {
+        "columns": ["tenure", "charges"],
+        "dataset": {"drift_share": 0.5, "columns": {"charges": verdict}},
+        "slices": {
+            "contract=monthly": {"rows": 500, "performance": {"roc_auc": 0.7}, "histograms": {"charges": [1, 2]}},
+            "contract=yearly": {"rows": 3, "too_small": True},
+        },
+    }
+    now = timezone.now()
+    Report.objects.create(
+        model=production.model,
+        window_start=now - timedelta(days=1),
+        window_end=now,
+        status=Report.Status.DONE,
+        results=results,
+    )
+
+    (report,) = selectors.model_reports(model=production.model, slices=["contract=monthly", "contract=yearly", "x"])
+
+    assert report.results == {
+        "columns": ["tenure", "charges"],
+        "dataset": {"columns": {"charges": verdict}},
+        "slices": {"contract=monthly": {"performance": {"roc_auc": 0.7}}},
+    }
