@@ -330,7 +330,8 @@ def _store(
 
 
 def _known_actuals(model_id: int, hour: datetime) -> pa.Table:
-    """Keys of the actuals stored for the hour's predictions, found in SQL (no id lists through Python)."""
+    """Keys of the actuals stored for the hour's hot predictions: the database joins them (by prediction
+    id, then by entity id), so only the keys that match come back, never the hour's ids as a list."""
     predictions = Prediction.objects.filter(model_id=model_id, at__gte=hour, at__lt=hour + timedelta(hours=1))
     actuals = Actual.objects.filter(model_id=model_id)
     by_prediction = actuals.filter(prediction_id__in=predictions.values("id")).values_list("prediction_id", flat=True)
