@@ -127,7 +127,7 @@ def log_traffic(production: Any, pipeline: Any, rows: int, start: datetime, seed
                 version=production.version,
                 entity_id=f"c{offset + position}",
                 input=record,
-                input_sha256=input_digest(record),
+                input_sha256=input_digest({str(name): value for name, value in record.items()}),
                 output=output,
                 probabilities=[float(proba[0]), float(proba[1])],
                 latency_ms=2.0,

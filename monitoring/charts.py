@@ -295,3 +295,43 @@ def volume_and_latency(days: Sequence[tuple[Any, int, int, float | None]]) -> Fi
             yaxis2={"overlaying": "y", "side": "right", "title": {"text": "ms"}, "rangemode": "tozero"},
         ),
     }
+
+
+def traffic_trend(days: Sequence[tuple[Any, int, dict[str, int], float | None]]) -> Figure:
+    """Predictions per day, stacked by predicted label when there are labels, with label coverage (the
+    share whose actual is known) as a line on a second axis. Each day is (day, rows, labels, coverage)."""
+    palette = [BLUE, GREEN, AMBER, "#6b46c1", "#2c7a7b", "#d53f8c", "#4a5568", RED]
+    x = [day.isoformat() for day, _, _, _ in days]
+    labels = sorted({label for _, _, counts, _ in days for label in counts})
+    data: list[dict[str, Any]] = [
+        {
+            "type": "bar",
+            "name": f"predicted {label}",
+            "x": x,
+            "y": [counts.get(label, 0) for _, _, counts, _ in days],
+            "marker": {"color": palette[index % len(palette)]},
+        }
+        for index, label in enumerate(labels)
+    ] or [
+        {"type": "bar", "name": "predictions", "x": x, "y": [rows for _, rows, _, _ in days], "marker": {"color": BLUE}}
+    ]
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": "with actuals",
+            "x": x,
+            "y": [coverage for _, _, _, coverage in days],
+            "yaxis": "y2",
+            "line": {"color": GREY},
+            "hovertemplate": "%{x|%d %b}: %{y:.1%}<extra>with actuals</extra>",
+        }
+    )
+    return {
+        "data": data,
+        "layout": _layout(
+            "Logged predictions per day",
+            barmode="stack",
+            yaxis2={"overlaying": "y", "side": "right", "tickformat": ".0%", "range": [0, 1]},
+        ),
+    }

@@ -279,3 +279,71 @@ class RetrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recipe} at {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class SummaryBins(models.Model):
+    """The bins a version's hourly summaries count feature values on, fixed once per version.
+
+    Derived from the version's reference data (or, for a version without one, from the first hour
+    summarised) and never changed, so that the counts of any hours add up: numerical features on quantile
+    edges, categorical features on their most frequent values plus "other".
+    """
+
+    class Source(models.TextChoices):
+        REFERENCE = "reference", "The version's reference data"
+        TRAFFIC = "traffic", "The first hour of traffic summarised"
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, related_name="summary_bins")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    # {feature: {"kind": "numerical", "edges": [...]} | {"kind": "categorical", "values": [...]}}
+    features = models.JSONField(default=dict)
+    # Every label the version has predicted in a summarised hour, so that trends add each one up in SQL.
+    labels = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Summary bins of {self.version}"
+
+
+class HourlySummary(models.Model):
+    """One hour of a version's predictions, for all traffic (slice "") or one slice ("column=value").
+
+    Every figure is a count or a sum, so the summaries of any set of hours merge by adding
+    (monitoring/summary_selectors.py): dashboards and trends cost the number of hours, not of predictions.
+    Written by monitoring/summaries.py once the hour is archived; summarising an hour again replaces it.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    slice = models.CharField(max_length=200, blank=True)
+    hour = models.DateTimeField(help_text="Start of the hour (UTC)")
+    rows = models.PositiveBigIntegerField(default=0)
+    # Failed requests of the hour from the usage counters (they log no prediction); only for slice "".
+    errors = models.PositiveBigIntegerField(null=True, blank=True)
+    latency_sum_ms = models.FloatField(default=0.0)
+    # Predictions per latency bucket of scoring.recorder.BUCKETS (the request's latency, per row).
+    latency_histogram = models.JSONField(default=list)
+    # Label coverage: predictions whose actual was known when the hour was summarised (by prediction id,
+    # else entity id); summarising the hour again counts actuals that arrived since.
+    rows_with_actuals = models.PositiveBigIntegerField(default=0)
+    # Classifiers: {label: count}. Regressors: the sum and sum of squares of the predicted numbers.
+    predictions = models.JSONField(default=dict)
+    prediction_sum = models.FloatField(null=True, blank=True)
+    prediction_sum_squares = models.FloatField(null=True, blank=True)
+    prediction_count = models.PositiveBigIntegerField(default=0)  # predictions that were numbers
+    score_sum = models.FloatField(null=True, blank=True)
+    score_count = models.PositiveBigIntegerField(default=0)
+    # {feature: {"counts": [...on the version's SummaryBins...], "missing": n}}; rows whose input was not
+    # kept (only its hash) are in neither.
+    features = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "slice", "hour"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version", "slice", "hour"], name="one_summary_per_slice_hour")
+        ]
+        indexes = [models.Index(fields=["model", "slice", "hour"], name="summary_by_slice_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.slice or 'all'} {self.hour:%Y-%m-%d %H}:00"

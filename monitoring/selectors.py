@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, Func, JSONField, OuterRef, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from monitoring import alerts
 from monitoring.models import Alert, AlertRule, EvidentlyReport, Report, RetrainingRecipe, RetrainingRun
+from monitoring.summary_selectors import DAY, Summary, summary_over, summary_trend
 from registry.choices import ModelTask, VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from scoring.models import ScoringStats
-from scoring.recorder import BUCKETS, percentile
+from scoring.recorder import percentile
+from scoring.selectors import latency_histogram, latency_sums, utc_day
 
 SPARKLINE_DAYS = 30
+TRAFFIC_DAYS = 90
 
 
 def headline_metric(task: str) -> str:
@@ -105,15 +109,65 @@ def dashboard_tiles(*, now: datetime | None = None) -> list[Tile]:
     return tiles
 
 
-def model_reports(*, model: RegisteredModel, limit: int = 90) -> list[Report]:
-    """The latest finished reports of a model, oldest first (for trends)."""
-    reports = list(Report.objects.filter(model=model, status=Report.Status.DONE).order_by("-window_end")[:limit])
+def latest_report(*, model: RegisteredModel, report_id: int | None = None) -> Report | None:
+    """The finished report asked for (if it is the model's), else the one with the newest window: whole."""
+    done = Report.objects.filter(model=model, status=Report.Status.DONE)
+    asked = done.filter(pk=report_id).first() if report_id is not None else None
+    return asked or done.order_by("-window_end", "-id").first()
+
+
+class _JsonParts(Func):
+    """Parts of a JSON column, each at a path of keys, as one JSON array (null where a part is missing):
+    the column is parsed once per row, where a key lookup per part would parse it once per part."""
+
+    output_field = JSONField()
+
+    def __init__(self, column: str, paths: list[list[str]]) -> None:
+        super().__init__(F(column))
+        self.paths = paths
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.get_source_expressions()[0])
+        keys = ["$" + "".join('."' + key.replace('"', '\\"') + '"' for key in path) for path in self.paths]
+        return f"JSON_EXTRACT({column}, {', '.join(['%s'] * len(keys))})", [*params, *keys]
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.get_source_expressions()[0])
+        parts = ", ".join([f"({column} #> %s::text[])"] * len(self.paths))
+        return f"jsonb_build_array({parts})", [value for path in self.paths for value in (*params, path)]
+
+
+def model_reports(*, model: RegisteredModel, slices: Iterable[str] = (), limit: int = 90) -> list[Report]:
+    """The latest finished reports of a model, oldest first, for trends: each report's `results` holds
+    only what the trend charts read (its columns, the dataset's verdicts, and the performance of each of
+    `slices`), extracted by the database. Whole results are mostly slice histograms: decoding 90 of them
+    cost more than the rest of the monitoring page."""
+    names = list(slices)
+    paths = [["columns"], ["dataset", "columns"], *(["slices", name, "performance"] for name in names)]
+    reports: list[Any] = list(
+        Report.objects.filter(model=model, status=Report.Status.DONE)
+        .defer("results")
+        .annotate(trend_parts=_JsonParts("results", paths))
+        .order_by("-window_end", "-id")[:limit]
+    )
     reports.reverse()
+    for report in reports:
+        columns, verdicts, *performance = report.trend_parts
+        report.results = {
+            "columns": columns or [],
+            "dataset": {"columns": verdicts or {}},
+            "slices": {name: {"performance": found} for name, found in zip(names, performance, strict=True) if found},
+        }
     return reports
 
 
 def recent_reports(*, model: RegisteredModel, limit: int = 10) -> list[Report]:
-    return list(Report.objects.filter(model=model).select_related("requested_by").order_by("-created_at")[:limit])
+    return list(
+        Report.objects.filter(model=model)
+        .defer("results")
+        .select_related("requested_by")
+        .order_by("-created_at")[:limit]
+    )
 
 
 def open_alerts(*, model: RegisteredModel) -> list[Alert]:
@@ -220,16 +274,39 @@ def retraining_runs(*, model: RegisteredModel, limit: int = 10) -> list[Retraini
 
 
 def daily_usage(*, model: RegisteredModel, days: int = 30) -> list[tuple[date, int, int, float | None]]:
-    """Requests, errors and p99 latency (ms, bucket bound) per day over all versions of the model."""
+    """Requests, errors and p99 latency (ms, bucket bound) per UTC day over all versions of the model.
+
+    Counters of any granularity (minutes, rolled-up hours or days) each fall in one day; the database adds
+    them up, so this is one query returning a row a day.
+    """
     since = timezone.now() - timedelta(days=days)
-    per_day: dict[date, list[Any]] = {}
-    rows = ScoringStats.objects.filter(version__model=model, minute__gte=since).values_list(
-        "minute", "requests", "errors", "latency_histogram"
+    rows = (
+        ScoringStats.objects.filter(version__model=model, start__gte=since)
+        .annotate(day=utc_day("start"))
+        .values("day")
+        .annotate(requests=Sum("requests"), errors=Sum("errors"), **latency_sums())
+        .order_by("day")
     )
-    for minute, requests, errors, histogram in rows:
-        day = minute.date()
-        totals = per_day.setdefault(day, [0, 0, [0] * (len(BUCKETS) + 1)])
-        totals[0] += requests
-        totals[1] += errors
-        totals[2] = [a + b for a, b in zip(totals[2], histogram, strict=True)]
-    return [(day, t[0], t[1], percentile(t[2], 0.99)) for day, t in sorted(per_day.items())]
+    return [
+        (date.fromisoformat(row["day"]), row["requests"], row["errors"], percentile(latency_histogram(row), 0.99))
+        for row in rows
+    ]
+
+
+def daily_traffic(
+    *, model: RegisteredModel, days: int = TRAFFIC_DAYS
+) -> list[tuple[date, int, dict[str, int], float | None]]:
+    """Logged predictions per UTC day from the hourly summaries (all traffic, every version): rows,
+    predictions per label and label coverage. One query over at most 24 rows a day, whatever the traffic."""
+    end = timezone.now()
+    points = summary_trend(model=model, start=end - timedelta(days=days), end=end, period=DAY, latency=False)
+    return [
+        (point.start.date(), point.summary.rows, point.summary.predictions, point.summary.label_coverage)
+        for point in points
+    ]
+
+
+def version_traffic(*, version: ModelVersion, days: int = SPARKLINE_DAYS) -> Summary:
+    """The version's logged predictions over the last `days` from its hourly summaries (one query)."""
+    end = timezone.now()
+    return summary_over(model=version.model, version=version, start=end - timedelta(days=days), end=end, features=False)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from monitoring import archiving, reports, retraining, services
+from monitoring import archiving, reports, retraining, services, summaries
 from monitoring.models import MonitoringConfig, RetrainingRun
 
 logger = logging.getLogger(__name__)
@@ -56,3 +56,9 @@ def archive_actuals() -> None:
     """Beat, every 15 minutes: archive complete hours of actuals, then prune them (as for predictions)."""
     summary = archiving.archive_actuals_run()
     logger.info("Actuals archive: %s", summary)
+
+
+@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3540)
+def summarise_archived_hours() -> None:
+    """Beat, every 15 minutes after compaction: hourly summaries of the hours archived since the last run."""
+    logger.info("Summarised %s archived hours", summaries.summarise_archived_hours())

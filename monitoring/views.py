@@ -46,11 +46,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(RegisteredModel, name=name)
     config = MonitoringConfig.objects.filter(model=model).first()
-    history = selectors.model_reports(model=model)
     requested = request.GET.get("report", "")
-    latest: Report | None = history[-1] if history else None
-    if requested.isdigit():
-        latest = Report.objects.filter(model=model, pk=int(requested), status=Report.Status.DONE).first() or latest
+    latest = selectors.latest_report(model=model, report_id=int(requested) if requested.isdigit() else None)
+    history = selectors.model_reports(model=model, slices=latest.results.get("slices", {}) if latest else ())
     figures: dict[str, object] = {}
     columns: list[str] = []
     slices: list[str] = []
@@ -84,6 +82,9 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
     usage = selectors.daily_usage(model=model)
     if usage:
         figures["usage"] = charts.volume_and_latency(usage)
+    traffic = selectors.daily_traffic(model=model)
+    if traffic:
+        figures["traffic"] = charts.traffic_trend(traffic)
     recipe = selectors.retraining_recipe(model=model)
     return render(
         request,

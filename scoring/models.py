@@ -78,22 +78,38 @@ class Prediction(models.Model):
 
 
 class ScoringStats(models.Model):
-    """Requests, errors and a latency histogram per version and minute, flushed from memory."""
+    """Requests, errors and a latency histogram per version and period, flushed from memory per minute.
+
+    The recorder writes minutes; `usage_rollup` (scoring/usage.py) merges minutes older than
+    MF_USAGE_MINUTES_HOURS into hours and hours older than MF_USAGE_HOURS_DAYS into days, so a version
+    keeps a bounded number of rows. Readers sum whatever rows start in their range: a period is counted
+    in exactly one row, as a minute's row is deleted in the transaction that adds it to its hour.
+    """
+
+    class Granularity(models.TextChoices):
+        MINUTE = "minute", "Minute"
+        HOUR = "hour", "Hour"
+        DAY = "day", "Day"
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="scoring_stats")
-    minute = models.DateTimeField()
-    requests = models.PositiveIntegerField(default=0)
-    rows = models.PositiveIntegerField(default=0)
-    errors = models.PositiveIntegerField(default=0)
-    # Counts per latency bucket upper bound in ms (see scoring.stats.BUCKETS).
+    granularity = models.CharField(max_length=6, choices=Granularity.choices, default=Granularity.MINUTE)
+    start = models.DateTimeField(help_text="Start of the period (UTC)")
+    # Big integers: a day of a busy version passes 2^31 rows.
+    requests = models.PositiveBigIntegerField(default=0)
+    rows = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0)
+    # Counts per latency bucket upper bound in ms (see scoring.recorder.BUCKETS).
     latency_histogram = models.JSONField(default=list)
 
     class Meta:
-        ordering = ["-minute"]
-        constraints = [models.UniqueConstraint(fields=["version", "minute"], name="one_stats_row_per_minute")]
+        ordering = ["-start"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "granularity", "start"], name="one_stats_row_per_period")
+        ]
+        indexes = [models.Index(fields=["granularity", "start"], name="stats_by_period")]
 
     def __str__(self) -> str:
-        return f"{self.version} {self.minute:%Y-%m-%d %H:%M}"
+        return f"{self.version} {self.granularity} {self.start:%Y-%m-%d %H:%M}"
 
 
 class BatchJob(models.Model):

@@ -122,7 +122,10 @@ class Recorder:
                     cursor.execute(_insert_sql(len(piece)), [value for row in piece for value in row])
                 for (version_id, minute), (requests, count, errors, histogram) in stats.items():
                     row, _ = ScoringStats.objects.select_for_update().get_or_create(
-                        version_id=version_id, minute=minute, defaults={"latency_histogram": [0] * len(histogram)}
+                        version_id=version_id,
+                        granularity=ScoringStats.Granularity.MINUTE,
+                        start=minute,
+                        defaults={"latency_histogram": [0] * len(histogram)},
                     )
                     row.requests += requests
                     row.rows += count

@@ -1,5 +1,5 @@
-"""Scoring tasks: batch scoring (thin wrappers that take IDs and call the services of scoring.batch), and
-the prediction archive's compaction.
+"""Scoring tasks: batch scoring (thin wrappers that take IDs and call the services of scoring.batch), the
+prediction archive's compaction and the usage counters' rollup.
 
 No task waits for another (there is no result backend): the start task queues one task per chunk,
 and each chunk task, after committing, finalizes the run if it was the last one.
@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from config.errors import unavailable_dependency
+from scoring import usage
 from scoring.archive import compaction
 from scoring.batch import chunks, runs, selectors
 from scoring.models import BatchJob
@@ -124,3 +125,12 @@ def score_batch_chunk(self: Task[Any, Any], run_id: int, chunk_index: int) -> No
         raise  # autoretry_for queues the next attempt, with exponential backoff
     # Checked after every chunk (also one found already done): the last to commit finalizes the run.
     runs.run_finalize(run_id=run_id)
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1740)
+def roll_up_usage() -> None:
+    """Beat, hourly: merge old per-minute usage counters into hours and days (idempotent)."""
+    rolled = usage.usage_rollup()
+    logger.info(
+        "Usage counters rolled up: %s minute rows into hours, %s hour rows into days", rolled.minutes, rolled.hours
+    )

@@ -177,6 +177,10 @@ STORAGES = {
 MF_ARCHIVE_URL = env_str("MF_ARCHIVE_URL", str(MEDIA_ROOT / "archive"))
 MF_PREDICTION_HOT_DAYS = env_int("MF_PREDICTION_HOT_DAYS", 14, minimum=1)
 MF_PREDICTION_ARCHIVE_DAYS = env_int("MF_PREDICTION_ARCHIVE_DAYS", 0, minimum=0)
+# Real-time usage counters (scoring.models.ScoringStats) are written per minute and rolled up hourly by
+# beat: minutes older than MF_USAGE_MINUTES_HOURS become hours, hours older than MF_USAGE_HOURS_DAYS days.
+MF_USAGE_MINUTES_HOURS = env_int("MF_USAGE_MINUTES_HOURS", 48, minimum=1)
+MF_USAGE_HOURS_DAYS = env_int("MF_USAGE_HOURS_DAYS", 30, minimum=1)
 
 # Upload limit for one file; the default suits scikit-learn artifacts and reference samples.
 MF_MAX_UPLOAD_BYTES = env_int("MF_MAX_UPLOAD_MB", 500, minimum=1) * 1024 * 1024
@@ -386,6 +390,11 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stalled-batch-chunks": {"task": "scoring.tasks.requeue_stalled_chunks", "schedule": 300.0},
     "archive-predictions": {"task": "scoring.tasks.archive_predictions", "schedule": crontab(minute="5-59/15")},
     "archive-actuals": {"task": "monitoring.tasks.archive_actuals", "schedule": crontab(minute="5-59/15")},
+    "summarise-archived-hours": {
+        "task": "monitoring.tasks.summarise_archived_hours",
+        "schedule": crontab(minute="10-59/15"),
+    },
+    "roll-up-usage-counters": {"task": "scoring.tasks.roll_up_usage", "schedule": 3600.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
 

@@ -74,7 +74,7 @@ def test_the_window_holds_archived_and_hot_rows_and_reports_unreadable_files(pro
     hot = predictions(production, hot_hour, 25, "h")
 
     # Actuals: by prediction id beats by entity id; entity ids label predictions without their own actual.
-    Actual.objects.create(model=production.model, prediction=in_archive[0], value=1)
+    Actual.objects.create(model=production.model, prediction_id=in_archive[0].pk, value=1)
     Actual.objects.create(model=production.model, entity_id="a0", value=0)
     Actual.objects.create(model=production.model, entity_id="h3", value=1)
     archived_actuals = format.actuals_table(
