@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from django.db.models import Q
 from django.utils import timezone
@@ -200,7 +201,13 @@ def _archived(
                 continue
             paths.append(listed["path"])
     name = None
-    if paths:
+    if paths and isinstance(filesystem, pafs.LocalFileSystem):
+        # DuckDB's own Parquet reader: several times faster than scanning a pyarrow dataset through Python,
+        # with its threads, row-group statistics and only the columns a query names.
+        name = f"archived_{kind}"
+        files = ", ".join(literal(f"{root}/{path}") for path in paths)
+        connection.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
+    elif paths:  # object storage, which this DuckDB reaches only through pyarrow's filesystems
         name = f"archived_{kind}"
         connection.register(name, store.dataset(paths, schema=pa.unify_schemas(schemas, promote_options="permissive")))
     return name, [entry.hour for entry in hours]
