@@ -14,16 +14,17 @@ from monitoring.models import Actual
 from scoring.archive import format, lifecycle, store
 from scoring.models import ArchivedHour
 
-# The Actual attributes `format.actuals_table` reads.
-COLUMNS = ("id", "model_id", "prediction_id", "entity_id", "value", "observed_at", "received_at")
-
 
 def _model_rows(model_id: int) -> QuerySet[Actual]:
     return Actual.objects.filter(model_id=model_id)
 
 
 def _write_hour(model_id: int, hour: datetime, rows: QuerySet[Actual]) -> list[dict[str, Any]]:
-    values = rows.order_by("received_at", "id").values(*COLUMNS).iterator(chunk_size=lifecycle.ROWS_PER_TABLE)
+    values = (
+        rows.order_by("received_at", "id")
+        .values(*format.ACTUAL_ATTRIBUTES)
+        .iterator(chunk_size=lifecycle.ROWS_PER_TABLE)
+    )
     tables = (format.actuals_table(chunk) for chunk in lifecycle.chunked(values, lifecycle.ROWS_PER_TABLE))
     path = store.hour_path(store.ACTUALS, model_id, hour)
     written, size = store.write_tables(path, format.ACTUAL_COLUMNS, tables)

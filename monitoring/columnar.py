@@ -57,22 +57,6 @@ HOUR = timedelta(hours=1)
 CHUNK_ROWS = 20_000
 # DuckDB's share of a report worker's memory; beyond it joins and temporary tables spill to disk.
 MEMORY_LIMIT = "700MB"
-_PREDICTION_FIELDS = (
-    "id",
-    "at",
-    "model_id",
-    "version_id",
-    "consumer_id",
-    "user_id",
-    "entity_id",
-    "input",
-    "input_sha256",
-    "output",
-    "probabilities",
-    "latency_ms",
-    "engine",
-)
-_ACTUAL_FIELDS = ("id", "model_id", "prediction_id", "entity_id", "value", "observed_at", "received_at")
 _DUCKDB_TYPES = {"float": "DOUBLE", "integer": "BIGINT", "boolean": "BOOLEAN"}
 
 
@@ -263,7 +247,7 @@ def _hot_predictions(
     rows = (
         Prediction.objects.filter(model=model, input__isnull=False)
         .filter(_within(intervals, "at"))
-        .values(*_PREDICTION_FIELDS, "version__number")
+        .values(*format.PREDICTION_ATTRIBUTES, "version__number")
         .iterator(chunk_size=CHUNK_ROWS)
     )
     created: set[str] = set()
@@ -349,7 +333,7 @@ def _actuals(
     rows = (
         Actual.objects.filter(model=model)
         .filter(_within(_uncovered(start, far, archived_hours), "received_at"))
-        .values(*_ACTUAL_FIELDS)
+        .values(*format.ACTUAL_ATTRIBUTES)
         .iterator(chunk_size=CHUNK_ROWS)
     )
     created: set[str] = set()

@@ -20,23 +20,6 @@ from registry.schema import parse_schema
 from scoring.archive import format, lifecycle, partitions, store
 from scoring.models import ArchivedHour, Prediction
 
-# The Prediction attributes `format.predictions_table` reads.
-COLUMNS = (
-    "id",
-    "at",
-    "model_id",
-    "version_id",
-    "consumer_id",
-    "user_id",
-    "entity_id",
-    "input",
-    "input_sha256",
-    "output",
-    "probabilities",
-    "latency_ms",
-    "engine",
-)
-
 
 def _model_rows(model_id: int) -> QuerySet[Prediction]:
     return Prediction.objects.filter(model_id=model_id)
@@ -52,7 +35,7 @@ def _write_hour(model_id: int, hour: datetime, rows: QuerySet[Prediction]) -> li
         values = (
             rows.filter(version_id=version.pk)
             .order_by("at", "id")
-            .values(*COLUMNS)
+            .values(*format.PREDICTION_ATTRIBUTES)
             .iterator(chunk_size=lifecycle.ROWS_PER_TABLE)
         )
         tables = (

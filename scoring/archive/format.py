@@ -37,6 +37,24 @@ ENGINE = "__engine"
 # False when only the input's sha256 was logged: its feature columns are then empty, not missing values.
 INPUT_KEPT = "__input_kept"
 
+# The Prediction and Actual attributes `predictions_table` and `actuals_table` read (what to ask the ORM for).
+PREDICTION_ATTRIBUTES = (
+    "id",
+    "at",
+    "model_id",
+    "version_id",
+    "consumer_id",
+    "user_id",
+    "entity_id",
+    "input",
+    "input_sha256",
+    "output",
+    "probabilities",
+    "latency_ms",
+    "engine",
+)
+ACTUAL_ATTRIBUTES = ("id", "model_id", "prediction_id", "entity_id", "value", "observed_at", "received_at")
+
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 LOG_COLUMNS = pa.schema(
     [
