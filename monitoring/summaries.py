@@ -348,6 +348,9 @@ def _known_actuals(model_id: int, hour: datetime) -> pa.Table:
     )
 
 
+SUMMARISE_PAGE = 100
+
+
 def summarise_archived_hours() -> int:
     """Summarise every archived hour of predictions whose summaries are missing or older than its files
     (archived again after late rows); returns how many hours. Beat runs it after compaction: the archive
@@ -355,15 +358,15 @@ def summarise_archived_hours() -> int:
     fresh = HourlySummary.objects.filter(
         model_id=OuterRef("model_id"), hour=OuterRef("hour"), computed_at__gte=OuterRef("archived_at")
     )
-    pending = (
-        ArchivedHour.objects.filter(kind=ArchivedHour.Kind.PREDICTIONS, rows__gt=0)
-        .exclude(Exists(fresh))
-        .order_by("hour", "model_id")
-    )
-    done = 0
-    for entry in pending.iterator():
-        summarise_archived_hour(entry)
-        done += 1
+    pending = ArchivedHour.objects.filter(kind=ArchivedHour.Kind.PREDICTIONS, rows__gt=0).exclude(Exists(fresh))
+    done, last = 0, 0
+    # A page at a time, read before writing (on SQLite a cursor left open across the writes ends in
+    # "database is locked"), after the last entry seen: an hour that leaves no summary is not asked again.
+    while batch := list(pending.filter(pk__gt=last).order_by("pk")[:SUMMARISE_PAGE]):
+        for entry in batch:
+            summarise_archived_hour(entry)
+        done += len(batch)
+        last = batch[-1].pk
     return done
 
 
