@@ -55,9 +55,8 @@ TRAFFIC = "traffic"  # view: the window's rows
 LABELLED = "labelled"  # view: the window's rows with their actual (null where none)
 HOUR = timedelta(hours=1)
 CHUNK_ROWS = 20_000
-# DuckDB's share of a report worker's memory; beyond it joins and temporary tables spill to disk. The
-# worker's own part (Django, scikit-learn, the reference and its profile) is about 800 MB.
-MEMORY_LIMIT = "500MB"
+# DuckDB's share of a report worker's memory; beyond it joins and temporary tables spill to disk.
+MEMORY_LIMIT = "700MB"
 _DUCKDB_TYPES = {"float": "DOUBLE", "integer": "BIGINT", "boolean": "BOOLEAN"}
 
 

@@ -18,8 +18,8 @@ from monitoring.columnar import TRAFFIC, Window
 from monitoring.slicing import Slice
 
 SLICE = "slice"
-# Rows fetched by one scan for exact tests (as pandas, with every feature): tens of megabytes.
-FETCH_ROWS = 200_000
+# Rows fetched by one scan for exact tests: a million rows of a few columns, tens of megabytes.
+FETCH_ROWS = 1_000_000
 # Slices whose keys combine into at most this many groups (per value of the extra keys) are counted by
 # one GROUP BY of all keys; more, by GROUPING SETS.
 ROLLED_UP_COMBINATIONS = 256
