@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from monitoring import services
 from monitoring.models import MonitoringConfig, Report
@@ -111,5 +112,6 @@ def test_evidently_report_is_prepared_on_request_and_shown_framed_with_its_sampl
     assert "Computed by Evidently on a sample of 120 of 300 predictions" in sample.inner_text()
     # Its scripts run in the sandboxed frame, which the page's own policy lets it show.
     frame = page.frame_locator("iframe.evidently-frame")
-    assert "Dataset Drift" in frame.locator("body").inner_text(timeout=30_000)
+    # The body exists before Evidently's scripts have drawn into it: wait for the text, not the element.
+    expect(frame.locator("body")).to_contain_text("Dataset Drift", timeout=30_000)
     screenshot("monitoring-evidently")
