@@ -17,7 +17,6 @@ holds the rest.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from monitoring.models import Actual
 from registry.models import RegisteredModel
 from registry.schema import FieldSpec, parse_schema
 from scoring.archive import format, store
+from scoring.archive.lifecycle import chunked
 from scoring.batch.snapshots import ENTITY_ID_COLUMN, FIRST_ROW_COLUMN, read_rows
 from scoring.models import ArchivedHour, BatchRun, BatchScore, Prediction
 
@@ -217,12 +217,6 @@ def _within(intervals: list[tuple[datetime, datetime]], field_name: str) -> Q:
     return condition
 
 
-def _chunks(rows: Iterable[Any]) -> Iterator[list[Any]]:
-    iterator = iter(rows)
-    while chunk := list(itertools.islice(iterator, CHUNK_ROWS)):
-        yield chunk
-
-
 def _append(connection: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, created: set[str]) -> None:
     connection.register("incoming", rows)
     if table in created:
@@ -251,7 +245,7 @@ def _hot_predictions(
         .iterator(chunk_size=CHUNK_ROWS)
     )
     created: set[str] = set()
-    for chunk in _chunks(rows):
+    for chunk in chunked(rows, CHUNK_ROWS):
         by_version: dict[int, list[dict[str, Any]]] = {}
         for row in chunk:
             row["version"] = row.pop("version__number")
@@ -284,7 +278,7 @@ def _batch_rows(
         scores = f"batch_scores_{run.pk}"
         created: set[str] = set()
         values = BatchScore.objects.filter(run=run).values_list("entity_id", "prediction", "probability", "scored_at")
-        for chunk in _chunks(values.iterator(chunk_size=CHUNK_ROWS)):
+        for chunk in chunked(values.iterator(chunk_size=CHUNK_ROWS), CHUNK_ROWS):
             _append(connection, scores, _scores_table(chunk), created)
         if created:
             present = set(snapshot.column_names)
@@ -337,7 +331,7 @@ def _actuals(
         .iterator(chunk_size=CHUNK_ROWS)
     )
     created: set[str] = set()
-    for chunk in _chunks(rows):
+    for chunk in chunked(rows, CHUNK_ROWS):
         _append(connection, "hot_actuals", format.actuals_table(chunk), created)
     sources += [f"SELECT * FROM {table}" for table in created]
     if not sources:

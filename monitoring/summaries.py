@@ -25,6 +25,7 @@ import pyarrow as pa
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Sum
 
+from monitoring.columnar import quote
 from monitoring.models import Actual, HourlySummary, MonitoringConfig, SummaryBins
 from registry.choices import FileKind, ModelTask
 from registry.loading import verified_path
@@ -49,10 +50,6 @@ _SLICE = "__slice"
 _HAS_ACTUAL = "__has_actual"
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 # --- bins -------------------------------------------------------------------------------------------
 
 
@@ -68,7 +65,7 @@ def _derive_bins(connection: duckdb.DuckDBPyConnection, relation: str, fields: l
     for field in fields:
         if field.name not in available:
             continue
-        column = _quoted(field.name)
+        column = quote(field.name)
         if field.type in NUMERICAL_TYPES:
             value = f"TRY_CAST({column} AS DOUBLE)"
             found = connection.execute(
@@ -109,13 +106,13 @@ def summary_bins(version: ModelVersion, hour_table: pa.Table) -> SummaryBins:
 def _bin_expression(column: str, spec: dict[str, Any], params: list[Any]) -> str:
     """SQL giving each value its bin's index (MISSING_BIN for a missing value); appends its parameters."""
     if spec["kind"] == NUMERICAL:
-        value = f"TRY_CAST({_quoted(column)} AS DOUBLE)"
+        value = f"TRY_CAST({quote(column)} AS DOUBLE)"
         cases = [f"WHEN {value} IS NULL OR isnan({value}) THEN {MISSING_BIN}"]
         for index, edge in enumerate(spec["edges"]):
             cases.append(f"WHEN {value} < ?::DOUBLE THEN {index}")
             params.append(edge)
         return f"CASE {' '.join(cases)} ELSE {len(spec['edges'])} END"
-    value = f"CAST({_quoted(column)} AS VARCHAR)"
+    value = f"CAST({quote(column)} AS VARCHAR)"
     cases = [f"WHEN {value} IS NULL THEN {MISSING_BIN}"]
     for index, category in enumerate(spec["values"]):
         cases.append(f"WHEN {value} = ? THEN {index}")
@@ -156,7 +153,7 @@ def _prepare(
     parts = [f"SELECT '' AS {_SLICE}, * FROM base"]
     for column in slice_columns:
         name = column.replace("'", "''")
-        quoted = _quoted(column)
+        quoted = quote(column)
         parts.append(
             f"SELECT '{name}=' || CAST({quoted} AS VARCHAR) AS {_SLICE}, * FROM base WHERE {quoted} IS NOT NULL"
         )
