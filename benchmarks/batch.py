@@ -78,16 +78,17 @@ def time_limit(pipeline: Pipeline, frame: pd.DataFrame, repeat: int) -> tuple[li
 
 
 @contextlib.contextmanager
-def fresh_database(name: str) -> Iterator[str]:
-    """A new PostgreSQL database on the local server, dropped on the way out; yields its URL."""
+def fresh_database(name: str, keep: bool = False) -> Iterator[str]:
+    """A new PostgreSQL database on the local server, dropped on the way out unless `keep`; yields its URL."""
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:  # FORCE also ends the connections still open to it (this process's own, Django's)
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not keep:
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ production through the product's services. Then:
    archive files replicated k times per hour (ids made unique, model rewritten) with their manifest
    entries: the files are what compaction wrote, k times over.
 4. **Reports.** `monitoring.reports.compute` runs in a child process per window; wall time and the child's
-   peak RSS (`os.wait4`). False-discovery correction is off, as Evidently has none.
+   peak RSS (its own VmHWM). False-discovery correction is off, as Evidently has none.
 5. **Evidently** on the same rows exported to a DataFrame (time excludes reading): its own
    `Report([DataDriftPreset()])` over each window of `--evidently-sizes`, in a child process, and per
    segment on the base window for the verdict agreement of every (slice, feature) pair.
@@ -173,10 +173,9 @@ def replicate(base: Any, target: Any, copies: int) -> int:
                     fmt.MODEL_ID,
                     pa.array(np.full(len(table), target.model.pk), pa.int64()),
                 )
-                ids = part[fmt.ID]
-                part = part.set_column(
-                    part.schema.get_field_index(fmt.ID), fmt.ID, pc.binary_join_element_wise(ids, f"-{copy}", "")
-                )
+                # Still UUIDs (the last four hex digits say which copy), so that actuals join as in production.
+                ids = pc.utf8_replace_slice(part[fmt.ID], start=32, stop=36, replacement=f"{copy:04x}")
+                part = part.set_column(part.schema.get_field_index(fmt.ID), fmt.ID, ids)
                 if fmt.VERSION_ID in part.column_names:
                     part = part.set_column(
                         part.schema.get_field_index(fmt.VERSION_ID),
@@ -201,17 +200,22 @@ def replicate(base: Any, target: Any, copies: int) -> int:
     return total
 
 
-def child(arguments: list[str]) -> tuple[float, float, str]:
-    """Run this script with `arguments` in a child process: (seconds, peak RSS in GB, its stdout)."""
+def child(arguments: list[str]) -> tuple[float, dict[str, Any]]:
+    """Run this script with `arguments` in a child process: (seconds, the JSON its last line printed)."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, __file__, *arguments], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run([sys.executable, __file__, *arguments], stdout=subprocess.PIPE, text=True, check=False)
     seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"{arguments} failed ({status}):\n{output}")
-    return seconds, usage.ru_maxrss / 1024 / 1024, output
+    if done.returncode != 0:
+        raise RuntimeError(f"{arguments} failed ({done.returncode}):\n{done.stdout}")
+    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peak_gb() -> float:
+    """This process's peak resident memory. Not the rusage a parent reads when the child ends: Linux
+    counts in it the parent's resident memory at the fork, which made every child look like 2.08 GB."""
+    status = Path("/proc/self/status").read_text()
+    kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(kilobytes) / 1024 / 1024
 
 
 def compute_report(report_id: int) -> None:
@@ -221,7 +225,8 @@ def compute_report(report_id: int) -> None:
     started = time.perf_counter()
     report = reports.compute(report_id=report_id)
     assert report is not None
-    print(json.dumps({"seconds": time.perf_counter() - started, "status": report.status, "error": report.error}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "status": report.status, "error": report.error, "peak_gb": peak_gb()}))
 
 
 def window_frame(model_id: int, start: datetime, end: datetime, columns: list[str]) -> pd.DataFrame:
@@ -257,7 +262,8 @@ def evidently_run(model_id: int, start: str, end: str, reference_path: str) -> N
     )
     started = time.perf_counter()
     evidently_verdicts(reference[FEATURES], current[FEATURES], definition)
-    print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(current)}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "rows": len(current), "peak_gb": peak_gb()}))
 
 
 def agreement(report: Any, model_id: int, reference: pd.DataFrame) -> tuple[int, int, list[str]]:
@@ -289,12 +295,33 @@ def agreement(report: Any, model_id: int, reference: pd.DataFrame) -> tuple[int,
     return same, total, differing
 
 
+def reused(sizes: list[int]) -> tuple[dict[int, Any], datetime, dict[int, int]]:
+    """The models, window start and window rows that an earlier run with --keep left."""
+    from django.db.models import Min, Sum
+
+    from registry.models import RegisteredModel
+    from scoring.models import ArchivedHour
+
+    productions, rows = {}, {}
+    for size in sizes:
+        model = RegisteredModel.objects.get(name=f"scale-{size}x")
+        version = model.versions.get(number=1)
+        productions[size] = mf_setup.Production(model, version, version.author, token="", user_token="")
+        archived = ArchivedHour.objects.filter(model=model, kind=ArchivedHour.Kind.PREDICTIONS)
+        rows[size] = int(archived.aggregate(rows=Sum("rows"))["rows"])
+    first = ArchivedHour.objects.filter(model=productions[1].model).aggregate(first=Min("hour"))["first"]
+    return productions, first, rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-rows", type=int, default=1_000_000)
     parser.add_argument("--sizes", default="1,5,10,50", help="window sizes, in multiples of the base window")
     parser.add_argument("--evidently-sizes", default="1,5")
-    parser.add_argument("--keep", action="store_true", help="keep the data directory (printed)")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory and the database (printed)")
+    parser.add_argument(
+        "--reuse", metavar="DIRECTORY", help="measure the reports again on the data and database --keep left"
+    )
     parser.add_argument("--compute", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--evidently", nargs=4, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -308,9 +335,14 @@ def main() -> int:
 
     sizes = [int(size) for size in arguments.sizes.split(",")]
     evidently_sizes = {int(size) for size in arguments.evidently_sizes.split(",")}
-    workdir = Path(tempfile.mkdtemp(prefix="mf-monitoring-scale-"))
+    workdir = Path(arguments.reuse) if arguments.reuse else Path(tempfile.mkdtemp(prefix="mf-monitoring-scale-"))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    with fresh_database(DATABASE) as url:
+    database = (
+        contextlib.nullcontext(f"postgresql://postgres@127.0.0.1:5432/{DATABASE}")
+        if arguments.reuse
+        else fresh_database(DATABASE, keep=arguments.keep)
+    )
+    with database as url:
         mf_setup.configure(
             {
                 "DATABASE_URL": url,
@@ -325,62 +357,67 @@ def main() -> int:
         from scoring.models import ArchivedHour
 
         reference = segmented(REFERENCE_ROWS, np.random.default_rng(1), drifting=False)
-        pipeline = train(reference, workdir)
-        productions = {}
-        for size in sizes:
-            productions[size] = mf_setup.register_in_production(
-                name=f"scale-{size}x",
-                title=f"Monitoring at scale, {size}x the base window",
-                artifact=workdir / "model.skops",
-                golden_set=workdir / "golden_set.csv",
-                columns=None,
-                input_schema=input_schema(),
-                reference_data=workdir / "reference.parquet",
+        if arguments.reuse:
+            productions, start, rows = reused(sizes)
+            end = start + WINDOW
+            base = productions[1]
+        else:
+            pipeline = train(reference, workdir)
+            productions = {}
+            for size in sizes:
+                productions[size] = mf_setup.register_in_production(
+                    name=f"scale-{size}x",
+                    title=f"Monitoring at scale, {size}x the base window",
+                    artifact=workdir / "model.skops",
+                    golden_set=workdir / "golden_set.csv",
+                    columns=None,
+                    input_schema=input_schema(),
+                    reference_data=workdir / "reference.parquet",
+                )
+                MonitoringConfig.objects.update_or_create(
+                    model=productions[size].model,
+                    defaults={"slice_columns": ["segment"], "fdr_correction": False, "min_slice_rows": 100},
+                )
+            base = productions[1]
+            start = (datetime.now(UTC) - timedelta(days=9)).replace(minute=0, second=0, microsecond=0)
+            end = start + WINDOW
+
+            started = time.perf_counter()
+            labelled = log_traffic(base, pipeline, arguments.base_rows, start, seed=2)
+            logged = time.perf_counter() - started
+            record_actuals(base, labelled)
+            print(
+                f"logged {arguments.base_rows:,} predictions through the recorder in {logged:.0f} s, "
+                f"{len(labelled):,} actuals through the API service in {time.perf_counter() - started - logged:.0f} s"
             )
-            MonitoringConfig.objects.update_or_create(
-                model=productions[size].model,
-                defaults={"slice_columns": ["segment"], "fdr_correction": False, "min_slice_rows": 100},
+
+            started = time.perf_counter()
+            compaction.compact()
+            # As the archive stands an hour later: the actuals just posted are in the hour still open.
+            compact_actuals(now=datetime.now(UTC) + timedelta(hours=2))
+            compacted = time.perf_counter() - started
+            entries = ArchivedHour.objects.filter(model=base.model, kind=ArchivedHour.Kind.PREDICTIONS)
+            archived_rows = sum(e.rows for e in entries)
+            archived_bytes = sum(e.bytes for e in entries)
+            print(
+                f"compaction: {archived_rows:,} predictions in {compacted:.1f} s "
+                f"({archived_rows / compacted:,.0f} rows/s), {archived_bytes / archived_rows:.1f} bytes per prediction"
             )
-        base = productions[1]
-        start = (datetime.now(UTC) - timedelta(days=9)).replace(minute=0, second=0, microsecond=0)
-        end = start + WINDOW
 
-        started = time.perf_counter()
-        labelled = log_traffic(base, pipeline, arguments.base_rows, start, seed=2)
-        logged = time.perf_counter() - started
-        record_actuals(base, labelled)
-        print(
-            f"logged {arguments.base_rows:,} predictions through the recorder in {logged:.0f} s, "
-            f"{len(labelled):,} actuals through the API service in {time.perf_counter() - started - logged:.0f} s"
-        )
-
-        started = time.perf_counter()
-        compaction.compact()
-        # As the archive stands an hour later: the actuals just posted are in the hour still open.
-        compact_actuals(now=datetime.now(UTC) + timedelta(hours=2))
-        compacted = time.perf_counter() - started
-        entries = ArchivedHour.objects.filter(model=base.model, kind=ArchivedHour.Kind.PREDICTIONS)
-        archived_rows = sum(e.rows for e in entries)
-        archived_bytes = sum(e.bytes for e in entries)
-        print(
-            f"compaction: {archived_rows:,} predictions in {compacted:.1f} s "
-            f"({archived_rows / compacted:,.0f} rows/s), {archived_bytes / archived_rows:.1f} bytes per prediction"
-        )
-
-        rows = {1: archived_rows}
-        for size in sizes:
-            if size != 1:
-                started = time.perf_counter()
-                rows[size] = replicate(base, productions[size], size)
-                print(f"replicated {rows[size]:,} rows for {size}x in {time.perf_counter() - started:.0f} s")
+            rows = {1: archived_rows}
+            for size in sizes:
+                if size != 1:
+                    started = time.perf_counter()
+                    rows[size] = replicate(base, productions[size], size)
+                    print(f"replicated {rows[size]:,} rows for {size}x in {time.perf_counter() - started:.0f} s")
 
         results: dict[int, dict[str, Any]] = {}
         for size in sizes:
             report = Report.objects.create(
                 model=productions[size].model, window_start=start, window_end=end, requested_by=base.author
             )
-            seconds, peak, output = child(["--compute", str(report.pk)])
-            inner = json.loads(output.strip().splitlines()[-1])
+            seconds, inner = child(["--compute", str(report.pk)])
+            peak = inner["peak_gb"]
             report.refresh_from_db()
             results[size] = {"rows": rows[size], "seconds": seconds, "inner": inner["seconds"], "peak_gb": peak}
             print(
@@ -389,7 +426,7 @@ def main() -> int:
                 flush=True,
             )
             if size in evidently_sizes:
-                _ev_seconds, ev_peak, ev_output = child(
+                _ev_seconds, evidently = child(
                     [
                         "--evidently",
                         str(productions[size].model.pk),
@@ -398,7 +435,7 @@ def main() -> int:
                         str(workdir / "reference.parquet"),
                     ]
                 )
-                evidently = json.loads(ev_output.strip().splitlines()[-1])
+                ev_peak = evidently["peak_gb"]
                 results[size]["evidently"] = evidently["seconds"]
                 print(
                     f"  evidently DataDriftPreset on the same {evidently['rows']:,} rows: {evidently['seconds']:.1f} s "
@@ -418,8 +455,8 @@ def main() -> int:
         for size in sizes[1:]:
             ratio = (results[size]["inner"] / first["inner"]) / (results[size]["rows"] / first["rows"])
             print(f"{size}x: time per row {ratio:.2f}x the {sizes[0]}x window's")
-    if arguments.keep:
-        print(f"data kept in {workdir}")
+    if arguments.keep or arguments.reuse:
+        print(f"data kept in {workdir}, database {DATABASE}")
     else:
         with contextlib.suppress(OSError):
             shutil.rmtree(workdir)

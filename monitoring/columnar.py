@@ -53,6 +53,7 @@ ACTUAL_LABEL, ACTUAL_NUMBER = format.ACTUAL_LABEL, format.ACTUAL_NUMBER
 
 TRAFFIC = "traffic"  # view: the window's rows
 LABELLED = "labelled"  # view: the window's rows with their actual (null where none)
+LABELLED_ROWS = "labelled_rows"  # table: the rows of LABELLED that have an actual (made by `labelled_rows`)
 HOUR = timedelta(hours=1)
 CHUNK_ROWS = 20_000
 # DuckDB's share of a report worker's memory; beyond it joins and temporary tables spill to disk.
@@ -71,6 +72,7 @@ class Window:
     rows: int
     versions: dict[int, int]  # version number -> rows
     unreadable: list[dict[str, Any]] = field(default_factory=list)
+    labelled: set[str] = field(default_factory=set)  # the columns LABELLED_ROWS holds, once made
 
     def query(self, sql: str, parameters: list[Any] | None = None) -> pd.DataFrame:
         return self.connection.execute(sql, parameters or []).df()
@@ -346,3 +348,22 @@ def _actuals(
                 PARTITION BY {key} ORDER BY {format.OBSERVED_AT} DESC, {format.RECEIVED_AT} DESC
             ) = 1"""
         )
+
+
+def labelled_rows(window: Window, columns: Iterable[str]) -> str:
+    """The table LABELLED_ROWS: the rows of LABELLED with an actual, with `columns` of the window, the
+    outputs and the actual. Made once per window (again only for columns it lacks), so that the
+    performance and fairness queries read it instead of each joining the window with its actuals again
+    (at 50M predictions with 25M actuals, a join took 33 s: four of them were half of a report).
+    """
+    wanted = {column for column in [*columns, PREDICTION, NUMBER, SCORE] if column in window.columns}
+    if wanted <= window.labelled:
+        return LABELLED_ROWS
+    window.labelled = wanted | window.labelled
+    selected = ", ".join(quote(column) for column in sorted(window.labelled))
+    window.connection.execute(f"DROP TABLE IF EXISTS {LABELLED_ROWS}")
+    window.connection.execute(
+        f"""CREATE TEMP TABLE {LABELLED_ROWS} AS SELECT {selected}, {ACTUAL_LABEL}, {ACTUAL_NUMBER}
+        FROM {LABELLED} WHERE {ACTUAL_LABEL} IS NOT NULL"""
+    )
+    return LABELLED_ROWS

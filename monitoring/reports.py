@@ -165,6 +165,7 @@ def _judge(
     if slice_errors:
         logger.warning("Slices of %s could not be evaluated: %s", model.name, slice_errors)
         results["slice_errors"] = slice_errors
+    target, expected = _expected_outputs(version, reference, columns)
     masks = slicing.reference_masks(reference, slices, config.slice_expressions or {})
     profile = drift_report.profile_for(version.pk, reference[columns], baseline["kind"], masks)
     found = window_drift.window_drift(
@@ -188,25 +189,34 @@ def _judge(
         if classification
         else {}
     )
-    results["prediction_drift"] = _prediction_drift(window, version, reference, columns)
+    verdict = window_drift.column_verdict(window, target, expected)
+    results["prediction_drift"] = None if verdict is None else verdict.as_dict()
     return found.overall
 
 
-def _prediction_drift(
-    window: Window, version: ModelVersion, reference: pd.DataFrame, columns: list[str]
-) -> dict[str, Any] | None:
-    """Drift of the model's output: the window's predictions against the version's on the baseline.
+# The reference is scored in parts of this many rows, so that the model's intermediate arrays stay small.
+SCORING_ROWS = 20_000
 
-    A trailing baseline carries its own predictions; a reference dataset is scored here (reports
-    run on workers, where loading models is allowed).
+
+def _expected_outputs(
+    version: ModelVersion, reference: pd.DataFrame, columns: list[str]
+) -> tuple[window_drift.Target, drift.ColumnProfile]:
+    """The model's output on the baseline, profiled for prediction drift, and the window's column to judge.
+
+    A trailing baseline carries its own predictions; a reference dataset is scored here (reports run on
+    workers, where loading models is allowed), before the window's queries take DuckDB's memory.
     """
     regression = version.model.task == ModelTask.REGRESSION
     carried = NUMBER if regression else PREDICTION
     if carried in reference:
         expected = reference[carried]
     else:
-        loaded = runtime.model_cache.loaded_version(version.pk)
-        expected = pd.Series(np.asarray(loaded.predictor.predict(reference[columns])))
+        predictor = runtime.model_cache.loaded_version(version.pk).predictor
+        parts = [
+            np.asarray(predictor.predict(reference[columns].iloc[start : start + SCORING_ROWS]))
+            for start in range(0, len(reference), SCORING_ROWS)
+        ]
+        expected = pd.Series(np.concatenate(parts) if parts else np.array([]))
     if regression:
         expected = pd.to_numeric(expected, errors="coerce")
     else:
@@ -215,6 +225,4 @@ def _prediction_drift(
         labels = np.array([format.label(value) for value in uniques] + [None], dtype=object)
         expected = pd.Series(labels[codes])
     kind = drift.NUMERICAL if regression else drift.CATEGORICAL
-    baseline = drift.profile_column(expected, kind)
-    verdict = window_drift.column_verdict(window, window_drift.Target.of(carried, kind), baseline)
-    return None if verdict is None else verdict.as_dict()
+    return window_drift.Target.of(carried, kind), drift.profile_column(expected, kind)

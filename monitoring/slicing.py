@@ -31,6 +31,7 @@ class Slice:
     condition: str  # SQL over the window's columns
     column: str | None  # the slice column it is a value of (None for an expression)
     value: Any = None
+    reads: tuple[str, ...] = ()  # the window's columns the condition reads
 
 
 def window_slices(
@@ -46,7 +47,8 @@ def window_slices(
         ).fetchall()
         by_name = {f"{column}={value}": value for (value,) in values}
         slices += [
-            Slice(name, f"{quote(column)} = {literal(value)}", column, value) for name, value in sorted(by_name.items())
+            Slice(name, f"{quote(column)} = {literal(value)}", column, value, (column,))
+            for name, value in sorted(by_name.items())
         ]
     errors: dict[str, str] = {}
     for name, expression in (expressions or {}).items():
@@ -56,7 +58,7 @@ def window_slices(
         except Exception as exc:  # a bad expression is reported, not fatal to the report
             errors[name] = f"{expression!r} could not be evaluated: {exc}"[:300]
             continue
-        slices.append(Slice(name, condition, None))
+        slices.append(Slice(name, condition, None, reads=expression_columns(expression)))
     return slices, errors
 
 
@@ -82,16 +84,24 @@ def expression_sql(expression: str, columns: Collection[str]) -> str:
     arithmetic, `in`/`not in` and `==`/`!=` with a list, numbers, text and True/False. Anything else
     raises ValueError naming it.
     """
+    return _sql(_parse(expression).body, columns)
+
+
+def expression_columns(expression: str) -> tuple[str, ...]:
+    """The column names an expression that `expression_sql` translated reads."""
+    return tuple(sorted({node.id for node in ast.walk(_parse(expression)) if isinstance(node, ast.Name)}))
+
+
+def _parse(expression: str) -> ast.Expression:
     # pandas gives & and | the precedence of `and` and `or` by rewriting them before parsing; so do we.
     tokens = []
     for token in tokenize.generate_tokens(io.StringIO(expression).readline):
         spelled = {"&": "and", "|": "or", "~": "not"}.get(token.string) if token.type == tokenize.OP else None
         tokens.append((tokenize.NAME, spelled) if spelled else (token.type, token.string))
     try:
-        tree = ast.parse(tokenize.untokenize(tokens).strip(), mode="eval")
+        return ast.parse(tokenize.untokenize(tokens).strip(), mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"not an expression: {exc.msg}") from exc
-    return _sql(tree.body, columns)
 
 
 def _sql(node: ast.AST, columns: Collection[str]) -> str:

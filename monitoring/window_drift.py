@@ -23,7 +23,7 @@ import pandas as pd
 from monitoring import drift, drift_report, drift_summary
 from monitoring.columnar import TRAFFIC, Window, quote
 from monitoring.drift import ColumnProfile, ColumnVerdict
-from monitoring.grouping import SLICE, Grouping, slice_rows
+from monitoring.grouping import SLICE, Grouping, by_slice, slice_rows
 from monitoring.slicing import Slice
 
 # A (slice, feature) with at most this many values is judged on its raw values, exactly as Evidently judges
@@ -78,12 +78,13 @@ def window_drift(
     grouping = Grouping(slices)
     columns = list(profile.columns)
     targets = [Target.of(column, profile.columns[column].kind) for column in columns]
+    overall_stats = _overall_stats(window, targets)
     stats = grouping.query(
         window,
         [],
         [
             ("__rows", "count(*)"),
-            *((f"__valid{i}", f"count(*) FILTER (WHERE {t.valid})") for i, t in enumerate(targets)),
+            *((f"__valid{i}", _valid_count(t, overall_stats[t.name])) for i, t in enumerate(targets)),
         ],
     ).set_index(SLICE, drop=False)
     sizes: dict[str | None, int] = {piece.name: 0 for piece in slices} | {OVERALL: window.rows}
@@ -93,7 +94,6 @@ def window_drift(
     compared: list[str | None] = [OVERALL, *(p.name for p in slices if sizes[p.name] >= min_rows)]
     conditions = {piece.name: piece.condition for piece in slices}
     defined_by = {piece.name: piece.column for piece in slices if piece.column is not None}
-    overall_stats = _overall_stats(window, targets)
 
     verdicts: dict[tuple[str | None, str], ColumnVerdict] = {}
     exact: dict[int, dict[str | None, int]] = {}  # column -> slice -> its values
@@ -176,38 +176,67 @@ def _baseline(profile: drift_report.Profile, name: str | None, column: str) -> C
 
 
 def _overall_stats(window: Window, targets: list[Target]) -> dict[str, dict[str, Any]]:
-    """Per column: missing values, and for numerical ones the range and about how many distinct values.
+    """Per column: missing and valid values, and for numerical ones the range, whether every value is
+    finite, and about how many distinct values there are.
+
+    Plain counts, minima and maxima first: aggregates with a FILTER clause cost DuckDB forty times more
+    (65 s against 4 s for 25 columns of 50M rows). A numerical column whose extremes are finite holds
+    no NaN or infinity (DuckDB orders NaN above every number), so its non-null values are its valid
+    ones; only a column holding NaN or infinity is counted again value by value.
 
     The distinct count only chooses between counting by value and binning (both judge the same), so it
     is estimated on a sample of about DISTINCT_SAMPLE_ROWS rows: counting distinct values of every row
     costs more than all the rest.
     """
-    selected, distinct = [], []
+    if not targets:
+        return {}
+    selected = []
     for index, target in enumerate(targets):
-        column = quote(target.name)
+        selected.append(f"count({target.value}) AS present{index}")
         if target.kind == drift.NUMERICAL:
-            selected += [
-                f"count(*) FILTER (WHERE {column} IS NULL OR isnan({target.value})) AS missing{index}",
+            selected += [f"min({target.value}) AS low{index}", f"max({target.value}) AS high{index}"]
+    row = window.connection.execute(f"SELECT {', '.join(selected)} FROM {TRAFFIC}").df().iloc[0]
+    found: dict[str, dict[str, Any]] = {}
+    unusual = []
+    for index, target in enumerate(targets):
+        present = int(row[f"present{index}"])
+        entry: dict[str, Any] = {"missing": window.rows - present, "valid": present, "finite": True}
+        if target.kind == drift.NUMERICAL and present:
+            low, high = float(row[f"low{index}"]), float(row[f"high{index}"])
+            if np.isfinite(low) and np.isfinite(high):
+                entry.update(low=low, high=high)
+            else:
+                unusual.append(index)
+        found[target.name] = entry
+    if unusual:
+        exact = []
+        for index in unusual:
+            target = targets[index]
+            exact += [
+                f"count(*) FILTER (WHERE {quote(target.name)} IS NULL OR isnan({target.value})) AS missing{index}",
+                f"count(*) FILTER (WHERE {target.valid}) AS valid{index}",
                 f"min({target.value}) FILTER (WHERE {target.valid}) AS low{index}",
                 f"max({target.value}) FILTER (WHERE {target.valid}) AS high{index}",
             ]
-            distinct.append(f"approx_count_distinct({target.value}) AS distinct{index}")
-        else:
-            selected.append(f"count(*) FILTER (WHERE {column} IS NULL) AS missing{index}")
-    if not selected:
-        return {}
-    row = window.connection.execute(f"SELECT {', '.join(selected)} FROM {TRAFFIC}").df().iloc[0]
-    if distinct:
+        row = window.connection.execute(f"SELECT {', '.join(exact)} FROM {TRAFFIC}").df().iloc[0]
+        for index in unusual:
+            found[targets[index].name].update(
+                {key: row[f"{key}{index}"] for key in ("missing", "valid", "low", "high")}, finite=False
+            )
+    numerical = [(index, target) for index, target in enumerate(targets) if target.kind == drift.NUMERICAL]
+    if numerical:
         share = min(100.0, 100.0 * DISTINCT_SAMPLE_ROWS / max(window.rows, 1))
         sample = f"USING SAMPLE {share!r}% (system)" if share < 100 else ""
-        sampled = window.connection.execute(f"SELECT {', '.join(distinct)} FROM {TRAFFIC} {sample}").df().iloc[0]
-        row = pd.concat([row, sampled])
-    return {
-        target.name: {
-            key: row[f"{key}{index}"] for key in ("missing", "low", "high", "distinct") if f"{key}{index}" in row.index
-        }
-        for index, target in enumerate(targets)
-    }
+        distinct = ", ".join(f"approx_count_distinct({t.value}) AS distinct{i}" for i, t in numerical)
+        sampled = window.connection.execute(f"SELECT {distinct} FROM {TRAFFIC} {sample}").df().iloc[0]
+        for index, target in numerical:
+            found[target.name]["distinct"] = sampled[f"distinct{index}"]
+    return found
+
+
+def _valid_count(target: Target, stats: dict[str, Any]) -> str:
+    """The aggregate counting a column's valid values, plain where the column holds no NaN or infinity."""
+    return f"count({target.value})" if stats["finite"] else f"count(*) FILTER (WHERE {target.valid})"
 
 
 def _aggregated(
@@ -229,8 +258,9 @@ def _aggregated(
     by_value = target.kind == drift.CATEGORICAL or (stats.get("distinct") or 0) <= FEW_VALUES
     if by_value:
         groups = grouping.query(window, [("__v", target.value)], [("__n", "count(*)")], where=target.valid)
+        split = by_slice(groups)
         for name in big:
-            mine = groups[groups[SLICE].isna()] if name is None else groups[groups[SLICE] == name]
+            mine = split.get(name, groups.iloc[0:0])
             base = baselines[name]
             if target.kind == drift.CATEGORICAL:
                 verdict = drift_summary.frequency_verdict(base, list(mine["__v"]), mine["__n"].to_numpy())
@@ -276,8 +306,9 @@ def _aggregated(
         parameters={"grid": grid.tolist()} if ks else None,
         helpers=helpers,
     )
+    split = by_slice(groups)
     for name in big:
-        mine = groups[groups[SLICE].isna()] if name is None else groups[groups[SLICE] == name]
+        mine = split.get(name, groups.iloc[0:0])
         base = baselines[name]
         if name in ks:
             verdict = _ks(base, curve(base), grid, mine)
@@ -397,6 +428,7 @@ def _display_by_value(
             "categories": categories,
             "reference": [int(reference_counts.get(category, 0)) for category in categories],
         }
-    histogram["current"] = counts_of(groups[groups[SLICE].isna()])
-    recount.update({name: counts_of(groups[groups[SLICE] == name]) for name in names})
+    split = by_slice(groups)
+    histogram["current"] = counts_of(split[None])
+    recount.update({name: counts_of(split.get(name, groups.iloc[0:0])) for name in names})
     return histogram, recount

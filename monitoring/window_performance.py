@@ -14,8 +14,19 @@ import numpy as np
 import pandas as pd
 
 from monitoring import performance
-from monitoring.columnar import ACTUAL_LABEL, ACTUAL_NUMBER, LABELLED, NUMBER, PREDICTION, SCORE, Window, literal, quote
-from monitoring.grouping import SLICE, Grouping, slice_rows
+from monitoring.columnar import (
+    ACTUAL_LABEL,
+    ACTUAL_NUMBER,
+    NUMBER,
+    PREDICTION,
+    SCORE,
+    TRAFFIC,
+    Window,
+    labelled_rows,
+    literal,
+    quote,
+)
+from monitoring.grouping import SLICE, Grouping, by_slice, slice_rows
 from monitoring.slicing import Slice
 
 SCORE_BINS = 10_000
@@ -25,8 +36,8 @@ EXACT_MAX_VALUES = 10_000
 _CALIBRATION_EDGES = np.linspace(0, 1, performance.CALIBRATION_BINS + 1)[1:-1]
 
 
-def labelled_rows(window: Window) -> int:
-    (rows,) = window.connection.execute(f"SELECT count(*) FROM {LABELLED} WHERE {ACTUAL_LABEL} IS NOT NULL").fetchall()
+def _labelled_count(source: str, window: Window) -> int:
+    (rows,) = window.connection.execute(f"SELECT count(*) FROM {source} WHERE {ACTUAL_LABEL} IS NOT NULL").fetchall()
     return int(rows[0])
 
 
@@ -34,17 +45,18 @@ def slice_performance(window: Window, slices: list[Slice], classification: bool)
     """Performance of the whole window (key None) and of each slice given."""
     grouping = Grouping(slices)
     conditions = {piece.name: piece.condition for piece in slices}
-    sizes = grouping.query(window, [], [("__n", "count(*)")], where=f"{ACTUAL_LABEL} IS NOT NULL", source=LABELLED)
+    labelled = labelled_rows(window, [column for piece in slices for column in piece.reads])
+    sizes = grouping.query(window, [], [("__n", "count(*)")], where=f"{ACTUAL_LABEL} IS NOT NULL", source=labelled)
     counted = {name: int(n) for name, n in zip(sizes[SLICE], sizes["__n"], strict=True)}
     results: dict[str | None, dict[str, Any]] = {name: {"rows": 0} for name in [None, *conditions]}
     big = [name for name, rows in counted.items() if rows > EXACT_MAX_VALUES]
     small = [name for name, rows in counted.items() if 0 < rows <= EXACT_MAX_VALUES]
     columns = [ACTUAL_LABEL, PREDICTION, SCORE] if classification else [ACTUAL_NUMBER, NUMBER]
     where = f"{ACTUAL_LABEL} IS NOT NULL"
-    for name, rows in slice_rows(window, small, conditions, counted, columns, where=where, source=LABELLED):
+    for name, rows in slice_rows(window, small, conditions, counted, columns, where=where, source=labelled):
         results[name] = _exact(rows, classification)
     if big:
-        results.update(_aggregated(window, grouping, big, classification))
+        results.update(_aggregated(window, grouping, big, classification, labelled))
     return results
 
 
@@ -60,7 +72,7 @@ def _exact(rows: pd.DataFrame, classification: bool) -> dict[str, Any]:
 
 
 def _aggregated(
-    window: Window, grouping: Grouping, big: list[str | None], classification: bool
+    window: Window, grouping: Grouping, big: list[str | None], classification: bool, labelled: str
 ) -> dict[str | None, dict[str, Any]]:
     where = f"{ACTUAL_LABEL} IS NOT NULL"
     if not classification:
@@ -76,11 +88,12 @@ def _aggregated(
                 ("__actual_square", f"sum({ACTUAL_NUMBER} * {ACTUAL_NUMBER})"),
             ],
             where=where,
-            source=LABELLED,
+            source=labelled,
         )
         found = {}
+        split = by_slice(sums)
         for name in big:
-            mine = sums[sums[SLICE].isna()] if name is None else sums[sums[SLICE] == name]
+            mine = split.get(name, sums.iloc[0:0])
             first = mine.iloc[0]
             rows = int(first["__n"])
             deviations = float(first["__actual_square"]) - float(first["__actual"]) ** 2 / rows
@@ -104,11 +117,12 @@ def _aggregated(
             ("__square", f"sum({SCORE} * {SCORE})"),
         ],
         where=where,
-        source=LABELLED,
+        source=labelled,
     )
     results: dict[str | None, dict[str, Any]] = {}
+    split = by_slice(groups)
     for name in big:
-        mine = groups[groups[SLICE].isna()] if name is None else groups[groups[SLICE] == name]
+        mine = split.get(name, groups.iloc[0:0])
         pairs = mine.groupby(["__a", "__p"])["__n"].sum()
         confusion = {
             (str(actual), str(predicted)): int(n)
@@ -133,13 +147,16 @@ def _aggregated(
 
 def fairness(window: Window, columns: list[str], min_rows: int, threshold: float) -> dict[str, Any]:
     """Positive rate (and with actuals TPR, FPR) per group of each sensitive column, and their gaps."""
-    labelled = labelled_rows(window)
+    source = labelled_rows(window, [column for column in columns if column in window.columns])
+    labelled = _labelled_count(source, window)
     # With enough actuals, judge on the labelled rows (so TPR and FPR exist); else positive rates on all rows.
     with_truth = labelled >= min_rows or (labelled == window.rows and labelled > 0)
-    where = f"{ACTUAL_LABEL} IS NOT NULL" if with_truth else "TRUE"
+    where, actual = (f"{ACTUAL_LABEL} IS NOT NULL", ACTUAL_LABEL) if with_truth else ("TRUE", "NULL")
+    if not with_truth:
+        source = TRAFFIC
     predictions = {
         row[0]
-        for row in window.connection.execute(f"SELECT DISTINCT {PREDICTION} FROM {LABELLED} WHERE {where}").fetchall()
+        for row in window.connection.execute(f"SELECT DISTINCT {PREDICTION} FROM {source} WHERE {where}").fetchall()
     }
     present = sorted(label for label in predictions if label is not None)
     positive = "1" if "1" in predictions else (present[-1] if present else None)
@@ -149,8 +166,8 @@ def fairness(window: Window, columns: list[str], min_rows: int, threshold: float
             continue
         rows = window.connection.execute(
             f"""SELECT {quote(column)}, coalesce({PREDICTION} = {literal(positive)}, FALSE),
-                {ACTUAL_LABEL} = {literal(positive)}, count(*)
-            FROM {LABELLED} WHERE {where} GROUP BY ALL"""
+                {actual} = {literal(positive)}, count(*)
+            FROM {source} WHERE {where} GROUP BY ALL"""
         ).fetchall()
         counts = [
             (str(group), bool(predicted), actual if with_truth else None, int(n))

@@ -14,7 +14,7 @@ from scipy import stats
 from sklearn import metrics
 
 from monitoring import drift, drift_report, drift_summary, performance, slicing, window_drift, window_performance
-from monitoring.columnar import ACTUAL_LABEL, LABELLED, TRAFFIC, Window
+from monitoring.columnar import ACTUAL_LABEL, LABELLED, LABELLED_ROWS, TRAFFIC, Window
 from tests.monitoring.test_drift import evidently_drift, mixed_frame
 
 pytestmark = [
@@ -31,7 +31,11 @@ def frame_window(frame: pd.DataFrame) -> Window:
     connection.execute(f"CREATE VIEW {LABELLED} AS SELECT * FROM frame")
     columns = dict(connection.execute(f"SELECT column_name, column_type FROM (DESCRIBE {TRAFFIC})").fetchall())
     moment = datetime(2026, 1, 1, tzinfo=UTC)
-    return Window(connection, moment, moment, columns, len(frame), {})
+    window = Window(connection, moment, moment, columns, len(frame), {})
+    if ACTUAL_LABEL in frame:  # the frame has its actuals already: the join of `labelled_rows` is done
+        connection.execute(f"CREATE TABLE {LABELLED_ROWS} AS SELECT * FROM frame WHERE {ACTUAL_LABEL} IS NOT NULL")
+        window.labelled = set(frame.columns)
+    return window
 
 
 @pytest.fixture
@@ -62,6 +66,10 @@ def test_small_windows_are_judged_exactly_as_evidently_does() -> None:
         )
         assert found.overall["columns"][column]["drifted"] == expected["drifted"]
     assert found.histograms["income"]["kind"] == "numerical" and sum(found.histograms["region"]["current"]) > 0
+    # Counted from plain aggregates where a column is finite, value by value where it holds NaN or infinity.
+    assert found.missing_share["income"] == pytest.approx(current["income"].isna().mean())
+    assert found.missing_share["age"] == 0.0
+    assert found.missing_share["ratio"] == 0.0  # infinity is not missing; it is left out of the test
 
 
 @pytest.mark.parametrize(("seed", "shift"), [(21, 0.0), (22, 0.05), (23, 0.12), (24, 0.3), (25, 0.8)])
