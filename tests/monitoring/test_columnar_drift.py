@@ -180,3 +180,6 @@ def test_a_bad_slice_expression_is_reported_not_fatal() -> None:
     assert [piece.name for piece in slices] == ["plan=a", "plan=b"]
     assert set(errors) == {"bad", "odd"} and "nosuch" in errors["bad"]
     assert slicing.expression_sql("a < 1 & b == 'x' | ~(c in [1, 2])", ["a", "b", "c"]).count("AND") == 1
+    assert slicing.expression_columns("a < 1 & b == 'x' | ~(c in [1, 2])") == ("a", "b", "c")
+    good, _ = slicing.window_slices(window, [], {"rich": "income > 1 and plan == 'b'"})
+    assert [(piece.name, piece.reads) for piece in good] == [("rich", ("income", "plan"))]

@@ -110,7 +110,13 @@ def test_the_window_holds_archived_and_hot_rows_and_reports_unreadable_files(pro
             ).fetchall()
         )
         sample = window.sample(["tenure", "charges"], 10)
+        # The joined rows performance and fairness read: made once, again only for columns they lack.
+        table = columnar.labelled_rows(window, ["tenure"])
+        assert columnar.labelled_rows(window, ["tenure"]) == table and window.labelled >= {"tenure"}
+        columnar.labelled_rows(window, ["charges"])
+        joined = window.query(f"SELECT tenure, charges, {ACTUAL_LABEL} FROM {table}")
     assert labels == {str(in_archive[0].pk): "1", str(hot[3].pk): "1", str(hot[5].pk): "0"}
+    assert len(joined) == 3 and sorted(joined[ACTUAL_LABEL]) == ["0", "1", "1"]
     assert len(sample) == 10 and set(sample.columns) == {"tenure", "charges"}
 
 
