@@ -12,8 +12,8 @@ production through the product's services. Then:
    The actuals are archived as the run an hour later would (they were all posted in the hour still open,
    which a report would otherwise read from the database, at about 50 µs a row).
 3. **Larger windows.** For each larger size, a model of its own (same artifact) gets the base window's
-   archive files replicated k times per hour (ids made unique, model rewritten) with their manifest
-   entries: the files are what compaction wrote, k times over.
+   archive files replicated k times per hour (each copy's ids still UUIDs, unique per copy; model
+   rewritten) with their manifest entries: the files are what compaction wrote, k times over.
 4. **Reports.** `monitoring.reports.compute` runs in a child process per window; wall time and the child's
    peak RSS (its own VmHWM). False-discovery correction is off, as Evidently has none.
 5. **Evidently** on the same rows exported to a DataFrame (time excludes reading): its own

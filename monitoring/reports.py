@@ -46,6 +46,8 @@ from scoring.archive import format
 logger = logging.getLogger(__name__)
 # A trailing baseline is a seeded sample of the production rows before the window, of at most this many.
 TRAILING_SAMPLE_ROWS = 100_000
+# The reference is scored in parts of this many rows, so that the model's intermediate arrays stay small.
+SCORING_ROWS = 20_000
 
 
 def version_for(model: RegisteredModel, window: Window) -> ModelVersion | None:
@@ -192,10 +194,6 @@ def _judge(
     verdict = window_drift.column_verdict(window, target, expected)
     results["prediction_drift"] = None if verdict is None else verdict.as_dict()
     return found.overall
-
-
-# The reference is scored in parts of this many rows, so that the model's intermediate arrays stay small.
-SCORING_ROWS = 20_000
 
 
 def _expected_outputs(

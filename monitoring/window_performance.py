@@ -147,13 +147,14 @@ def _aggregated(
 
 def fairness(window: Window, columns: list[str], min_rows: int, threshold: float) -> dict[str, Any]:
     """Positive rate (and with actuals TPR, FPR) per group of each sensitive column, and their gaps."""
-    source = labelled_rows(window, [column for column in columns if column in window.columns])
-    labelled = _labelled_count(source, window)
+    labelled = _labelled_count(labelled_rows(window, columns), window)
     # With enough actuals, judge on the labelled rows (so TPR and FPR exist); else positive rates on all rows.
     with_truth = labelled >= min_rows or (labelled == window.rows and labelled > 0)
-    where, actual = (f"{ACTUAL_LABEL} IS NOT NULL", ACTUAL_LABEL) if with_truth else ("TRUE", "NULL")
-    if not with_truth:
-        source = TRAFFIC
+    source, where, actual = (
+        (labelled_rows(window, columns), f"{ACTUAL_LABEL} IS NOT NULL", ACTUAL_LABEL)
+        if with_truth
+        else (TRAFFIC, "TRUE", "NULL")
+    )
     predictions = {
         row[0]
         for row in window.connection.execute(f"SELECT DISTINCT {PREDICTION} FROM {source} WHERE {where}").fetchall()

@@ -70,6 +70,9 @@ def test_small_windows_are_judged_exactly_as_evidently_does() -> None:
     assert found.missing_share["income"] == pytest.approx(current["income"].isna().mean())
     assert found.missing_share["age"] == 0.0
     assert found.missing_share["ratio"] == 0.0  # infinity is not missing; it is left out of the test
+    current["ratio"] = np.nan  # NaN only: all missing, and nothing left to judge
+    found = window_drift.window_drift(frame_window(current), profile, reference, [], min_rows=1, fdr=False)
+    assert found.missing_share["ratio"] == 1.0 and "ratio" not in found.overall["columns"]
 
 
 @pytest.mark.parametrize(("seed", "shift"), [(21, 0.0), (22, 0.05), (23, 0.12), (24, 0.3), (25, 0.8)])
