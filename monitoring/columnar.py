@@ -7,7 +7,8 @@ The window is the union, by column name, of three sources:
   kept in DuckDB temporary tables (which spill to disk beyond the memory limit);
 - batch runs finished in the window: their input snapshot joined with their scores.
 Only rows whose input was kept take part. Actuals (archived and hot, received from the window's start
-on) are joined in SQL: by prediction id, else by entity id, the latest observed one per key.
+on) are joined in SQL (`labelled_rows`): by prediction id, else by entity id, the latest observed one
+per key.
 
 A file the manifest lists but that cannot be opened is not skipped silently: it is listed in
 `Window.unreadable` (which hour, which file, how many rows the manifest says it holds) and the window
@@ -37,6 +38,7 @@ from registry.schema import FieldSpec, parse_schema
 from scoring.archive import format, store
 from scoring.archive.lifecycle import chunked
 from scoring.batch.snapshots import ENTITY_ID_COLUMN, FIRST_ROW_COLUMN, read_rows
+from scoring.ids import first_uuid7
 from scoring.models import ArchivedHour, BatchRun, BatchScore, Prediction
 
 # The columns reports read, besides the features (names from the archive's format).
@@ -52,12 +54,18 @@ PREDICTION, NUMBER, SCORE, AT, ENTITY, PREDICTION_ID, VERSION = (
 ACTUAL_LABEL, ACTUAL_NUMBER = format.ACTUAL_LABEL, format.ACTUAL_NUMBER
 
 TRAFFIC = "traffic"  # view: the window's rows
-LABELLED = "labelled"  # view: the window's rows with their actual (null where none)
-LABELLED_ROWS = "labelled_rows"  # table: the rows of LABELLED that have an actual (made by `labelled_rows`)
+LABELLED_ROWS = "labelled_rows"  # table: the window's rows that have an actual, with it (made by `labelled_rows`)
+ACTUALS_BY_ID = "actuals_by_id"  # table: actuals keyed by prediction id, every one received (key may repeat)
+ACTUAL_BY_ENTITY = "actual_by_entity"  # table: the latest actual per entity id
 HOUR = timedelta(hours=1)
 CHUNK_ROWS = 20_000
-# DuckDB's share of a report worker's memory; beyond it joins and temporary tables spill to disk.
-MEMORY_LIMIT = "700MB"
+# The window is joined with its actuals in parts of about this many predictions (by id, so by time):
+# each part's hash tables fit in DuckDB's memory. One join of 50M predictions with 25M actuals spilled to disk and,
+# with the deduplication it needed first, took 105 s.
+JOIN_PART_ROWS = 10_000_000
+# DuckDB's share of a report worker's memory; beyond it joins and temporary tables spill to disk. With
+# Python, the reference and the model beside it (about 800 MB), a worker peaks under 1.5 GB.
+MEMORY_LIMIT = "600MB"
 _DUCKDB_TYPES = {"float": "DOUBLE", "integer": "BIGINT", "boolean": "BOOLEAN"}
 
 
@@ -107,7 +115,7 @@ def literal(value: Any) -> str:
 
 @contextlib.contextmanager
 def open_window(model: RegisteredModel, start: datetime, end: datetime) -> Iterator[Window]:
-    """The window's rows as the DuckDB views TRAFFIC and LABELLED, on a connection closed on exit."""
+    """The window's rows as the DuckDB view TRAFFIC (and its actuals' tables), on a connection closed on exit."""
     with tempfile.TemporaryDirectory(prefix="mf-window-") as scratch:
         connection = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": scratch})
         try:
@@ -131,15 +139,6 @@ def _build(connection: duckdb.DuckDBPyConnection, model: RegisteredModel, start:
         sources = ["SELECT * FROM no_predictions"]
     connection.execute(f"CREATE TEMP VIEW {TRAFFIC} AS " + " UNION ALL BY NAME ".join(sources))
     _actuals(connection, model, start, end, unreadable)
-    connection.execute(
-        f"""CREATE TEMP VIEW {LABELLED} AS
-        SELECT t.*,
-            CASE WHEN p.key IS NOT NULL THEN p.{ACTUAL_LABEL} ELSE e.{ACTUAL_LABEL} END AS {ACTUAL_LABEL},
-            CASE WHEN p.key IS NOT NULL THEN p.{ACTUAL_NUMBER} ELSE e.{ACTUAL_NUMBER} END AS {ACTUAL_NUMBER}
-        FROM {TRAFFIC} t
-        LEFT JOIN actual_by_prediction p ON TRY_CAST(t.{PREDICTION_ID} AS UUID) = p.key
-        LEFT JOIN actual_by_entity e ON t.{ENTITY} = e.key"""
-    )
     columns = dict(connection.execute(f"SELECT column_name, column_type FROM (DESCRIBE {TRAFFIC})").fetchall())
     versions = dict(connection.execute(f"SELECT {VERSION}, count(*) FROM {TRAFFIC} GROUP BY 1").fetchall())
     return Window(
@@ -322,7 +321,7 @@ def _actuals(
     end: datetime,
     unreadable: list[dict[str, Any]],
 ) -> None:
-    """Tables actual_by_prediction and actual_by_entity: one actual per key, the latest observed."""
+    """Tables ACTUALS_BY_ID (every actual with a prediction id) and ACTUAL_BY_ENTITY (the latest per entity)."""
     far = max(end, timezone.now()) + HOUR  # no actual is received later than now
     archived, archived_hours = _archived(connection, model, ArchivedHour.Kind.ACTUALS, start, far, unreadable)
     sources = [f"SELECT * FROM {archived} WHERE {format.RECEIVED_AT} >= {literal(start)}"] if archived else []
@@ -340,30 +339,72 @@ def _actuals(
         connection.register("no_actuals", format.ACTUAL_COLUMNS.empty_table())
         sources = ["SELECT * FROM no_actuals"]
     connection.execute("CREATE TEMP VIEW all_actuals AS " + " UNION ALL BY NAME ".join(sources))
-    for table, key in (("actual_by_prediction", f"TRY_CAST({format.ID} AS UUID)"), ("actual_by_entity", ENTITY)):
-        connection.execute(
-            f"""CREATE TEMP TABLE {table} AS
-            SELECT {key} AS key, {ACTUAL_LABEL}, {ACTUAL_NUMBER} FROM all_actuals WHERE {key} IS NOT NULL
-            QUALIFY row_number() OVER (
-                PARTITION BY {key} ORDER BY {format.OBSERVED_AT} DESC, {format.RECEIVED_AT} DESC
-            ) = 1"""
-        )
+    connection.execute(
+        f"""CREATE TEMP TABLE {ACTUALS_BY_ID} AS
+        SELECT {format.ID} AS key, {ACTUAL_LABEL}, {ACTUAL_NUMBER}, {format.OBSERVED_AT}, {format.RECEIVED_AT}
+        FROM all_actuals WHERE {format.ID} IS NOT NULL"""
+    )
+    connection.execute(
+        f"""CREATE TEMP TABLE {ACTUAL_BY_ENTITY} AS
+        SELECT {ENTITY} AS key, {ACTUAL_LABEL}, {ACTUAL_NUMBER} FROM all_actuals WHERE {ENTITY} IS NOT NULL
+        QUALIFY {_LATEST} = 1"""
+    )
+
+
+# Of several actuals for one key, the one observed last (then received last) counts.
+_LATEST = f"row_number() OVER (PARTITION BY key ORDER BY {format.OBSERVED_AT} DESC, {format.RECEIVED_AT} DESC)"
 
 
 def labelled_rows(window: Window, columns: Iterable[str]) -> str:
-    """The table LABELLED_ROWS: the rows of LABELLED with an actual, with `columns` of the window, the
-    outputs and the actual. Made once per window (again only for columns it lacks), so that the
-    performance and fairness queries read it instead of each joining the window with its actuals again
-    (at 50M predictions with 25M actuals, a join took 33 s: four of them were half of a report).
+    """The table LABELLED_ROWS: the window's rows that have an actual, with `columns` of the window, the
+    outputs and the actual (by prediction id, else by entity id; the latest observed per key).
+
+    Made once per window (again only for columns it lacks), so that the performance and fairness
+    queries read it instead of each joining the window with its actuals again. The join runs in parts
+    of the prediction ids' range, each of about JOIN_PART_ROWS predictions, so that each part's hash
+    tables fit in memory. Prediction ids are UUIDv7s, which sort by time: a range of them is a time
+    range, which the archive's files and row groups skip by their statistics. Ids are compared as the
+    text `format` writes on both sides (canonical UUIDs; parsing 50M of them cost 6 s), so any id falls
+    in the same part on both sides: ids not made at their prediction's time (or not UUIDv7s) are
+    joined all the same, only in unevenly sized parts.
     """
     wanted = {column for column in [*columns, PREDICTION, NUMBER, SCORE] if column in window.columns}
     if wanted <= window.labelled:
         return LABELLED_ROWS
     window.labelled = wanted | window.labelled
-    selected = ", ".join(quote(column) for column in sorted(window.labelled))
+    selected = ", ".join(f"t.{quote(column)}" for column in sorted(window.labelled))
     window.connection.execute(f"DROP TABLE IF EXISTS {LABELLED_ROWS}")
-    window.connection.execute(
-        f"""CREATE TEMP TABLE {LABELLED_ROWS} AS SELECT {selected}, {ACTUAL_LABEL}, {ACTUAL_NUMBER}
-        FROM {LABELLED} WHERE {ACTUAL_LABEL} IS NOT NULL"""
-    )
+    for index, (low, high) in enumerate(_id_ranges(window)):
+        ids = [f"{PREDICTION_ID} >= '{low}'"] * (low is not None) + [f"{PREDICTION_ID} < '{high}'"] * (high is not None)
+        keys = [f"key >= '{low}'"] * (low is not None) + [f"key < '{high}'"] * (high is not None)
+        where = " AND ".join(ids) or "TRUE"
+        if low is None:  # batch rows have no prediction id: their entity ids label them
+            where = f"{PREDICTION_ID} IS NULL OR ({where})"
+        rows = f"""WITH part AS MATERIALIZED (
+                SELECT {selected}, t.{PREDICTION_ID} AS __id, t.{ENTITY} AS __entity
+                FROM {TRAFFIC} t WHERE {where}
+            ),
+            latest AS (
+                SELECT key, {ACTUAL_LABEL}, {ACTUAL_NUMBER} FROM {ACTUALS_BY_ID}
+                WHERE {" AND ".join(keys) or "TRUE"} QUALIFY {_LATEST} = 1
+            )
+            SELECT t.* EXCLUDE (__id, __entity),
+                CASE WHEN p.key IS NOT NULL THEN p.{ACTUAL_LABEL} ELSE e.{ACTUAL_LABEL} END AS {ACTUAL_LABEL},
+                CASE WHEN p.key IS NOT NULL THEN p.{ACTUAL_NUMBER} ELSE e.{ACTUAL_NUMBER} END AS {ACTUAL_NUMBER}
+            FROM part t
+            LEFT JOIN latest p ON t.__id = p.key
+            LEFT JOIN {ACTUAL_BY_ENTITY} e ON t.__entity = e.key
+            WHERE p.{ACTUAL_LABEL} IS NOT NULL OR (p.key IS NULL AND e.{ACTUAL_LABEL} IS NOT NULL)"""
+        window.connection.execute(
+            f"CREATE TEMP TABLE {LABELLED_ROWS} AS {rows}" if index == 0 else f"INSERT INTO {LABELLED_ROWS} {rows}"
+        )
     return LABELLED_ROWS
+
+
+def _id_ranges(window: Window) -> list[tuple[str | None, str | None]]:
+    """The prediction ids' range in parts of about JOIN_PART_ROWS predictions each (equal lengths of the
+    window's time, as the first UUIDv7 of each part's first millisecond), the first and last open-ended."""
+    count = max(1, -(-window.rows // JOIN_PART_ROWS))
+    step = (window.end - window.start) / count
+    cuts: list[str | None] = [str(first_uuid7(window.start + step * index)) for index in range(1, count)]
+    return list(zip([None, *cuts], [*cuts, None], strict=True))

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from monitoring.columnar import TRAFFIC, Window
@@ -31,6 +32,7 @@ class Grouping:
     def __init__(self, slices: Sequence[Slice]):
         self.keys: list[str] = []  # SQL expression of each key
         self.names: list[dict[Any, str]] = []  # per key: grouped value -> slice name
+        self.members: list[list[Slice]] = []  # per key: its slices
         by_column: dict[str, int] = {}
         for piece in slices:
             if piece.column is not None:
@@ -38,10 +40,37 @@ class Grouping:
                     by_column[piece.column] = len(self.keys)
                     self.keys.append(f'"{piece.column.replace(chr(34), chr(34) * 2)}"')
                     self.names.append({})
+                    self.members.append([])
                 self.names[by_column[piece.column]][piece.value] = piece.name
+                self.members[by_column[piece.column]].append(piece)
             else:
                 self.keys.append(f"CASE WHEN {piece.condition} THEN TRUE END")
                 self.names.append({True: piece.name})
+                self.members.append([piece])
+
+    def codes(self) -> list[str]:
+        """Per key, SQL numbering a row's slice of that key from 1 (0: in none of them), for counting
+        in numpy (`split_codes`); the whole window alone has one key, 0 for every row."""
+        if not self.keys:
+            return ["0"]
+        return [
+            "CASE "
+            + " ".join(f"WHEN {piece.condition} THEN {code}" for code, piece in enumerate(pieces, 1))
+            + " ELSE 0 END"
+            for pieces in self.members
+        ]
+
+    def sizes(self) -> list[int]:
+        """How many codes each of `codes()` takes."""
+        return [len(pieces) + 1 for pieces in self.members] or [1]
+
+    def split_codes(self, counts: list[np.ndarray]) -> dict[str | None, np.ndarray]:
+        """Counts by (code, bin) of each key, as counts by bin per slice name (None: the whole window,
+        the sum over the first key's codes, which holds every row once)."""
+        split: dict[str | None, np.ndarray] = {None: counts[0].sum(axis=0)}
+        for pieces, by_code in zip(self.members, counts, strict=False):
+            split.update({piece.name: by_code[code] for code, piece in enumerate(pieces, 1)})
+        return split
 
     def query(
         self,

@@ -4,12 +4,13 @@ Per (slice, feature), with the baseline `drift_report` chooses (the same slice o
 the whole reference):
 - at most EXACT_MAX_VALUES current values: they are fetched and judged by `drift.judge`, exactly as
   Evidently judges them;
-- more: one GROUP BY GROUPING SETS scan per feature gives every slice's summary at once, judged by
-  `drift_summary`: value counts (categorical columns, numerical ones with few distinct values), the
-  current counts around each reference value (Kolmogorov-Smirnov, reference of at most 1,000 rows) or a
-  fine histogram on FINE_BINS equal-width bins between the reference's minimum and maximum plus an
-  underflow and an overflow bin, each with the sum of its values (Wasserstein).
-The same scan counts the charts' histograms (results["histograms"] and each slice's recount).
+- more: every slice's summary at once, judged by `drift_summary`: value counts (categorical columns,
+  numerical ones with few distinct values: one GROUP BY per column), or, for the other numerical
+  columns, all counted together in one scan (`_binned_counts`): the current counts around each
+  reference value (Kolmogorov-Smirnov, reference of at most 1,000 rows) or a fine histogram on FINE_BINS
+  equal-width bins between the reference's minimum and maximum plus an underflow and an overflow bin,
+  each with the sum of its values (Wasserstein).
+The same scans count the charts' histograms (results["histograms"] and each slice's recount).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from monitoring.slicing import Slice
 # cost: fetching 25 features of 20 slices of 50,000 rows took half of a 1M-row report.
 EXACT_MAX_VALUES = 20_000
 FINE_BINS = 4096
+# Rows a scan hands numpy at a time: 25 columns of them are about 13 MB, outside DuckDB's memory limit.
+SCAN_ROWS = 65_536
 # A numerical column with at most this many distinct values in the window is counted by value (exact).
 FEW_VALUES = 2_000
 DISTINCT_SAMPLE_ROWS = 200_000
@@ -99,6 +102,7 @@ def window_drift(
     exact: dict[int, dict[str | None, int]] = {}  # column -> slice -> its values
     histograms: dict[str, dict[str, Any]] = {}
     recounts: dict[str | None, dict[str, list[int]]] = {}
+    binned: list[tuple[_Plan, dict[str | None, ColumnProfile], list[str | None]]] = []
     for index, target in enumerate(targets):
         baselines: dict[str | None, ColumnProfile] = {}
         big: list[str | None] = []
@@ -114,13 +118,21 @@ def window_drift(
                 exact.setdefault(index, {})[name] = valid
             else:
                 big.append(name)
-        found, histogram, slice_counts = _aggregated(
-            window, grouping, target, baselines, big, reference[target.name], overall_stats.get(target.name, {})
-        )
-        verdicts.update({(name, target.name): verdict for name, verdict in found.items()})
-        histograms[target.name] = histogram
-        for name, counts in slice_counts.items():
-            recounts.setdefault(name, {})[target.name] = counts
+        column_stats = overall_stats.get(target.name, {})
+        if _counted_by_value(target, column_stats):
+            found, histogram, slice_counts = _by_value(
+                window, grouping, target, baselines, big, reference[target.name], column_stats
+            )
+            _collect(target.name, found, histogram, slice_counts, verdicts, histograms, recounts)
+        else:
+            plan = _Plan.of(target, baselines, big, reference[target.name], column_stats)
+            binned.append((plan, baselines, big))
+    # The numerical columns with many values are counted together, in one scan of the window.
+    for (plan, baselines, big), counts in zip(
+        binned, _binned_counts(window, grouping, [b[0] for b in binned]), strict=True
+    ):
+        found, histogram, slice_counts = _binned_verdicts(plan, baselines, big, counts)
+        _collect(plan.target.name, found, histogram, slice_counts, verdicts, histograms, recounts)
 
     for index, valid_by_slice in exact.items():
         target = targets[index]
@@ -158,15 +170,14 @@ def column_verdict(window: Window, target: Target, baseline: ColumnProfile) -> C
     if valid <= EXACT_MAX_VALUES:
         ((_, values),) = slice_rows(window, [OVERALL], {}, {OVERALL: valid}, [target.name], where=target.valid)
         return drift.judge(baseline, drift.encode_current(baseline, values[target.name]), None)
-    found, _, _ = _aggregated(
-        window,
-        Grouping([]),
-        target,
-        {OVERALL: baseline},
-        [OVERALL],
-        None,
-        _overall_stats(window, [target])[target.name],
-    )
+    stats = _overall_stats(window, [target])[target.name]
+    baselines: dict[str | None, ColumnProfile] = {OVERALL: baseline}
+    if _counted_by_value(target, stats):
+        found, _, _ = _by_value(window, Grouping([]), target, baselines, [OVERALL], None, stats)
+    else:
+        plan = _Plan.of(target, baselines, [OVERALL], None, stats)
+        (counts,) = _binned_counts(window, Grouping([]), [plan])
+        found, _, _ = _binned_verdicts(plan, baselines, [OVERALL], counts)
     return found.get(OVERALL)
 
 
@@ -239,7 +250,26 @@ def _valid_count(target: Target, stats: dict[str, Any]) -> str:
     return f"count({target.value})" if stats["finite"] else f"count(*) FILTER (WHERE {target.valid})"
 
 
-def _aggregated(
+def _collect(
+    column: str,
+    found: dict[str | None, ColumnVerdict],
+    histogram: dict[str, Any],
+    slice_counts: dict[str | None, list[int]],
+    verdicts: dict[tuple[str | None, str], ColumnVerdict],
+    histograms: dict[str, dict[str, Any]],
+    recounts: dict[str | None, dict[str, list[int]]],
+) -> None:
+    verdicts.update({(name, column): verdict for name, verdict in found.items()})
+    histograms[column] = histogram
+    for name, counts in slice_counts.items():
+        recounts.setdefault(name, {})[column] = counts
+
+
+def _counted_by_value(target: Target, stats: dict[str, Any]) -> bool:
+    return target.kind == drift.CATEGORICAL or (stats.get("distinct") or 0) <= FEW_VALUES
+
+
+def _by_value(
     window: Window,
     grouping: Grouping,
     target: Target,
@@ -248,121 +278,189 @@ def _aggregated(
     reference: pd.Series | None,
     stats: dict[str, Any],
 ) -> tuple[dict[str | None, ColumnVerdict], dict[str, Any], dict[str | None, list[int]]]:
-    """One scan of a column: the verdicts of the big slices, its histogram and every slice's recount."""
-    curves: dict[int, drift_summary.ReferenceCurve] = {}
-
-    def curve(base: ColumnProfile) -> drift_summary.ReferenceCurve:
-        return curves.setdefault(id(base), drift_summary.ReferenceCurve.of(base))
-
+    """One scan of a column counted by value: the verdicts of the big slices, its histogram and every
+    slice's recount."""
     verdicts: dict[str | None, ColumnVerdict] = {}
-    by_value = target.kind == drift.CATEGORICAL or (stats.get("distinct") or 0) <= FEW_VALUES
-    if by_value:
-        groups = grouping.query(window, [("__v", target.value)], [("__n", "count(*)")], where=target.valid)
-        split = by_slice(groups)
-        for name in big:
-            mine = split.get(name, groups.iloc[0:0])
-            base = baselines[name]
-            if target.kind == drift.CATEGORICAL:
-                verdict = drift_summary.frequency_verdict(base, list(mine["__v"]), mine["__n"].to_numpy())
-            else:
-                verdict = drift_summary.weighted_verdict(
-                    base, curve(base), mine["__v"].to_numpy(float), mine["__n"].to_numpy()
-                )
-            if verdict is not None:
-                verdicts[name] = verdict
-        histogram, recount = _display_by_value(groups, reference, target, stats)
-        return verdicts, histogram, recount
-
-    whole = baselines.get(OVERALL) or next(iter(baselines.values()))
-    assert whole.sorted_values is not None
-    low, high = float(whole.sorted_values[0]), float(whole.sorted_values[-1])
-    edges = _display_edges(reference, stats)
-    first, scale = float(edges[0]), float(DISPLAY_BINS / (edges[-1] - edges[0]))
-    extra = [
-        ("__coarse", f"least(CAST(floor(({target.value} - {first!r}) * {scale!r}) AS BIGINT), {DISPLAY_BINS - 1})")
-    ]
-    ks = [name for name in big if baselines[name].rows <= drift.SMALL_REFERENCE_ROWS]
-    if len(ks) < len(big):
-        fine = float(FINE_BINS / (high - low)) if high > low else 0.0
-        extra.append(
-            (
-                "__fine",
-                f"CASE WHEN {target.value} < {low!r} THEN -1 WHEN {target.value} > {high!r} THEN {FINE_BINS} "
-                f"ELSE least(CAST(floor(({target.value} - {low!r}) * {fine!r}) AS BIGINT), {FINE_BINS - 1}) END",
-            )
-        )
-    grid = np.unique(np.concatenate([curve(baselines[name]).values for name in ks])) if ks else np.array([])
-    helpers = []
-    if ks:
-        below, upto = _rank(target.value, "<", grid.size, "__l"), _rank(target.value, "<=", grid.size, "__r")
-        helpers = below[:-1] + upto[:-1]
-        extra += [("__below", below[-1][1]), ("__upto", upto[-1][1])]
-    groups = grouping.query(
-        window,
-        extra,
-        [("__n", "count(*)"), ("__sum", f"sum({target.value})")],
-        where=target.valid,
-        source=f"(SELECT *, $grid::DOUBLE[] AS __grid FROM {TRAFFIC})" if ks else TRAFFIC,
-        parameters={"grid": grid.tolist()} if ks else None,
-        helpers=helpers,
-    )
+    groups = grouping.query(window, [("__v", target.value)], [("__n", "count(*)")], where=target.valid)
     split = by_slice(groups)
     for name in big:
         mine = split.get(name, groups.iloc[0:0])
         base = baselines[name]
-        if name in ks:
-            verdict = _ks(base, curve(base), grid, mine)
+        if target.kind == drift.CATEGORICAL:
+            verdict = drift_summary.frequency_verdict(base, list(mine["__v"]), mine["__n"].to_numpy())
         else:
-            bins = mine.groupby("__fine")[["__n", "__sum"]].sum().sort_index()
-            means = (bins["__sum"] / bins["__n"]).to_numpy(float)
-            verdict = drift_summary.wasserstein_verdict(base, curve(base), means, bins["__n"].to_numpy())
+            verdict = drift_summary.weighted_verdict(
+                base, drift_summary.ReferenceCurve.of(base), mine["__v"].to_numpy(float), mine["__n"].to_numpy()
+            )
         if verdict is not None:
             verdicts[name] = verdict
-    counts = groups.groupby([SLICE, "__coarse"], dropna=False)["__n"].sum()
-    recount = {
-        name: _dense(
-            counts.xs(name, level=SLICE, drop_level=True) if name in counts.index.get_level_values(SLICE) else None
-        )
-        for name in groups[SLICE].dropna().unique()
-    }
-    overall = counts[counts.index.get_level_values(SLICE).isna()].droplevel(SLICE)
-    histogram = {
-        "kind": drift.NUMERICAL,
-        "edges": edges.tolist(),
-        "reference": np.histogram(_numbers(reference), bins=edges)[0].tolist() if reference is not None else [],
-        "current": _dense(overall),
-    }
+    histogram, recount = _display_by_value(groups, reference, target, stats)
     return verdicts, histogram, recount
 
 
-def _rank(value: str, comparison: str, size: int, prefix: str) -> list[tuple[str, str]]:
-    """How many grid values are `comparison` the value: a binary search over the list __grid, one
-    select item per halving step (each names the previous), the last one the count."""
-    steps: list[tuple[str, str]] = [(f"{prefix}0", "0")]
-    step = 1 << max(size.bit_length() - 1, 0)
-    while step:
-        previous = steps[-1][0]
-        steps.append(
-            (
-                f"{prefix}{len(steps)}",
-                f"{previous} + CASE WHEN __grid[{previous} + {step}] {comparison} {value} THEN {step} ELSE 0 END",
-            )
+@dataclass
+class _Plan:
+    """How a numerical column with many values is counted: on the display bins (the charts), on
+    FINE_BINS bins between the reference's extremes with the sum of each bin's values (Wasserstein), and
+    by rank among `grid`, the reference values of the slices whose reference is small enough for
+    Kolmogorov-Smirnov. Bins are floored as SQL's `floor` would, from the same arithmetic."""
+
+    target: Target
+    edges: np.ndarray
+    reference: pd.Series | None
+    low: float
+    high: float
+    fine: bool
+    grid: np.ndarray
+    curves: dict[int, drift_summary.ReferenceCurve]
+    ks: list[str | None]
+
+    @classmethod
+    def of(
+        cls,
+        target: Target,
+        baselines: dict[str | None, ColumnProfile],
+        big: list[str | None],
+        reference: pd.Series | None,
+        stats: dict[str, Any],
+    ) -> _Plan:
+        curves: dict[int, drift_summary.ReferenceCurve] = {}
+        for base in baselines.values():
+            curves.setdefault(id(base), drift_summary.ReferenceCurve.of(base))
+        whole = baselines.get(OVERALL) or next(iter(baselines.values()))
+        assert whole.sorted_values is not None
+        ks = [name for name in big if baselines[name].rows <= drift.SMALL_REFERENCE_ROWS]
+        grid = np.unique(np.concatenate([curves[id(baselines[name])].values for name in ks])) if ks else np.array([])
+        return cls(
+            target=target,
+            edges=_display_edges(reference, stats),
+            reference=reference,
+            low=float(whole.sorted_values[0]),
+            high=float(whole.sorted_values[-1]),
+            fine=len(ks) < len(big),
+            grid=grid.astype(float),
+            curves=curves,
+            ks=ks,
         )
-        step >>= 1
-    return steps
+
+    def widths(self) -> list[int]:
+        """The bins of each count: display, fine (counts, then sums), grid values below, at or below."""
+        fine = FINE_BINS + 2 if self.fine else 0
+        ranks = self.grid.size + 1 if self.ks else 0
+        return [DISPLAY_BINS, fine, fine, ranks, ranks]
+
+    def bins(self, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Per count of `widths`, each value's bin and the weights counted (None: one per value)."""
+        first, scale = float(self.edges[0]), float(DISPLAY_BINS / (self.edges[-1] - self.edges[0]))
+        empty = np.zeros(0, dtype=np.int64)
+        found: list[tuple[np.ndarray, np.ndarray | None]] = [(_floor(values, first, scale, DISPLAY_BINS - 1), None)]
+        if self.fine:
+            width = float(FINE_BINS / (self.high - self.low)) if self.high > self.low else 0.0
+            fine = _floor(values, self.low, width, FINE_BINS - 1) + 1  # 0: below the reference; FINE_BINS + 1: above
+            fine[values < self.low] = 0
+            fine[values > self.high] = FINE_BINS + 1
+            found += [(fine, None), (fine, values)]
+        else:
+            found += [(empty, None), (empty, None)]
+        if self.ks:
+            found += [
+                (np.searchsorted(self.grid, values, side="left"), None),
+                (np.searchsorted(self.grid, values, side="right"), None),
+            ]
+        else:
+            found += [(empty, None), (empty, None)]
+        return found
 
 
-def _ks(
-    base: ColumnProfile, curve: drift_summary.ReferenceCurve, grid: np.ndarray, groups: pd.DataFrame
-) -> ColumnVerdict | None:
-    """K-S from the groups' counts by (grid values below x, grid values at or below x)."""
-    weights = groups["__n"].to_numpy(float)
-    by_below = np.bincount(groups["__below"].to_numpy(int), weights=weights, minlength=grid.size + 1)
-    by_upto = np.bincount(groups["__upto"].to_numpy(int), weights=weights, minlength=grid.size + 1)
-    # x <= grid[j] exactly when fewer than j + 1 grid values are below x; x < grid[j] when at most j are <= x.
-    at_or_below = np.cumsum(by_below)[: grid.size].astype(np.int64)
-    below = np.cumsum(by_upto)[: grid.size].astype(np.int64)
-    return drift_summary.ks_verdict(base, curve, grid, at_or_below, below, int(weights.sum()))
+def _floor(values: np.ndarray, low: float, scale: float, last: int) -> np.ndarray:
+    scaled = np.floor((values - low) * scale)
+    return np.clip(scaled, 0, last, out=scaled).astype(np.int64)
+
+
+@dataclass
+class _Counts:
+    """One slice's counts of a numerical column on its plan's bins (`_Plan.widths`)."""
+
+    display: np.ndarray
+    fine: np.ndarray
+    sums: np.ndarray
+    below: np.ndarray
+    upto: np.ndarray
+
+
+def _binned_counts(window: Window, grouping: Grouping, plans: list[_Plan]) -> list[dict[str | None, _Counts]]:
+    """Every plan's counts per slice, from one scan of the window.
+
+    DuckDB reads the columns and numbers each row's slices; numpy bins and counts. As one GROUP BY per
+    column, the counts took DuckDB 1-4 s a column at 50M rows (every row hashed into tens of thousands
+    of groups, and one scan per column); counting by bin index in numpy takes a fraction of that.
+    """
+    if not plans:
+        return []
+    codes, sizes = grouping.codes(), grouping.sizes()
+    selected = [f"CAST({sql} AS INTEGER) AS __k{index}" for index, sql in enumerate(codes)]
+    selected += [f"{plan.target.value} AS __v{index}" for index, plan in enumerate(plans)]
+    totals = [[[np.zeros(size * width) for size in sizes] for width in plan.widths()] for plan in plans]
+    reader = window.connection.sql(f"SELECT {', '.join(selected)} FROM {TRAFFIC}").to_arrow_reader(SCAN_ROWS)
+    for batch in reader:
+        keys = [batch.column(index).to_numpy().astype(np.int64) for index in range(len(codes))]
+        for index, plan in enumerate(plans):
+            values = batch.column(len(codes) + index).to_numpy(zero_copy_only=False)  # nulls read as NaN
+            valid = np.isfinite(values)
+            mine = keys if valid.all() else [key[valid] for key in keys]
+            for (bins, weights), width, by_key in zip(
+                plan.bins(values[valid]), plan.widths(), totals[index], strict=True
+            ):
+                for key, size, total in zip(mine, sizes, by_key, strict=True):
+                    if width:
+                        total += np.bincount(key * width + bins, weights=weights, minlength=size * width)
+    found = []
+    for plan, counted in zip(plans, totals, strict=True):
+        split = [
+            grouping.split_codes([total.reshape(size, width) for size, total in zip(sizes, by_key, strict=True)])
+            for width, by_key in zip(plan.widths(), counted, strict=True)
+        ]
+        found.append({name: _Counts(*(counts[name] for counts in split)) for name in split[0]})
+    return found
+
+
+def _binned_verdicts(
+    plan: _Plan,
+    baselines: dict[str | None, ColumnProfile],
+    big: list[str | None],
+    counts: dict[str | None, _Counts],
+) -> tuple[dict[str | None, ColumnVerdict], dict[str, Any], dict[str | None, list[int]]]:
+    """The verdicts of the big slices from their counts, the column's histogram and every slice's recount."""
+    verdicts: dict[str | None, ColumnVerdict] = {}
+    for name in big:
+        mine, base = counts[name], baselines[name]
+        curve = plan.curves[id(base)]
+        if name in plan.ks:
+            # x <= grid[j] exactly when fewer than j + 1 grid values are below x; x < grid[j] when at most j are <= x.
+            at_or_below = np.cumsum(mine.below)[: plan.grid.size].astype(np.int64)
+            below = np.cumsum(mine.upto)[: plan.grid.size].astype(np.int64)
+            verdict = drift_summary.ks_verdict(base, curve, plan.grid, at_or_below, below, int(mine.below.sum()))
+        else:
+            present = mine.fine > 0
+            means = mine.sums[present] / mine.fine[present]
+            verdict = drift_summary.wasserstein_verdict(base, curve, means, mine.fine[present].astype(np.int64))
+        if verdict is not None:
+            verdicts[name] = verdict
+    recount: dict[str | None, list[int]] = {
+        name: mine.display.astype(np.int64).tolist()
+        for name, mine in counts.items()
+        if name is not None and mine.display.any()
+    }
+    reference = (
+        np.histogram(_numbers(plan.reference), bins=plan.edges)[0].tolist() if plan.reference is not None else []
+    )
+    histogram = {
+        "kind": drift.NUMERICAL,
+        "edges": plan.edges.tolist(),
+        "reference": reference,
+        "current": counts[OVERALL].display.astype(np.int64).tolist(),
+    }
+    return verdicts, histogram, recount
 
 
 def _numbers(series: pd.Series | None) -> np.ndarray:
@@ -381,14 +479,6 @@ def _display_edges(reference: pd.Series | None, stats: dict[str, Any]) -> np.nda
     if low == high:
         low, high = low - 0.5, high + 0.5
     return np.linspace(low, high, DISPLAY_BINS + 1)
-
-
-def _dense(counts: pd.Series | None) -> list[int]:
-    dense = np.zeros(DISPLAY_BINS, dtype=np.int64)
-    if counts is not None and len(counts):
-        positions = np.clip(np.asarray(counts.index, dtype=float).astype(int), 0, DISPLAY_BINS - 1)
-        np.add.at(dense, positions, counts.to_numpy(dtype=np.int64))
-    return dense.tolist()
 
 
 def _display_by_value(

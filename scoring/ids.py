@@ -21,11 +21,20 @@ def uuid7(at: datetime | None = None) -> uuid.UUID:
 
     Integer arithmetic, not float timestamps: a time on the hour must not round into the hour before.
     """
-    milliseconds = time.time_ns() // 1_000_000 if at is None else (at - _EPOCH) // timedelta(milliseconds=1)
+    milliseconds = time.time_ns() // 1_000_000 if at is None else _milliseconds(at)
     random_a = secrets.randbits(12)
     random_b = secrets.randbits(62)
     value = (milliseconds & _MILLISECONDS) << 80 | 0x7 << 76 | random_a << 64 | 0b10 << 62 | random_b
     return uuid.UUID(int=value)
+
+
+def first_uuid7(at: datetime) -> uuid.UUID:
+    """The smallest UUIDv7 stamped with `at`'s millisecond: every UUIDv7 made from then on sorts after it."""
+    return uuid.UUID(int=(_milliseconds(at) & _MILLISECONDS) << 80 | 0x7 << 76 | 0b10 << 62)
+
+
+def _milliseconds(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(milliseconds=1)
 
 
 def uuid7_time(value: uuid.UUID) -> datetime | None:

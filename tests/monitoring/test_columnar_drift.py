@@ -14,7 +14,8 @@ from scipy import stats
 from sklearn import metrics
 
 from monitoring import drift, drift_report, drift_summary, performance, slicing, window_drift, window_performance
-from monitoring.columnar import ACTUAL_LABEL, LABELLED, LABELLED_ROWS, TRAFFIC, Window
+from monitoring.columnar import ACTUAL_LABEL, LABELLED_ROWS, TRAFFIC, Window
+from monitoring.grouping import Grouping
 from tests.monitoring.test_drift import evidently_drift, mixed_frame
 
 pytestmark = [
@@ -28,7 +29,6 @@ def frame_window(frame: pd.DataFrame) -> Window:
     connection = duckdb.connect()
     connection.register("frame", frame)
     connection.execute(f"CREATE VIEW {TRAFFIC} AS SELECT * FROM frame")
-    connection.execute(f"CREATE VIEW {LABELLED} AS SELECT * FROM frame")
     columns = dict(connection.execute(f"SELECT column_name, column_type FROM (DESCRIBE {TRAFFIC})").fetchall())
     moment = datetime(2026, 1, 1, tzinfo=UTC)
     window = Window(connection, moment, moment, columns, len(frame), {})
@@ -113,6 +113,48 @@ def test_slices_from_aggregates_agree_with_evidently(aggregated_only: None) -> N
         agreed, total = agreed + same, total + count
         assert found.slices[name]["columns"]["income"]["test"] == drift.KS
     assert agreed / total >= 0.99, f"{agreed} of {total}"
+
+
+def test_one_scan_counts_every_numerical_column_of_every_slice() -> None:
+    """Counted in numpy from one scan, for all columns and slices (overlapping ones too), the counts
+    are pandas' counts of the same rows: display bins, fine bins with their sums, ranks among the grid."""
+    rng = np.random.default_rng(51)
+    current = pd.DataFrame(
+        {"x": rng.normal(size=6000), "y": rng.normal(2, 1, 6000), "part": rng.choice(["a", "b", "c"], 6000)}
+    )
+    current.loc[::17, "x"] = np.nan
+    current.loc[::29, "x"] = np.inf
+    current.loc[::31, "y"] = None
+    window = frame_window(current)
+    slices, errors = slicing.window_slices(window, ["part"], {"high": "y > 2"})
+    assert errors == {} and len(slices) == 4
+    masks: dict[str | None, pd.Series] = {None: pd.Series(True, index=current.index), "high": current["y"] > 2}
+    masks.update({f"part={value}": current["part"] == value for value in "abc"})
+    plans = []
+    for column in ("x", "y"):
+        large = drift.profile_column(pd.Series(rng.normal(0, 1.5, 5000)), drift.NUMERICAL)  # Wasserstein
+        small = drift.profile_column(pd.Series(rng.normal(0, 1.5, 800)), drift.NUMERICAL)  # K-S
+        values = current[column][np.isfinite(current[column])]
+        target = window_drift.Target.of(column, drift.NUMERICAL)
+        baselines = {None: large, **{piece.name: small for piece in slices}}
+        stats = {"low": values.min(), "high": values.max()}
+        plan = window_drift._Plan.of(target, baselines, list(masks), None, stats)
+        assert plan.fine and plan.ks == list(masks)[1:]
+        plans.append(plan)
+    counted = window_drift._binned_counts(window, Grouping(slices), plans)
+    for plan, counts in zip(plans, counted, strict=True):
+        for name, mask in masks.items():
+            values = current.loc[mask, plan.target.name].to_numpy(float)
+            values = values[np.isfinite(values)]
+            mine = counts[name]
+            assert mine.display.tolist() == np.histogram(values, bins=plan.edges)[0].tolist()
+            assert mine.fine.sum() == values.size and mine.sums.sum() == pytest.approx(values.sum())
+            assert (mine.fine[0], mine.fine[-1]) == ((values < plan.low).sum(), (values > plan.high).sum())
+            inside = values[(values >= plan.low) & (values <= plan.high)]
+            edges = np.linspace(plan.low, plan.high, window_drift.FINE_BINS + 1)
+            assert mine.fine[1:-1].tolist() == np.histogram(inside, bins=edges)[0].tolist()
+            assert np.cumsum(mine.below)[:-1].tolist() == (values[:, None] <= plan.grid).sum(axis=0).tolist()
+            assert np.cumsum(mine.upto)[:-1].tolist() == (values[:, None] < plan.grid).sum(axis=0).tolist()
 
 
 def test_ks_from_counts_equals_scipy() -> None:

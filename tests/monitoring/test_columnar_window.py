@@ -7,15 +7,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.conf import settings
 from django.utils import timezone
 
 from monitoring import columnar, reports
-from monitoring.columnar import ACTUAL_LABEL, LABELLED, PREDICTION_ID, open_window
+from monitoring.columnar import ACTUAL_LABEL, PREDICTION_ID, open_window
 from monitoring.models import Actual, MonitoringConfig, Report
 from registry.models import ModelVersion
 from registry.schema import parse_schema
 from scoring.archive import format, store
+from scoring.ids import uuid7
 from scoring.models import ArchivedHour, BatchRun, Prediction
 from tests.scoring.batch_support import customer_table, nightly_job, run_now, use_input_dir, write_input
 
@@ -23,6 +25,7 @@ from tests.scoring.batch_support import customer_table, nightly_job, run_now, us
 def predictions(version: ModelVersion, at: Any, count: int, prefix: str) -> list[Prediction]:
     return Prediction.objects.bulk_create(
         Prediction(
+            id=uuid7(at + timedelta(seconds=index)),  # as the recorder makes them: sorting by time
             model=version.model,
             version=version,
             at=at + timedelta(seconds=index),
@@ -55,7 +58,11 @@ def archive(version: ModelVersion, hour: Any, rows: list[Prediction]) -> None:
     )
 
 
-def test_the_window_holds_archived_and_hot_rows_and_reports_unreadable_files(production: ModelVersion) -> None:
+@pytest.mark.parametrize("part_rows", [columnar.JOIN_PART_ROWS, 10], ids=["one join", "joined in parts"])
+def test_the_window_holds_archived_and_hot_rows_and_reports_unreadable_files(
+    production: ModelVersion, part_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(columnar, "JOIN_PART_ROWS", part_rows)
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     archived_hour, corrupt_hour, hot_hour = now - timedelta(hours=3), now - timedelta(hours=2), now - timedelta(hours=1)
     in_archive = predictions(production, archived_hour, 40, "a")
@@ -87,7 +94,16 @@ def test_the_window_holds_archived_and_hot_rows_and_reports_unreadable_files(pro
                 "value": 0,
                 "observed_at": hot_hour,
                 "received_at": hot_hour + timedelta(minutes=5),
-            }
+            },
+            {  # received before, archived, pruned, then received again: the one observed last counts
+                "id": 998,
+                "model_id": production.model_id,
+                "prediction_id": str(in_archive[0].pk),
+                "entity_id": "",
+                "value": 0,
+                "observed_at": hot_hour - timedelta(days=1),
+                "received_at": hot_hour + timedelta(minutes=5),
+            },
         ]
     )
     actuals_path = store.hour_path("actuals", production.model_id, hot_hour)
@@ -96,22 +112,18 @@ def test_the_window_holds_archived_and_hot_rows_and_reports_unreadable_files(pro
         model=production.model,
         kind="actuals",
         hour=hot_hour,
-        rows=1,
-        files=[{"path": actuals_path, "version": None, "rows": 1, "bytes": 1}],
+        rows=2,
+        files=[{"path": actuals_path, "version": None, "rows": 2, "bytes": 1}],
     )
 
     with open_window(production.model, now - timedelta(hours=4), now) as window:
         assert window.rows == 30 + 25
         assert window.versions == {production.number: 55}
         assert [(u["path"], u["rows"]) for u in window.unreadable] == [(path, 7)]
-        labels = dict(
-            window.connection.execute(
-                f"SELECT {PREDICTION_ID}, {ACTUAL_LABEL} FROM {LABELLED} WHERE {ACTUAL_LABEL} IS NOT NULL"
-            ).fetchall()
-        )
         sample = window.sample(["tenure", "charges"], 10)
         # The joined rows performance and fairness read: made once, again only for columns they lack.
-        table = columnar.labelled_rows(window, ["tenure"])
+        table = columnar.labelled_rows(window, [PREDICTION_ID, "tenure"])
+        labels = dict(window.connection.execute(f"SELECT {PREDICTION_ID}, {ACTUAL_LABEL} FROM {table}").fetchall())
         assert columnar.labelled_rows(window, ["tenure"]) == table and window.labelled >= {"tenure"}
         columnar.labelled_rows(window, ["charges"])
         joined = window.query(f"SELECT tenure, charges, {ACTUAL_LABEL} FROM {table}")
@@ -155,15 +167,17 @@ def test_batch_runs_join_the_window_with_their_scores_and_entity_actuals(
     with open_window(production.model, now - timedelta(hours=1), now + timedelta(minutes=1)) as window:
         rows = window.query(
             f"SELECT {columnar.ENTITY}, tenure, charges, contract, {columnar.PREDICTION}, {columnar.SCORE}, "
-            f"{columnar.VERSION}, {ACTUAL_LABEL} FROM {LABELLED} ORDER BY {columnar.ENTITY}"
+            f"{columnar.VERSION} FROM {columnar.TRAFFIC} ORDER BY {columnar.ENTITY}"
         )
+        table = columnar.labelled_rows(window, [columnar.ENTITY])
+        labelled = dict(window.connection.execute(f"SELECT {columnar.ENTITY}, {ACTUAL_LABEL} FROM {table}").fetchall())
     assert window.rows == 24 and sorted(rows[columnar.ENTITY]) == sorted(frame["customer_id"][:24])
     scores = {score.entity_id: score for score in run.scores.all()}
     first = rows.set_index(columnar.ENTITY).loc["c0"]
     assert first["tenure"] == frame.loc[0, "tenure"] and first["contract"] == frame.loc[0, "contract"]
     assert first[columnar.PREDICTION] == format.label(scores["c0"].prediction)
     assert first[columnar.SCORE] == scores["c0"].probability and first[columnar.VERSION] == production.number
-    assert rows.set_index(columnar.ENTITY)[ACTUAL_LABEL].dropna().to_dict() == {"c7": "1"}
+    assert labelled == {"c7": "1"}
 
 
 def test_a_trailing_baseline_is_a_bounded_sample_of_the_earlier_traffic(

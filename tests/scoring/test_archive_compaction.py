@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from registry.models import Consumer, ModelVersion
 from scoring.archive import compaction, format, lifecycle, partitions, store
-from scoring.ids import uuid7, uuid7_time
+from scoring.ids import first_uuid7, uuid7, uuid7_time
 from scoring.models import ArchivedHour, ArchiveState, Prediction
 from scoring.tasks import archive_predictions
 from tests.scoring.archive_support import archived_ids, archived_rows, later, score
@@ -38,6 +38,9 @@ def test_it_gives_predictions_time_ordered_ids_that_tell_their_time(scored: list
         assert prediction.id.version == 7
         made_at = uuid7_time(prediction.id)
         assert made_at is not None and abs(made_at - prediction.at) < timedelta(milliseconds=1)
+        # The range of a millisecond's ids, as reports split a window's join by id; text sorts as the values.
+        first, after = first_uuid7(made_at), first_uuid7(made_at + timedelta(milliseconds=1))
+        assert first <= prediction.id < after and str(first) <= str(prediction.id) < str(after)
 
 
 def test_it_archives_only_complete_hours(scored: list[str]) -> None:
