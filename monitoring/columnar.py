@@ -341,8 +341,8 @@ def _actuals(
     connection.execute("CREATE TEMP VIEW all_actuals AS " + " UNION ALL BY NAME ".join(sources))
     connection.execute(
         f"""CREATE TEMP TABLE {ACTUALS_BY_ID} AS
-        SELECT {format.ID} AS key, {ACTUAL_LABEL}, {ACTUAL_NUMBER}, {format.OBSERVED_AT}, {format.RECEIVED_AT}
-        FROM all_actuals WHERE {format.ID} IS NOT NULL"""
+        SELECT key, {ACTUAL_LABEL}, {ACTUAL_NUMBER}, {format.OBSERVED_AT}, {format.RECEIVED_AT}
+        FROM (SELECT TRY_CAST({format.ID} AS UUID) AS key, * FROM all_actuals) WHERE key IS NOT NULL"""
     )
     connection.execute(
         f"""CREATE TEMP TABLE {ACTUAL_BY_ENTITY} AS
@@ -363,10 +363,11 @@ def labelled_rows(window: Window, columns: Iterable[str]) -> str:
     queries read it instead of each joining the window with its actuals again. The join runs in parts
     of the prediction ids' range, each of about JOIN_PART_ROWS predictions, so that each part's hash
     tables fit in memory. Prediction ids are UUIDv7s, which sort by time: a range of them is a time
-    range, which the archive's files and row groups skip by their statistics. Ids are compared as the
-    text `format` writes on both sides (canonical UUIDs; parsing 50M of them cost 6 s), so any id falls
-    in the same part on both sides: ids not made at their prediction's time (or not UUIDv7s) are
-    joined all the same, only in unevenly sized parts.
+    range, which the archive's files and row groups skip by their statistics. The window's ids are
+    compared as the text `format` writes (canonical: it sorts as the UUIDs' values), the actuals' keys
+    as UUIDs (joins and deduplication on them took 40% less time than on text), so any id falls in the
+    same part on both sides: ids not made at their prediction's time (or not UUIDv7s) are joined all
+    the same, only in unevenly sized parts.
     """
     wanted = {column for column in [*columns, PREDICTION, NUMBER, SCORE] if column in window.columns}
     if wanted <= window.labelled:
@@ -376,12 +377,12 @@ def labelled_rows(window: Window, columns: Iterable[str]) -> str:
     window.connection.execute(f"DROP TABLE IF EXISTS {LABELLED_ROWS}")
     for index, (low, high) in enumerate(_id_ranges(window)):
         ids = [f"{PREDICTION_ID} >= '{low}'"] * (low is not None) + [f"{PREDICTION_ID} < '{high}'"] * (high is not None)
-        keys = [f"key >= '{low}'"] * (low is not None) + [f"key < '{high}'"] * (high is not None)
+        keys = [f"key >= UUID '{low}'"] * (low is not None) + [f"key < UUID '{high}'"] * (high is not None)
         where = " AND ".join(ids) or "TRUE"
         if low is None:  # batch rows have no prediction id: their entity ids label them
             where = f"{PREDICTION_ID} IS NULL OR ({where})"
         rows = f"""WITH part AS MATERIALIZED (
-                SELECT {selected}, t.{PREDICTION_ID} AS __id, t.{ENTITY} AS __entity
+                SELECT {selected}, TRY_CAST(t.{PREDICTION_ID} AS UUID) AS __id, t.{ENTITY} AS __entity
                 FROM {TRAFFIC} t WHERE {where}
             ),
             latest AS (

@@ -356,9 +356,10 @@ class _Plan:
         found: list[tuple[np.ndarray, np.ndarray | None]] = [(_floor(values, first, scale, DISPLAY_BINS - 1), None)]
         if self.fine:
             width = float(FINE_BINS / (self.high - self.low)) if self.high > self.low else 0.0
-            fine = _floor(values, self.low, width, FINE_BINS - 1) + 1  # 0: below the reference; FINE_BINS + 1: above
-            fine[values < self.low] = 0
-            fine[values > self.high] = FINE_BINS + 1
+            fine = _floor(values, self.low, width, FINE_BINS - 1)
+            fine += 1  # 0: below the reference, FINE_BINS + 1: above it (whatever the width)
+            fine -= values < self.low
+            fine = np.where(values > self.high, FINE_BINS + 1, fine)
             found += [(fine, None), (fine, values)]
         else:
             found += [(empty, None), (empty, None)]
@@ -407,13 +408,17 @@ def _binned_counts(window: Window, grouping: Grouping, plans: list[_Plan]) -> li
         for index, plan in enumerate(plans):
             values = batch.column(len(codes) + index).to_numpy(zero_copy_only=False)  # nulls read as NaN
             valid = np.isfinite(values)
-            mine = keys if valid.all() else [key[valid] for key in keys]
-            for (bins, weights), width, by_key in zip(
-                plan.bins(values[valid]), plan.widths(), totals[index], strict=True
-            ):
-                for key, size, total in zip(mine, sizes, by_key, strict=True):
-                    if width:
-                        total += np.bincount(key * width + bins, weights=weights, minlength=size * width)
+            mine = keys
+            if not valid.all():
+                values, mine = values[valid], [key[valid] for key in keys]
+            positions: tuple[np.ndarray, list[np.ndarray]] | None = None  # (bins, their index in the totals)
+            for (bins, weights), width, by_key in zip(plan.bins(values), plan.widths(), totals[index], strict=True):
+                if not width:
+                    continue
+                if positions is None or positions[0] is not bins:  # the fine bins count twice: rows and sums
+                    positions = (bins, [key * width + bins for key in mine])
+                for position, size, total in zip(positions[1], sizes, by_key, strict=True):
+                    total += np.bincount(position, weights=weights, minlength=size * width)
     found = []
     for plan, counted in zip(plans, totals, strict=True):
         split = [

@@ -155,6 +155,11 @@ def test_one_scan_counts_every_numerical_column_of_every_slice() -> None:
             assert mine.fine[1:-1].tolist() == np.histogram(inside, bins=edges)[0].tolist()
             assert np.cumsum(mine.below)[:-1].tolist() == (values[:, None] <= plan.grid).sum(axis=0).tolist()
             assert np.cumsum(mine.upto)[:-1].tolist() == (values[:, None] < plan.grid).sum(axis=0).tolist()
+    # A reference of one value: its fine bins are below it, at it, and above it.
+    constant = drift.profile_column(pd.Series([1.0] * 5000), drift.NUMERICAL)
+    target = window_drift.Target.of("x", drift.NUMERICAL)
+    plan = window_drift._Plan.of(target, {None: constant}, [None], None, {"low": 0.0, "high": 2.0})
+    assert plan.bins(np.array([0.5, 1.0, 2.0]))[1][0].tolist() == [0, 1, window_drift.FINE_BINS + 1]
 
 
 def test_ks_from_counts_equals_scipy() -> None:
