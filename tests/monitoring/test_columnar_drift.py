@@ -136,7 +136,7 @@ def test_one_scan_counts_every_numerical_column_of_every_slice() -> None:
         small = drift.profile_column(pd.Series(rng.normal(0, 1.5, 800)), drift.NUMERICAL)  # K-S
         values = current[column][np.isfinite(current[column])]
         target = window_drift.Target.of(column, drift.NUMERICAL)
-        baselines = {None: large, **{piece.name: small for piece in slices}}
+        baselines: dict[str | None, drift.ColumnProfile] = {None: large, **{p.name: small for p in slices}}
         stats = {"low": values.min(), "high": values.max()}
         plan = window_drift._Plan.of(target, baselines, list(masks), None, stats)
         assert plan.fine and plan.ks == list(masks)[1:]
