@@ -79,17 +79,14 @@ class Grouping:
         aggregates: Sequence[tuple[str, str]],
         where: str = "TRUE",
         source: str = TRAFFIC,
-        parameters: dict[str, Any] | None = None,
-        helpers: Sequence[tuple[str, str]] = (),
     ) -> pd.DataFrame:
         """Groups of (slice, *extra) with the aggregates; `extra` and `aggregates` are (alias, SQL) pairs.
 
         Extra aliases start with "__" (as no feature does); aggregates read them and the source's columns.
-        `helpers` are (alias, SQL) items computed before the extra ones, which may name them, not grouped.
         """
         keys = [f"{sql} AS __k{index}" for index, sql in enumerate(self.keys)]
         extras = [f"{sql} AS {alias}" for alias, sql in extra]
-        inner = ", ".join([*keys, *(f"{sql} AS {alias}" for alias, sql in helpers), *extras, "*"])
+        inner = ", ".join([*keys, *extras, "*"])
         rows = f"SELECT {inner} FROM {source} WHERE {where}"
         extra_aliases = [alias for alias, _ in extra]
         key_aliases = [f"__k{index}" for index in range(len(self.keys))]
@@ -99,9 +96,7 @@ class Grouping:
             # of grouping sets, whose every set hashes every row again.
             by = [*key_aliases, *extra_aliases]
             group = f"GROUP BY {', '.join(by)}" if by else ""
-            frame = window.connection.execute(
-                f"SELECT {', '.join([*by, *aggregated])} FROM ({rows}) {group}", parameters or {}
-            ).df()
+            frame = window.connection.execute(f"SELECT {', '.join([*by, *aggregated])} FROM ({rows}) {group}").df()
             return self._rolled_up(frame, extra_aliases, [alias for alias, _ in aggregates])
         sets = [f"({', '.join(extra_aliases)})"] + [
             f"({', '.join([f'__k{index}', *extra_aliases])})" for index in range(len(self.keys))
@@ -109,7 +104,7 @@ class Grouping:
         grouping = f"GROUPING({', '.join(key_aliases)})" if key_aliases else "0"
         selected = ", ".join([f"{grouping} AS __grouping", *key_aliases, *extra_aliases, *aggregated])
         frame = window.connection.execute(
-            f"SELECT {selected} FROM ({rows}) GROUP BY GROUPING SETS ({', '.join(sets)})", parameters or {}
+            f"SELECT {selected} FROM ({rows}) GROUP BY GROUPING SETS ({', '.join(sets)})"
         ).df()
         return self._named(frame, extra_aliases, [alias for alias, _ in aggregates])
 

@@ -281,6 +281,7 @@ def _by_value(
     """One scan of a column counted by value: the verdicts of the big slices, its histogram and every
     slice's recount."""
     verdicts: dict[str | None, ColumnVerdict] = {}
+    curves: dict[int, drift_summary.ReferenceCurve] = {}  # slices without their own reference share one
     groups = grouping.query(window, [("__v", target.value)], [("__n", "count(*)")], where=target.valid)
     split = by_slice(groups)
     for name in big:
@@ -289,9 +290,8 @@ def _by_value(
         if target.kind == drift.CATEGORICAL:
             verdict = drift_summary.frequency_verdict(base, list(mine["__v"]), mine["__n"].to_numpy())
         else:
-            verdict = drift_summary.weighted_verdict(
-                base, drift_summary.ReferenceCurve.of(base), mine["__v"].to_numpy(float), mine["__n"].to_numpy()
-            )
+            curve = curves.setdefault(id(base), drift_summary.ReferenceCurve.of(base))
+            verdict = drift_summary.weighted_verdict(base, curve, mine["__v"].to_numpy(float), mine["__n"].to_numpy())
         if verdict is not None:
             verdicts[name] = verdict
     histogram, recount = _display_by_value(groups, reference, target, stats)
@@ -303,7 +303,7 @@ class _Plan:
     """How a numerical column with many values is counted: on the display bins (the charts), on
     FINE_BINS bins between the reference's extremes with the sum of each bin's values (Wasserstein), and
     by rank among `grid`, the reference values of the slices whose reference is small enough for
-    Kolmogorov-Smirnov. Bins are floored as SQL's `floor` would, from the same arithmetic."""
+    Kolmogorov-Smirnov."""
 
     target: Target
     edges: np.ndarray
