@@ -12,8 +12,9 @@ production through the product's services. Then:
    The actuals are archived as the run an hour later would (they were all posted in the hour still open,
    which a report would otherwise read from the database, at about 50 µs a row).
 3. **Larger windows.** For each larger size, a model of its own (same artifact) gets the base window's
-   archive files replicated k times per hour (each copy's ids still UUIDs, unique per copy; model
-   rewritten) with their manifest entries: the files are what compaction wrote, k times over.
+   archive files replicated k times per hour (each copy's ids new UUIDv7s of the same millisecond, the
+   same in predictions and actuals; model rewritten; actuals in prediction id order) with their manifest
+   entries: the files are what compaction would write for k times the traffic.
 4. **Reports.** `monitoring.reports.compute` runs in a child process per window; wall time and the child's
    peak RSS (its own VmHWM). False-discovery correction is off, as Evidently has none.
 5. **Evidently** on the same rows exported to a DataFrame (time excludes reading): its own
@@ -152,10 +153,28 @@ def record_actuals(production: Any, labelled: list[tuple[str, int]]) -> None:
         actuals_ingest(actor=production.author, model=production.model, rows=rows)
 
 
+def copied_ids(ids: Any, copy: int) -> Any:
+    """Copy `copy`'s prediction ids: each id's random bits drawn again from a hash of the id and the copy.
+    Still UUIDv7s of their prediction's millisecond, the same on both sides, so that actuals join as in
+    production; and as random as new ids, so that files compress no better than compaction's."""
+    import duckdb
+    import pyarrow as pa
+
+    connection = duckdb.connect()
+    connection.register("originals", pa.table({"id": ids}))
+    # Kept: the millisecond and version ("0190a1b2-c3d4-7"), and the variant (the fourth group's first digit).
+    copied = connection.sql(
+        """SELECT substr(id, 1, 15) || substr(h, 1, 3) || '-' || substr(id, 20, 1) || substr(h, 4, 3) || '-'
+            || substr(h, 7, 12) AS id FROM (SELECT id, md5(id || '/' || CAST(? AS VARCHAR)) AS h FROM originals)""",
+        params=[copy],
+    )
+    assert copied is not None
+    return copied.to_arrow_table()["id"].combine_chunks()
+
+
 def replicate(base: Any, target: Any, copies: int) -> int:
     """Copy the base model's archived hours to `target`, each hour `copies` times over; returns its rows."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     from scoring.archive import format as fmt
     from scoring.archive import store
@@ -173,8 +192,7 @@ def replicate(base: Any, target: Any, copies: int) -> int:
                     fmt.MODEL_ID,
                     pa.array(np.full(len(table), target.model.pk), pa.int64()),
                 )
-                # Still UUIDs (the last four hex digits say which copy), so that actuals join as in production.
-                ids = pc.utf8_replace_slice(part[fmt.ID], start=32, stop=36, replacement=f"{copy:04x}")
+                ids = copied_ids(part[fmt.ID], copy)
                 part = part.set_column(part.schema.get_field_index(fmt.ID), fmt.ID, ids)
                 if fmt.VERSION_ID in part.column_names:
                     part = part.set_column(
@@ -184,6 +202,8 @@ def replicate(base: Any, target: Any, copies: int) -> int:
                     )
                 parts.append(part)
             replicated = pa.concat_tables(parts)
+            if entry.kind == ArchivedHour.Kind.ACTUALS:  # as compaction writes them: in prediction id order
+                replicated = replicated.sort_by(fmt.ID)
             path = store.hour_path(entry.kind, target.model.pk, entry.hour, file.get("version"))
             size = store.write(path, replicated)
             files.append({**file, "path": path, "rows": len(replicated), "bytes": size})

@@ -1,6 +1,6 @@
 """Compaction of actuals, as for predictions (scoring/archive/lifecycle.py): each complete hour of a
-model's actuals, by the hour they were received, becomes one Parquet file listed in the manifest; hot
-actuals older than MF_PREDICTION_HOT_DAYS are then deleted.
+model's actuals, by the hour they were received, becomes one Parquet file listed in the manifest (rows in
+prediction id order); hot actuals older than MF_PREDICTION_HOT_DAYS are then deleted.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from monitoring.models import Actual
 from scoring.archive import format, lifecycle, store
@@ -20,8 +20,10 @@ def _model_rows(model_id: int) -> QuerySet[Actual]:
 
 
 def _write_hour(model_id: int, hour: datetime, rows: QuerySet[Actual]) -> list[dict[str, Any]]:
+    # In prediction id order (UUIDv7s: prediction time), so that each row group holds a narrow range of
+    # ids and a report joining one range of predictions reads only the row groups of that range.
     values = (
-        rows.order_by("received_at", "id")
+        rows.order_by(F("prediction_id").asc(nulls_last=True), "received_at", "id")
         .values(*format.ACTUAL_ATTRIBUTES)
         .iterator(chunk_size=lifecycle.ROWS_PER_TABLE)
     )

@@ -41,6 +41,21 @@ def test_actuals_are_archived_by_hour_of_receipt_and_pruned(traffic: list[str], 
     assert sorted(archived_ids("actuals")) == sorted(archived_ids("predictions")) == sorted(traffic)
 
 
+def test_an_hours_actuals_are_written_in_prediction_id_order(traffic: list[str], churn_model: Any) -> None:
+    # Received in the reverse order of their predictions, and one by entity id: reports read one range
+    # of prediction ids at a time, and skip the row groups outside it only if the file is in id order.
+    Actual.objects.all().delete()
+    Actual.objects.bulk_create(
+        [Actual(model=churn_model, prediction_id=pid, value=1) for pid in reversed(traffic)]
+        + [Actual(model=churn_model, entity_id="c7", value=0)]
+    )
+
+    archiving.compact_actuals(now=later(hours=2))
+
+    ids = archived_ids("actuals")
+    assert ids[:-1] == sorted(traffic) and ids[-1] is None
+
+
 def test_beat_runs_the_actuals_archive(settings: Any, db: None) -> None:
     assert settings.CELERY_BEAT_SCHEDULE["archive-actuals"]["task"] == "monitoring.tasks.archive_actuals"
     archive_actuals.apply()
