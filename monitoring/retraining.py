@@ -19,7 +19,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from monitoring.models import Alert, RetrainingRecipe, RetrainingRun
-from registry import registration, workflow
+from registry import audit, registration, workflow
 from registry.choices import VersionStatus
 from registry.client import capture_environment, estimator_params, output_schema
 from registry.schema import infer_schema
@@ -49,6 +49,15 @@ def training_data(recipe: RetrainingRecipe) -> pd.DataFrame:
 
 def _table(frame: pd.DataFrame, name: str) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, frame.to_parquet(index=False))
+
+
+def _via(run: RetrainingRun) -> str:
+    """The retraining as the audit trail names it, with its trigger."""
+    if run.alert is not None:
+        return f"retraining, triggered by alert #{run.alert.pk} ({run.alert.rule.name})"
+    if run.trigger == RetrainingRun.Trigger.SCHEDULE:
+        return "retraining, on its schedule"
+    return f"retraining, started by {run.requested_by or 'someone'}"
 
 
 def _release_notes(run: RetrainingRun, parent: Any, metrics: dict[str, float]) -> str:
@@ -114,27 +123,30 @@ def retrain(
             golden_file = SimpleUploadedFile("golden_set.csv", table.to_csv(index=False).encode())
         reference = result.get("reference")
         author = model.owner  # registered on the owner's behalf; four-eyes keeps them from approving it
-        version = registration.version_register(
-            actor=author,
-            model=model,
-            upload=registration.VersionUpload(
-                artifact=SimpleUploadedFile(f"{model.name}.skops", sio.dumps(estimator)),
-                format="skops",
-                release_notes=_release_notes(run, parent, metrics),
-                golden_set=golden_file,
-                reference_data=_table(reference, "reference_data.parquet") if reference is not None else None,
-                training_data=_table(frame, "training_data.parquet"),
-                input_schema=json.dumps(infer_schema(sample)),
-                output_schema=json.dumps(output_schema(estimator)),
-                params=json.dumps(estimator_params(estimator)),
-                metrics=json.dumps(metrics),
-                environment=json.dumps(capture_environment(estimator)),
-                training_data_uri=recipe.data_path or f"sql:{recipe.data_connection}",
-                training_data_rows=len(frame),
-                parent=parent.number if parent is not None else None,
-            ),
-        )
-        workflow.version_transition(actor=author, version=version, action="submit", comment="Retrained automatically")
+        with audit.system_action(_via(run)):
+            version = registration.version_register(
+                actor=author,
+                model=model,
+                upload=registration.VersionUpload(
+                    artifact=SimpleUploadedFile(f"{model.name}.skops", sio.dumps(estimator)),
+                    format="skops",
+                    release_notes=_release_notes(run, parent, metrics),
+                    golden_set=golden_file,
+                    reference_data=_table(reference, "reference_data.parquet") if reference is not None else None,
+                    training_data=_table(frame, "training_data.parquet"),
+                    input_schema=json.dumps(infer_schema(sample)),
+                    output_schema=json.dumps(output_schema(estimator)),
+                    params=json.dumps(estimator_params(estimator)),
+                    metrics=json.dumps(metrics),
+                    environment=json.dumps(capture_environment(estimator)),
+                    training_data_uri=recipe.data_path or f"sql:{recipe.data_connection}",
+                    training_data_rows=len(frame),
+                    parent=parent.number if parent is not None else None,
+                ),
+            )
+            workflow.version_transition(
+                actor=author, version=version, action="submit", comment="Retrained automatically"
+            )
     except Exception as exc:  # the run records why; the alert stays open
         RetrainingRun.objects.filter(pk=run.pk).update(
             status=RetrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()

@@ -4,6 +4,9 @@ quorum a review round was submitted with."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +18,20 @@ from django.utils import timezone
 from registry import csv_export
 from registry.choices import AuditAction
 from registry.models import AuditEvent, CheckRun, ModelVersion, RegisteredModel, SignOff
+
+# Set while a process acts on a person's behalf (`system_action`): every audit row written meanwhile names it.
+_VIA: ContextVar[str] = ContextVar("audit_via", default="")
+
+
+@contextmanager
+def system_action(description: str) -> Iterator[None]:
+    """Audit rows written inside are marked as made by `description` (a process and its trigger), on
+    behalf of their actor, so that the trail never credits a person with what a machine did."""
+    token = _VIA.set(description[:200])
+    try:
+        yield
+    finally:
+        _VIA.reset(token)
 
 
 def audit_event_create(
@@ -35,10 +52,11 @@ def audit_event_create(
         old=old,
         new=new,
         reason=reason,
+        via=_VIA.get(),
     )
 
 
-CSV_HEADER = ["id", "at", "actor", "action", "model", "version", "old", "new", "reason"]
+CSV_HEADER = ["id", "at", "actor", "action", "model", "version", "old", "new", "reason", "via"]
 
 
 def event_list(
@@ -77,6 +95,7 @@ def csv_row(event: AuditEvent) -> list[Any]:
         event.old,
         event.new,
         event.reason,
+        event.via,
     ]
 
 

@@ -264,6 +264,9 @@ class AuditEvent(models.Model):
     old = models.JSONField(null=True, blank=True)
     new = models.JSONField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    # The process that made the change when no person did it by hand ("retraining, triggered by alert #3"):
+    # the actor is then whom it acted for.
+    via = models.CharField(max_length=200, blank=True)
 
     objects = AppendOnlyQuerySet.as_manager()
 
@@ -423,6 +426,7 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
 
     def __str__(self) -> str:
         return f"{self.event} to {self.consumer}: {self.status}"

@@ -14,7 +14,7 @@ from registry import permissions, roles
 from registry.checks.results import COMPILED
 from registry.choices import VersionStatus
 from registry.compilation_services import COMPILATION_OFF
-from registry.diff import DiffRow, diff_mappings, diff_schemas
+from registry.diff import DiffRow, diff_mappings, diff_params, diff_schemas
 from registry.models import (
     CheckRun,
     Comment,
@@ -121,7 +121,7 @@ def version_comparison(*, version: ModelVersion) -> VersionComparison:
     return VersionComparison(
         base=base,
         base_label=label if base else "",
-        params=diff_mappings(base.params if base else {}, version.params),
+        params=diff_params(base.params if base else {}, version.params),
         metrics=diff_mappings(base.metrics if base else {}, version.metrics),
         input_schema=diff_schemas(base.input_schema if base else [], version.input_schema),
         output_schema=diff_schemas(base.output_schema if base else [], version.output_schema),
@@ -218,6 +218,16 @@ class Review:
     comments: list[CommentNode]
     deprecated: list[ModelVersion]
     production: ModelVersion | None
+    may_still_approve: list[Any]  # in review: who else may give an approval this round
+
+
+def approvers_left(*, version: ModelVersion) -> list[Any]:
+    """Who may still approve `version` in its current review round: reviewers other than its author who
+    have not approved yet (empty unless it is in review)."""
+    if version.status != VersionStatus.IN_REVIEW:
+        return []
+    approved = set(round_approvals(version=version).values_list("user_id", flat=True))
+    return [user for user in reviewer_list(version=version) if user.pk not in approved]
 
 
 def version_review(*, version: ModelVersion) -> Review:
@@ -232,6 +242,7 @@ def version_review(*, version: ModelVersion) -> Review:
         comments=comment_tree(version=version),
         deprecated=list(deprecated_versions(model=version.model)),
         production=production_version(model=version.model),
+        may_still_approve=approvers_left(version=version),
     )
 
 

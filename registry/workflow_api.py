@@ -62,7 +62,7 @@ class AuditEventOutput(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "at", "actor", "action", "model", "version", "old", "new", "reason"]
+        fields = ["id", "at", "actor", "action", "model", "version", "old", "new", "reason", "via"]
 
 
 class VersionTransitionApi(APIView):

@@ -12,7 +12,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from config.api import ConflictError
 from registry import check_runs, comments, selectors, workflow
+from registry.choices import VersionStatus
 from registry.forms import flash_errors
+from registry.models import ModelVersion
 
 
 @require_POST
@@ -26,8 +28,7 @@ def version_transition(request: HttpRequest, name: str, number: int) -> HttpResp
     except (PermissionDenied, ValidationError, ConflictError) as exc:
         flash_errors(request, exc)
     else:
-        transition = workflow.TRANSITIONS[action]
-        messages.success(request, f"{transition.label}: {version} is now {version.get_status_display().lower()}.")
+        messages.success(request, _transition_message(version, action))
     return redirect(version)
 
 
@@ -64,3 +65,14 @@ def review_inbox(request: HttpRequest) -> HttpResponse:
         "registry/review_inbox.html",
         {"waiting": inbox.waiting, "mine": inbox.mine, "now": timezone.now()},
     )
+
+
+def _transition_message(version: ModelVersion, action: str) -> str:
+    """What the transition did: an approval short of the quorum says so, and who may give the next one."""
+    if action == "approve" and version.status == VersionStatus.IN_REVIEW:
+        given = selectors.round_approvals(version=version).count()
+        names = [user.get_full_name() or user.username for user in selectors.approvers_left(version=version)]
+        who = f" May still approve: {', '.join(names)}." if names else " No other reviewer may approve yet."
+        return f"Approval recorded ({given} of {version.model.approvals_needed}) for {version}.{who}"
+    label = workflow.TRANSITIONS[action].label
+    return f"{label}: {version} is now {version.get_status_display().lower()}."

@@ -90,6 +90,11 @@ def test_a_version_earns_its_way_into_production_and_out_again(
     page.click("text=churn v1")
     press(page, "approve", "Metrics and notebook check out.")
     assert "1 of 2 approvals" in page.locator("#review").inner_text()
+    message = page.locator(".message").inner_text()
+    assert message.startswith("Approval recorded (1 of 2) for churn v1.") and "Ravi" in message, message
+    approvers = page.locator("#approvers").inner_text()
+    assert "Approved by Rita" in approvers and "May still approve: " in approvers and "Ravi" in approvers
+    assert "Ada" not in approvers  # the author never approves
 
     sign_in(page, live_server, "ravi")
     page.goto(version_url)

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from monitoring import alerts
 from monitoring.models import Actual, Alert, AlertEvent, AlertRule, Report, RetrainingRecipe, RetrainingRun
 from registry.choices import VersionStatus
-from registry.models import ModelVersion, RegisteredModel
+from registry.models import AuditEvent, ModelVersion, RegisteredModel
 
 ROWS = [{"tenure": 3, "charges": 99.5, "contract": "monthly"}, {"tenure": 60, "charges": 25.0, "contract": "yearly"}]
 
@@ -277,3 +277,9 @@ def test_a_retraining_alert_registers_a_new_version_in_review(
     assert version.metrics["accuracy"] > 0.5
     assert version.files.filter(kind="training_data").exists()
     assert ModelVersion.objects.get(pk=production.pk).status == VersionStatus.PRODUCTION  # never promoted
+    # The trail names the retraining and its trigger, on the owner's behalf, never the owner alone.
+    trail = AuditEvent.objects.filter(version=version).order_by("pk")
+    by_owner = [(event.action, event.via) for event in trail if event.actor == model.owner]
+    via = f"retraining, triggered by alert #{run.alert_id} (auc)"
+    assert by_owner == [("version.registered", via), ("version.submit", via)]
+    assert not AuditEvent.objects.exclude(version=version).filter(via__startswith="retraining").exists()

@@ -465,3 +465,21 @@ def test_it_lists_unread_notifications_first(author: Any) -> None:
     listed = [note.message for note in selectors.notification_list(user=author)]
 
     assert listed == ["second", "first", "third"]
+
+
+def test_the_page_marks_notifications_read_only_when_asked(client: Any, manager: Any) -> None:
+    notifications.notify_users(users=[manager], message="v3 is waiting for your review", url="/models/churn/")
+    notifications.notify_users(users=[manager], message="v3 is in production")
+    first, second = manager.notifications.order_by("pk")
+    client.force_login(manager)
+
+    page = client.get("/notifications/").content.decode()
+    assert "2 unread" in page and "Mark all read" in page
+    assert manager.notifications.filter(read_at=None).count() == 2  # looking is not reading
+
+    response = client.post("/notifications/", {"id": first.pk}, follow=True)
+    assert "1 notification marked read." in response.content.decode()
+    assert list(manager.notifications.filter(read_at=None)) == [second]
+    assert "id: choose a notification" in client.post("/notifications/", {"id": "x"}, follow=True).content.decode()
+    client.post("/notifications/", {"id": "all"})
+    assert not manager.notifications.filter(read_at=None).exists()

@@ -44,9 +44,15 @@ def test_it_shows_a_model_with_its_versions(client, manager, churn_model, author
 
 def test_it_shows_a_version_with_notebook_notes_and_diff(client, manager, churn_model, author, register):
     register(churn_model, author)
-    register(churn_model, author, metrics='{"auc": 0.93, "accuracy": 0.88}', params='{"C": 0.5, "penalty": "l2"}')
+    register(
+        churn_model,
+        author,
+        metrics='{"auc": 0.93, "accuracy": 0.88}',
+        params='{"classifier__C": 0.5, "classifier__penalty": "l2"}',
+    )
     client.force_login(manager)
     page = client.get("/models/churn/versions/2/").content.decode()
+    assert "classifier__C" in page and "(v1: C)" in page  # one parameter, renamed, not removed and added
     assert "First <strong>churn</strong> model." in page
     assert "trained ok" in page  # notebook output
     assert "Compared with" in page and "previous version" in page

@@ -503,7 +503,13 @@ MATRIX: dict[str, Entry] = {
     ),
     "reviews/": Entry(["/reviews/"], {"GET": Call(PAGE_READ)}),
     "audit/": Entry(["/audit/", "/audit/?export=csv"], {"GET": Call(PAGE_READ)}),
-    "notifications/": Entry(["/notifications/"], {"GET": Call("login 200 200 200 200 200 login login")}),
+    "notifications/": Entry(
+        ["/notifications/"],
+        {
+            "GET": Call("login 200 200 200 200 200 login login"),
+            "POST": Call("login done done done done done login login", _json({"id": "all"}), json=False),
+        },
+    ),
     "models/<slug:name>/production-at/": Entry([f"/models/churn/production-at/?t={NOW}"], {"GET": Call(PAGE_READ)}),
     "models/<slug:name>/versions/<int:number>/transition/": Entry(
         ["/models/churn/versions/2/transition/"],
