@@ -219,6 +219,7 @@ class Review:
     deprecated: list[ModelVersion]
     production: ModelVersion | None
     may_still_approve: list[Any]  # in review: who else may give an approval this round
+    consumers: list[Consumer]  # the active consumers, whom a change of production is told
 
 
 def approvers_left(*, version: ModelVersion) -> list[Any]:
@@ -243,6 +244,7 @@ def version_review(*, version: ModelVersion) -> Review:
         deprecated=list(deprecated_versions(model=version.model)),
         production=production_version(model=version.model),
         may_still_approve=approvers_left(version=version),
+        consumers=list(version.model.consumers.filter(active=True).select_related("pinned_version").order_by("name")),
     )
 
 

@@ -104,6 +104,10 @@ def test_a_version_earns_its_way_into_production_and_out_again(
     assert "Checks passed" in page.locator(".pagehead").inner_text()
     assert page.locator("#checks .check-failed").count() == 0
     screenshot("review-checks-passed")
+    page.click("#go-live summary")  # the impact first: who is told
+    impact = page.locator("#go-live").inner_text()
+    assert "call-centre (email cc@example.com, webhook)" in impact, impact
+    screenshot("review-go-live")
     press(page, "go_live", "Go.")
     assert ModelVersion.objects.get(model=churn_model, number=1).status == "production"
 
