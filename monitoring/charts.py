@@ -45,9 +45,18 @@ def sparkline(points: Sequence[tuple[Any, float | None]], color: str = BLUE) -> 
         ],
         "layout": {
             "height": 60,
-            "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+            "margin": {"l": 34, "r": 4, "t": 4, "b": 4},
             "xaxis": {"visible": False},
-            "yaxis": {"visible": False, "range": [0, 1]},
+            # A scale, so that a flat line near zero does not read like one near the top.
+            "yaxis": {
+                "range": [0, 1],
+                "tickvals": [0, 0.5, 1],
+                "tickformat": ".0%",
+                "tickfont": {"size": 9, "color": "#667085"},
+                "gridcolor": "#eef0f4",
+                "zeroline": False,
+                "fixedrange": True,
+            },
             "paper_bgcolor": "rgba(0,0,0,0)",
             "plot_bgcolor": "rgba(0,0,0,0)",
             "showlegend": False,

@@ -30,13 +30,26 @@ def headline_metric(task: str) -> str:
     return "roc_auc" if task == ModelTask.CLASSIFICATION else "rmse"
 
 
+# Tiles in this order: an open alert, then drift, then neither; models without a recent report come apart.
+SEVERITY = {"red": 0, "amber": 1, "green": 2, "grey": 3}
+RECENT_CHANGE_DAYS = 7
+NAMED_AT_MOST = 3
+
+
 @dataclass
 class Tile:
     model: RegisteredModel
-    version: ModelVersion
-    latest: Report | None
-    open_alerts: int
-    recent: list[Report] = field(default_factory=list)
+    version: ModelVersion  # in production now
+    latest: Report | None  # the newest recent report on that version
+    alerts: list[Alert] = field(default_factory=list)  # open
+    recent: list[Report] = field(default_factory=list)  # on the production version, oldest first
+    earlier: Report | None = None  # without a report on this version: the newest recent one on another
+    drifted: list[str] = field(default_factory=list)  # the latest report's drifted columns
+    pending: ModelVersion | None = None  # the newest version on its way to production
+
+    @property
+    def open_alerts(self) -> int:
+        return len(self.alerts)
 
     @property
     def sparkline(self) -> list[tuple[datetime, float | None]]:
@@ -62,51 +75,111 @@ class Tile:
     @property
     def health(self) -> str:
         """red: an alert is open; amber: the latest report saw drift; green: neither; grey: no recent report."""
-        if self.open_alerts:
+        if self.alerts:
             return "red"
         if self.latest is None:
             return "grey"
         return "amber" if self.latest.dataset_drift or (self.latest.drift_share or 0) > 0 else "green"
 
+    @property
+    def causes(self) -> list[str]:
+        """Why the tile is red or amber, in words: each open alert's rule and value, else the drifted columns."""
+        found = []
+        for alert in self.alerts:
+            rule = alert.rule
+            what = rule.get_metric_display().lower() + (f" {rule.parameter}" if rule.parameter else "")
+            where = f" in {rule.slice}" if rule.slice else ""
+            value = "" if alert.last_value is None else f"{alert.last_value:.3g}, "
+            found.append(
+                f"{rule.name}: {what}{where} {value}{rule.get_comparison_display()} {rule.threshold:g} "
+                f"since {alert.opened_at:%d %b}"
+            )
+        if not found and self.drifted:
+            named = ", ".join(self.drifted[:NAMED_AT_MOST])
+            more = len(self.drifted) - NAMED_AT_MOST
+            found.append(f"drift in {named}" + (f" and {more} more" if more > 0 else ""))
+        return found
+
+    @property
+    def doing(self) -> str:
+        """What is being done: a version on its way to production, or a recent change of production."""
+        pending = self.pending
+        if pending is not None:
+            how = "retrained " if getattr(pending, "retrained", False) else ""
+            state = pending.get_status_display().lower()
+            if pending.status == VersionStatus.IN_REVIEW:
+                needed = self.model.approvals_needed
+                state += f": {getattr(pending, 'approvals', 0)} of {needed} approval{'s' if needed != 1 else ''}"
+            return f"{how}v{pending.number} {state}"
+        changed = self.version.status_changed_at
+        if changed >= timezone.now() - timedelta(days=RECENT_CHANGE_DAYS):
+            return f"v{self.version.number} live since {changed:%d %b %H:%M} UTC"
+        return ""
+
 
 def dashboard_tiles(*, now: datetime | None = None) -> list[Tile]:
-    """Every production model with its latest report, open alerts and a drift-share sparkline: 3 queries."""
+    """Every production model with its recent reports, open alerts and the version on its way, most
+    severe first: a fixed number of queries, whatever the number of models."""
     now = now or timezone.now()
     versions = list(
         ModelVersion.objects.filter(status=VersionStatus.PRODUCTION)
         .select_related("model")
-        .annotate(
-            open_alerts=Count(
-                "model__alert_rules__alerts", filter=Q(model__alert_rules__alerts__status=Alert.Status.OPEN)
-            )
-        )
-        .order_by("model__name")
+        .prefetch_related("model__tags")
     )
     model_ids = [version.model_id for version in versions]
     reports = (
         Report.objects.filter(
             model_id__in=model_ids, status=Report.Status.DONE, window_end__gte=now - timedelta(days=SPARKLINE_DAYS)
         )
-        .only("id", "model_id", "window_end", "drift_share", "dataset_drift", "performance", "rows_current")
-        .order_by("model_id", "window_end")
+        .select_related("version")
+        .only("id", "model_id", "version__number", "window_end", "drift_share", "dataset_drift", "performance")
+        .order_by("model_id", "window_end", "id")
     )
     by_model: dict[int, list[Report]] = defaultdict(list)
     for report in reports:
         by_model[report.model_id].append(report)
+    alerts_by_model: dict[int, list[Alert]] = defaultdict(list)
+    for alert in (
+        Alert.objects.filter(status=Alert.Status.OPEN, rule__model_id__in=model_ids)
+        .select_related("rule")
+        .order_by("opened_at")
+    ):
+        alerts_by_model[alert.rule.model_id].append(alert)
+    pending: dict[int, ModelVersion] = {}
+    for candidate in (
+        ModelVersion.objects.filter(model_id__in=model_ids, status__in=VersionStatus.OPEN - {VersionStatus.DRAFT.value})
+        .annotate(
+            approvals=Count("signoffs", filter=Q(signoffs__kind="approval", signoffs__review_round=F("review_round"))),
+            retrained=Exists(RetrainingRun.objects.filter(version=OuterRef("pk"))),
+        )
+        .order_by("model_id", "number")
+    ):
+        pending[candidate.model_id] = candidate  # the newest wins
     tiles = []
     for version in versions:
         recent = by_model.get(version.model_id, [])
-        latest = recent[-1] if recent else None  # none in SPARKLINE_DAYS: the tile says there is no recent report
+        mine = [report for report in recent if report.version_id == version.pk]
+        others = [report for report in recent if report.version_id != version.pk]
         tiles.append(
             Tile(
                 model=version.model,
                 version=version,
-                latest=latest,
-                open_alerts=version.open_alerts,
-                recent=recent,
+                latest=mine[-1] if mine else None,
+                alerts=alerts_by_model.get(version.model_id, []),
+                recent=mine,
+                earlier=others[-1] if others and not mine else None,
+                pending=pending.get(version.model_id),
             )
         )
-    return tiles
+    latest_ids = [tile.latest.pk for tile in tiles if tile.latest is not None and tile.latest.dataset_drift is not None]
+    columns = dict(Report.objects.filter(pk__in=latest_ids).values_list("pk", "results__dataset__columns"))
+    for tile in tiles:
+        found = columns.get(tile.latest.pk) if tile.latest is not None else None
+        if isinstance(found, dict):
+            tile.drifted = [
+                name for name, verdict in found.items() if isinstance(verdict, dict) and verdict.get("drifted")
+            ]
+    return sorted(tiles, key=lambda tile: (SEVERITY[tile.health], tile.model.name))
 
 
 def latest_report(*, model: RegisteredModel, report_id: int | None = None) -> Report | None:

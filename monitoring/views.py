@@ -39,7 +39,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     tiles = selectors.dashboard_tiles()
     for tile in tiles:
         tile.chart = charts.sparkline(tile.sparkline)  # type: ignore[attr-defined]
-    return render(request, "monitoring/dashboard.html", {"tiles": tiles})
+    reported = [tile for tile in tiles if tile.health != "grey"]
+    apart = [tile for tile in tiles if tile.health == "grey"]
+    return render(request, "monitoring/dashboard.html", {"tiles": reported, "apart": apart})
 
 
 @require_GET

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,10 +25,18 @@ from registry.models import CheckRun, ModelVersion
 logger = logging.getLogger(__name__)
 
 
+UNTRUSTED_REFUSAL = (
+    "The checks load the model, and its artifact holds types nobody has accepted yet: "
+    "a reviewer accepts them on the version page first."
+)
+
+
 def checks_request(*, actor: Any, version: ModelVersion) -> CheckRun:
     """Run the checks again on demand (reviewers and the author)."""
     if not permissions.may_request_checks(actor, version):
         raise PermissionDenied("Only reviewers, the author and the model's owner may run the checks.")
+    if not version.is_trusted:  # every check would fail to load the model, each with the same error
+        raise ValidationError({"detail": [UNTRUSTED_REFUSAL]})
     with transaction.atomic():
         if version.check_runs.filter(status=CheckRun.Status.RUNNING).exists():
             raise ConflictError(f"The checks of {version} are already running.")

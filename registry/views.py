@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from config.api import ConflictError
-from registry import audit, mlflow_import, permissions, selectors, services, workflow
+from registry import audit, check_runs, mlflow_import, permissions, selectors, services, workflow
 from registry.choices import FileKind, ModelTask, VersionStatus
 from registry.forms import MlflowImportForm, flash_errors, form_apply_errors
 from registry.loading import ArtifactIntegrityError, verified_compiled_path, verified_path
@@ -143,6 +143,7 @@ def version_detail(request: HttpRequest, name: str, number: int) -> HttpResponse
             "actions": workflow.available_actions(user=user, version=version),
             "panels": version_panels(version),
             "serving": selectors.serving_engine(version=version),
+            "untrusted_refusal": check_runs.UNTRUSTED_REFUSAL,
             "can_accept_trust": (
                 version.requires_trust
                 and version.trust_accepted_at is None

@@ -37,7 +37,7 @@ def version_run_checks(request: HttpRequest, name: str, number: int) -> HttpResp
     version = selectors.version_get(model_name=name, number=number)
     try:
         check_runs.checks_request(actor=request.user, version=version)
-    except (PermissionDenied, ConflictError) as exc:
+    except (PermissionDenied, ValidationError, ConflictError) as exc:
         flash_errors(request, exc)
     else:
         messages.success(request, "The pre-deployment checks are running; this page shows them when they finish.")

@@ -82,7 +82,14 @@ def test_it_offers_trust_acceptance_only_to_reviewers(client, reviewer, author, 
     assert "Only reviewers may accept" in response.content.decode()
 
     client.force_login(reviewer)
-    assert "Accept these types" in client.get(url).content.decode()
+    page = client.get(url).content.decode()
+    assert "Accept these types" in page
+    # The checks would only fail to load the model: the button says why it is off, and the form refuses.
+    assert "disabled" in page and "holds types nobody has accepted yet" in page
+    response = client.post(f"{url}checks/", follow=True)
+    assert "holds types nobody has accepted yet" in response.content.decode()
+    assert not version.check_runs.exists()
     response = client.post(f"{url}accept-untrusted-types/", {"reason": "checked"}, follow=True)
     assert "You accepted the untrusted types" in response.content.decode()
     assert ModelVersion.objects.get().trust_accepted_by == reviewer
+    assert 'action="/models/churn/versions/1/checks/"' in client.get(url).content.decode()
