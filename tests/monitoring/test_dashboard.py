@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import Alert, AlertRule, Report, RetrainingRecipe, RetrainingRun
-from registry.models import ModelVersion, SignOff
+from registry.models import ModelVersion, RegisteredModel, SignOff
 from tests.factories import RegisteredModelFactory
 
 pytestmark = pytest.mark.django_db
@@ -44,9 +44,10 @@ def _report(version: ModelVersion, drift_share: float, drifted: list[str] = ()) 
 def test_tiles_name_the_cause_and_what_is_being_done_most_urgent_first(
     client: Any, author: Any, reviewer: Any, manager: Any, django_assert_max_num_queries: Any
 ) -> None:
-    calm, drifting, alarmed, silent = (
-        RegisteredModelFactory(name=name, owner=author) for name in ("calm", "drifting", "alarmed", "silent")
-    )
+    made: list[RegisteredModel] = [
+        RegisteredModelFactory.create(name=name, owner=author) for name in ("calm", "drifting", "alarmed", "silent")
+    ]
+    calm, drifting, alarmed, silent = made
     _report(_version(calm, 1, "production", author), 0.0)
     _report(
         _version(drifting, 1, "production", author, days_ago=2),
