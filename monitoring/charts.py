@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from monitoring.models import Report
@@ -28,6 +29,15 @@ def _layout(title: str = "", height: int = 320, **extra: Any) -> dict[str, Any]:
         "legend": {"orientation": "h", "y": -0.2},
         **extra,
     }
+
+
+def _time_axis(x: Sequence[str], daily: bool = False) -> dict[str, Any]:
+    """A date axis ticked in days: one window or one day alone would otherwise be ticked in milliseconds."""
+    axis: dict[str, Any] = {"type": "date", "hoverformat": "%d %b %Y" if daily else "%d %b %Y %H:%M"}
+    moments = sorted(datetime.fromisoformat(value) for value in x)
+    if moments and moments[-1] - moments[0] < timedelta(days=2):
+        axis["range"] = [(moments[0] - timedelta(days=1)).isoformat(), (moments[-1] + timedelta(days=1)).isoformat()]
+    return axis
 
 
 def sparkline(points: Sequence[tuple[Any, float | None]], color: str = BLUE) -> Figure:
@@ -79,6 +89,7 @@ def performance_trend(reports: Sequence[Report], metrics: Sequence[str], registe
                 "x": x,
                 "y": [report.performance.get(metric) for report in reports],
                 "line": {"color": color},
+                "hovertemplate": f"%{{x|%d %b %H:%M}}: %{{y:.3f}}<extra>{metric}</extra>",
             }
         )
         if isinstance(registered.get(metric), int | float) and x:
@@ -92,7 +103,12 @@ def performance_trend(reports: Sequence[Report], metrics: Sequence[str], registe
                     "line": {"color": color, "dash": "dash", "width": 1},
                 }
             )
-    return {"data": data, "layout": _layout("Performance against actuals", yaxis={"rangemode": "tozero"})}
+    layout = _layout(
+        "Performance against actuals",
+        xaxis=_time_axis(x),
+        yaxis={"rangemode": "tozero", "title": {"text": "metric value"}},
+    )
+    return {"data": data, "layout": layout}
 
 
 def slice_performance_trend(reports: Sequence[Report], metric: str) -> Figure | None:
@@ -108,13 +124,23 @@ def slice_performance_trend(reports: Sequence[Report], metric: str) -> Figure | 
         ]
         if any(value is not None for value in y):
             line = {"color": palette[index % len(palette)]}
-            data.append({"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": y, "line": line})
+            hover = f"%{{x|%d %b %H:%M}}: %{{y:.3f}}<extra>{name}</extra>"
+            data.append(
+                {"type": "scatter", "mode": "lines+markers", "name": name, "x": x, "y": y, "line": line,
+                 "hovertemplate": hover}
+            )  # fmt: skip
     if not data:
         return None
     whole = [report.performance.get(metric) for report in reports]
     dashed = {"color": GREY, "dash": "dash"}
     data.append({"type": "scatter", "mode": "lines", "name": "whole window", "x": x, "y": whole, "line": dashed})
-    return {"data": data, "layout": _layout(f"{metric} per slice", height=360)}
+    layout = _layout(
+        f"{metric} per slice",
+        height=360,
+        xaxis=_time_axis(x),
+        yaxis={"title": {"text": metric}},
+    )
+    return {"data": data, "layout": layout}
 
 
 def drift_over_time(reports: Sequence[Report], columns: Sequence[str]) -> Figure:
@@ -132,11 +158,12 @@ def drift_over_time(reports: Sequence[Report], columns: Sequence[str]) -> Figure
         text.append(labels)
     return _verdict_heatmap(
         "Drift per feature over time",
-        x=[report.window_end.isoformat() for report in reports],
+        # One column per report, named by it: as dates, one report alone was ticked in milliseconds.
+        x=[f"#{report.pk} · {report.window_end:%d %b %H:%M}" for report in reports],
         y=list(columns),
         z=z,
         text=text,
-        hover="%{y} · %{x|%d %b %H:%M}<br>%{text}<extra></extra>",
+        hover="%{y} · report %{x}<br>%{text}<extra></extra>",
         height=max(220, 28 * len(columns) + 80),
     )
 
@@ -201,7 +228,7 @@ def _verdict_heatmap(
                 "hovertemplate": hover,
             }
         ],
-        "layout": _layout(title, height=height, yaxis={"automargin": True}),
+        "layout": _layout(title, height=height, xaxis={"type": "category"}, yaxis={"automargin": True}),
     }
 
 
@@ -301,7 +328,15 @@ def volume_and_latency(days: Sequence[tuple[Any, int, int, float | None]]) -> Fi
         "layout": _layout(
             "Real-time predictions per day",
             barmode="stack",
-            yaxis2={"overlaying": "y", "side": "right", "title": {"text": "ms"}, "rangemode": "tozero"},
+            xaxis=_time_axis(x, daily=True),
+            yaxis={"title": {"text": "requests"}, "rangemode": "tozero"},
+            yaxis2={
+                "overlaying": "y",
+                "side": "right",
+                "title": {"text": "p99 latency (ms)", "standoff": 8},
+                "rangemode": "tozero",
+                "automargin": True,
+            },
         ),
     }
 
@@ -341,6 +376,15 @@ def traffic_trend(days: Sequence[tuple[Any, int, dict[str, int], float | None]])
         "layout": _layout(
             "Logged predictions per day",
             barmode="stack",
-            yaxis2={"overlaying": "y", "side": "right", "tickformat": ".0%", "range": [0, 1]},
+            xaxis=_time_axis(x, daily=True),
+            yaxis={"title": {"text": "predictions"}, "rangemode": "tozero"},
+            yaxis2={
+                "overlaying": "y",
+                "side": "right",
+                "tickformat": ".0%",
+                "range": [0, 1],
+                "title": {"text": "with actuals", "standoff": 8},
+                "automargin": True,
+            },
         ),
     }

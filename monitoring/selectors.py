@@ -383,3 +383,40 @@ def version_traffic(*, version: ModelVersion, days: int = SPARKLINE_DAYS) -> Sum
     """The version's logged predictions over the last `days` from its hourly summaries (one query)."""
     end = timezone.now()
     return summary_over(model=version.model, version=version, start=end - timedelta(days=days), end=end, features=False)
+
+
+def slice_verdicts(*, report: Report, rules: Iterable[AlertRule]) -> list[dict[str, Any]]:
+    """Each slice's verdict with the rules that made it: Evidently's dataset rule, and every drift-share alert
+    rule on that slice with whether its condition holds, so that the table never contradicts an alert."""
+    found = []
+    for name, piece in sorted(report.results.get("slices", {}).items()):
+        columns = piece.get("columns", {})
+        share = piece.get("drift_share")
+        checks = []
+        for rule in rules:
+            if rule.metric == AlertRule.Metric.DRIFT_SHARE and rule.slice == name and share is not None:
+                holds = share > rule.threshold if rule.comparison == ">" else share < rule.threshold
+                checks.append({"rule": rule, "holds": holds})
+        found.append(
+            {
+                "name": name,
+                "rows": piece.get("rows", 0),
+                "too_small": piece.get("too_small", False),
+                "share": share,
+                "drifted_count": sum(bool(verdict.get("drifted")) for verdict in columns.values()),
+                "judged": len(columns),
+                "dataset_drift": piece.get("drifted"),
+                "rules": checks,
+            }
+        )
+    return found
+
+
+def drift_table(*, report: Report, slice_name: str) -> list[dict[str, Any]]:
+    """Per column of the whole window (or of a slice): its test, statistic, threshold and verdict, drifted first."""
+    results = report.results
+    columns = (results.get("slices", {}).get(slice_name, {}) if slice_name else results.get("dataset", {})).get(
+        "columns", {}
+    )
+    rows = [{"column": name, **verdict} for name, verdict in columns.items()]
+    return sorted(rows, key=lambda row: (not row.get("drifted"), row["column"]))

@@ -18,6 +18,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from monitoring import charts, selectors, services
+from monitoring.drift import DATASET_DRIFT_SHARE
 from monitoring.forms import AlertRuleForm, MonitoringConfigForm, RetrainingRecipeForm
 from monitoring.models import EvidentlyReport, MonitoringConfig, Report, RetrainingRecipe
 from monitoring.permissions import (
@@ -88,6 +89,7 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
     if traffic:
         figures["traffic"] = charts.traffic_trend(traffic)
     recipe = selectors.retraining_recipe(model=model)
+    rules = list(selectors.alert_rules(model=model))
     return render(
         request,
         "monitoring/model.html",
@@ -100,7 +102,9 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "slices": slices,
             "column": column,
             "slice_name": slice_name,
-            "slice_rows": latest.results.get("slices", {}) if latest else {},
+            "slice_rows": selectors.slice_verdicts(report=latest, rules=rules) if latest else [],
+            "drift_rows": selectors.drift_table(report=latest, slice_name=slice_name) if latest else [],
+            "dataset_rule": DATASET_DRIFT_SHARE,
             "recent": selectors.recent_reports(model=model),
             "alerts": selectors.open_alerts(model=model),
             "may_configure": may_configure_monitoring(request.user, model),
@@ -112,7 +116,7 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "config_form": MonitoringConfigForm(instance=config or MonitoringConfig(model=model)),
             "schedule_form": ScheduleForm.for_task(config.periodic_task if config else None),
             "schedule": schedules.describe(config.periodic_task) if config else None,
-            "rules": selectors.alert_rules(model=model),
+            "rules": rules,
             "rule_form": AlertRuleForm(),
             "recipe": recipe,
             "recipe_form": RetrainingRecipeForm(instance=recipe),

@@ -3,6 +3,7 @@ window's values say of each alert rule, while alert state follows only the newes
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from typing import Any
@@ -127,3 +128,45 @@ def test_a_report_over_an_empty_window_says_so(churn_model: RegisteredModel, aut
     page = client.get("/models/churn/monitoring/").content.decode()
     assert f'<p class="banner warning" id="report-note"><strong>Nothing to judge:</strong> {note}</p>' in page
     assert "report-unreadable" not in page and 'id="evidently-link"' not in page
+
+
+def test_slice_verdicts_name_their_rules_and_agree_with_the_open_alerts(
+    churn_model: RegisteredModel, author: Any, client: Any
+) -> None:
+    # The demo's contradiction: a slice with one feature in ten drifted is below Evidently's dataset rule,
+    # while an alert rule on its share of drifted features (> 0.05) is open.
+    columns = {
+        f"f{i}": {"test": "K-S p_value", "statistic": 0.5, "threshold": 0.05, "drifted": False, "kind": "numerical"}
+        for i in range(9)
+    }
+    columns["charges"] = {
+        "test": "K-S p_value",
+        "statistic": 0.001,
+        "threshold": 0.05,
+        "drifted": True,
+        "kind": "numerical",
+    }
+    slices = {
+        "region=south": {"rows": 500, "too_small": False, "drift_share": 0.1, "drifted": False, "columns": columns},
+        "region=north": {"rows": 20, "too_small": True, "drift_share": None, "drifted": None, "columns": {}},
+    }
+    rule = AlertRule.objects.create(
+        model=churn_model, name="Drift in the south region", metric="drift_share", slice="region=south",
+        comparison=">", threshold=0.05, created_by=author,
+    )  # fmt: skip
+    report = report_with(churn_model, drift_share=0.0, results={"slices": slices, "dataset": {"columns": columns}})
+    alerts.evaluate(report)
+    assert Alert.objects.get(rule=rule).status == Alert.Status.OPEN
+    client.force_login(author)
+
+    page = client.get(f"/models/churn/monitoring/?report={report.pk}&slice=region%3Dsouth").content.decode()
+
+    cells = page.split('data-slice="region=south">')[1].split("</tr>")[0]
+    south = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", cells)))
+    assert "1 of 10 (0.10)" in south and "below 50%" in south
+    assert "Drift in the south region (share > 0.05): alert open" in south
+    assert "stable" not in page.split('id="slice-verdicts"')[1].split("</table>")[0]
+    assert "too small to judge" in page.split('data-slice="region=north">')[1].split("</tr>")[0]
+    table = page.split('id="drift-table"')[1].split("</table>")[0]
+    assert table.index('data-column="charges"') < table.index('data-column="f0"')  # drifted first
+    assert "Drift per feature in region=south" in page and "0.0010" in table
