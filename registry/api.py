@@ -13,8 +13,8 @@ from rest_framework.views import APIView
 
 from config.api import Conflict, paginated_response
 from config.openapi import COMMON_ERRORS, error_responses
-from registry import registration, selectors, services
-from registry.choices import ArtifactFormat, ModelTask, VersionStatus
+from registry import inputs, registration, selectors, services
+from registry.choices import ModelTask, VersionStatus
 from registry.loading import ArtifactIntegrityError
 from registry.models import ModelVersion, RegisteredModel, VersionFile
 from registry.uploads import rejected_upload_errors
@@ -57,6 +57,8 @@ def _model_output(name: str) -> dict[str, Any]:
 
 
 class ModelListApi(APIView):
+    ModelCreateInput = inputs.ModelCreateInput
+
     class FilterInput(serializers.Serializer):
         q = serializers.CharField(required=False, default="", help_text="Search name, title, description")
         owner = serializers.CharField(required=False, default="", help_text="Owner's username")
@@ -68,14 +70,6 @@ class ModelListApi(APIView):
             default="",
             help_text="Models having a version in this status, e.g. production",
         )
-
-    class ModelCreateInput(serializers.Serializer):
-        name = serializers.SlugField(max_length=100)
-        title = serializers.CharField(max_length=200, required=False, default="")
-        description = serializers.CharField(required=False, default="", allow_blank=True)
-        task = serializers.ChoiceField(choices=ModelTask.choices)
-        tags = serializers.ListField(child=serializers.SlugField(max_length=50), required=False, default=list)
-        business_context = serializers.CharField(required=False, default="", allow_blank=True)
 
     @extend_schema(parameters=[FilterInput], responses=ModelOutput(many=True))
     def get(self, request: Request) -> Response:
@@ -180,53 +174,13 @@ class VersionOutput(serializers.ModelSerializer):
         return selectors.serving_engine(version=version).as_json()
 
 
-class JsonText(serializers.JSONField):
-    """JSON sent as a multipart text field (or as JSON); the service parses and explains it."""
-
-    def get_value(self, dictionary: Any) -> Any:
-        return dictionary.get(self.field_name, serializers.empty)
-
-    def to_internal_value(self, data: Any) -> Any:
-        return data
-
-
 class VersionListApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
+    VersionCreateInput = inputs.VersionCreateInput
 
     class FilterInput(serializers.Serializer):
         status = serializers.ChoiceField(choices=VersionStatus.choices, required=False, default="")
         author = serializers.CharField(required=False, default="", help_text="Author's username")
-
-    class VersionCreateInput(serializers.Serializer):
-        artifact = serializers.FileField(help_text="skops (default), ONNX, joblib/pickle, or an MLflow model zip")
-        format = serializers.ChoiceField(
-            choices=ArtifactFormat.choices, required=False, allow_blank=True, help_text="Detected when omitted"
-        )
-        release_notes = serializers.CharField(required=False, default="", allow_blank=True)
-        notebook = serializers.FileField(required=False)
-        golden_set = serializers.FileField(
-            required=False, help_text="CSV of input rows plus their validated output in column 'expected'"
-        )
-        reference_data = serializers.FileField(required=False, help_text="CSV or Parquet; the drift baseline")
-        training_data = serializers.FileField(required=False, help_text="Optional snapshot of the training data")
-        onnx = serializers.FileField(
-            required=False, help_text="An ONNX export of the same model; the checks compare it with the artifact"
-        )
-        documents = serializers.ListField(child=serializers.FileField(), required=False, default=list)
-        input_schema = JsonText(
-            required=False, help_text="List of {name, type, required, minimum, maximum, categories}"
-        )
-        output_schema = JsonText(required=False)
-        params = JsonText(required=False)
-        metrics = JsonText(required=False, help_text="Object of metric name to number")
-        environment = JsonText(required=False, help_text='{"python": "3.11.7", "libraries": {"scikit-learn": "1.5.2"}}')
-        requirements = serializers.CharField(required=False, default="", allow_blank=True)
-        training_data_uri = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
-        training_data_rows = serializers.IntegerField(required=False, min_value=0, allow_null=True)
-        training_data_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", required=False, default="", allow_blank=True)
-        code_uri = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
-        code_commit = serializers.CharField(required=False, default="", allow_blank=True, max_length=64)
-        parent = serializers.IntegerField(required=False, min_value=1, allow_null=True)  # type: ignore[assignment]
 
     @extend_schema(parameters=[FilterInput], responses=VersionOutput(many=True))
     def get(self, request: Request, name: str) -> Response:

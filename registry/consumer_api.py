@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -14,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import paginated_response
-from registry import consumers, notifications, permissions, selectors, tokens
+from registry import consumers, inputs, notifications, permissions, selectors, tokens
 from registry.models import Consumer, ModelVersion, Notification, RegisteredModel, WebhookDelivery
 
 
@@ -116,22 +115,7 @@ def _model_for_reading(request: Request, name: str) -> RegisteredModel:
 
 
 class ConsumerListApi(APIView):
-    class ConsumerCreateInput(serializers.Serializer):
-        name = serializers.SlugField(max_length=100)
-        description = serializers.CharField(required=False, default="", allow_blank=True)
-        owner = serializers.SlugRelatedField(
-            slug_field="username",
-            queryset=get_user_model().objects.filter(is_active=True),
-            required=False,
-            default=None,
-            help_text="Username of the person responsible for the consumer; defaults to you",
-        )
-        contact_email = serializers.EmailField(required=False, default="", allow_blank=True)
-        webhook_url = serializers.URLField(required=False, default="", allow_blank=True, max_length=500)
-        pinned_version = serializers.IntegerField(required=False, default=None, allow_null=True, min_value=1)
-        token_expires_at = serializers.DateTimeField(
-            required=False, default=None, allow_null=True, help_text="When the token expires; default in a year"
-        )
+    ConsumerCreateInput = inputs.ConsumerCreateInput
 
     @extend_schema(responses=ConsumerOutput(many=True), summary="List a model's consumers")
     def get(self, request: Request, name: str) -> Response:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -7,10 +10,22 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.api import ConflictError
-from registry import audit, check_runs, mlflow_import, permissions, selectors, services, workflow
+from registry import (
+    audit,
+    check_runs,
+    consumers,
+    inputs,
+    mlflow_import,
+    permissions,
+    registration,
+    selectors,
+    services,
+    workflow,
+)
 from registry.choices import FileKind, ModelTask, VersionStatus
 from registry.forms import MlflowImportForm, flash_errors, form_apply_errors
 from registry.loading import ArtifactIntegrityError, verified_compiled_path, verified_path
@@ -18,6 +33,7 @@ from registry.models import Compilation, RegisteredModel, Tag, VersionFile
 from registry.panels import version_panels
 from registry.rendering import render_markdown, render_notebook
 from registry.tables import read_table
+from registry.uploads import rejected_upload_errors
 
 GOLDEN_PREVIEW_ROWS = 10
 
@@ -55,6 +71,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
             "tasks": ModelTask.choices,
             "statuses": VersionStatus.choices,
             "tags": Tag.objects.filter(models__isnull=False).distinct(),
+            "may_create": permissions.may_create_models(request.user),
         },
     )
 
@@ -66,7 +83,11 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def _model_page(
-    request: HttpRequest, model: RegisteredModel, mlflow_form: MlflowImportForm, status: int = 200
+    request: HttpRequest,
+    model: RegisteredModel,
+    mlflow_form: MlflowImportForm,
+    status: int = 200,
+    upload: Mapping[str, Any] | None = None,
 ) -> HttpResponse:
     return render(
         request,
@@ -80,10 +101,95 @@ def _model_page(
             "consumers": selectors.consumer_list(model=model),
             "deprecated": selectors.deprecated_versions(model=model),
             "mlflow_form": mlflow_form if permissions.may_register_versions(request.user) else None,
+            "may_register": permissions.may_register_versions(request.user),
+            "may_add_consumer": permissions.may_create_consumer(request.user, model),
+            "upload": upload or {},
             "mlflow_imports_allowed": bool(settings.MF_MLFLOW_ALLOWED_HOSTS),
         },
         status=status,
     )
+
+
+@require_http_methods(["GET", "POST"])
+def model_create(request: HttpRequest) -> HttpResponse:
+    """The "New model" form, validated as `POST /api/models/` validates."""
+    if not permissions.may_create_models(request.user):
+        raise PermissionDenied
+    errors: Mapping[str, Any] = {}
+    if request.method == "POST":
+        # Fields left empty are not sent, as an API client leaves them out (then they take their defaults).
+        fields = ("name", "title", "description", "task", "business_context")
+        data: dict[str, Any] = {key: request.POST[key] for key in fields if request.POST.get(key, "").strip()}
+        data["tags"] = [tag.strip() for tag in request.POST.get("tags", "").split(",") if tag.strip()]
+        payload = inputs.ModelCreateInput(data=data)
+        if payload.is_valid():
+            try:
+                model = services.model_create(actor=request.user, **payload.validated_data)
+            except ValidationError as exc:
+                errors = exc.message_dict
+            else:
+                messages.success(request, f"Model {model.name} created: register its first version below.")
+                return redirect(model)
+        else:
+            errors = payload.errors
+    return render(
+        request,
+        "registry/model_form.html",
+        {"values": request.POST, "errors": errors, "tasks": ModelTask.choices},
+        status=400 if errors else 200,
+    )
+
+
+@require_POST
+def version_upload(request: HttpRequest, name: str) -> HttpResponse:
+    """The model page's "Register a version" form, validated and registered as `POST .../versions/` is."""
+    model = selectors.model_get(name=name)
+    if not permissions.may_register_versions(request.user):
+        raise PermissionDenied
+    errors: Mapping[str, Any] | None = rejected_upload_errors(request)
+    if errors is None:
+        # Fields left empty are not sent, as a client leaves them out of the API's multipart body.
+        data: dict[str, Any] = {key: value for key, value in request.POST.items() if str(value).strip()}
+        data.update({key: request.FILES[key] for key in request.FILES if key != "documents"})
+        data["documents"] = request.FILES.getlist("documents")
+        payload = inputs.VersionCreateInput(data=data)
+        if payload.is_valid():
+            upload = registration.VersionUpload(**payload.validated_data)
+            try:
+                version = registration.version_register(actor=request.user, model=model, upload=upload)
+            except ValidationError as exc:
+                errors = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
+            else:
+                messages.success(request, f"Registered {version}: submit it for review when it is ready.")
+                return redirect(version)
+        else:
+            errors = payload.errors
+    flash_errors(request, errors)
+    form = MlflowImportForm(initial={"model_name": model.name})
+    return _model_page(request, model, form, status=400, upload=request.POST)
+
+
+@require_POST
+@never_cache  # the page shows the consumer's token, once
+def consumer_add(request: HttpRequest, name: str) -> HttpResponse:
+    """The model page's "Add a consumer" form: the new token is shown on the page that answers, once."""
+    model = selectors.model_get(name=name)
+    if not permissions.may_create_consumer(request.user, model):
+        raise PermissionDenied
+    fields = ("name", "description", "contact_email", "webhook_url")
+    data = {key: request.POST[key] for key in fields if request.POST.get(key, "").strip()}
+    payload = inputs.ConsumerCreateInput(data=data)
+    if not payload.is_valid():
+        flash_errors(request, payload.errors)
+        return redirect(f"{model.get_absolute_url()}#consumers")
+    # Pinning a version is an API matter (`pinned_version`); the page's consumer follows production.
+    chosen = {key: value for key, value in payload.validated_data.items() if key != "pinned_version"}
+    try:
+        consumer, token = consumers.consumer_create(actor=request.user, model=model, **chosen)
+    except ValidationError as exc:
+        flash_errors(request, exc)
+        return redirect(f"{model.get_absolute_url()}#consumers")
+    return render(request, "registry/consumer_created.html", {"model": model, "consumer": consumer, "token": token})
 
 
 @require_POST

@@ -492,6 +492,30 @@ MATRIX: dict[str, Entry] = {
     # --- registry pages ------------------------------------------------------------------------------
     "": Entry(["/"], {"GET": Call(PAGE_READ)}),
     "models/<slug:name>/": Entry(["/models/churn/"], {"GET": Call(PAGE_READ)}),
+    "new-model/": Entry(
+        ["/new-model/"],
+        {
+            "GET": Call("login 200 403 403 200 403 login login"),
+            "POST": Call(
+                "login done 403 403 done 403 login login", _json({"name": "m2", "task": "regression"}), json=False
+            ),
+        },
+    ),
+    "models/<slug:name>/versions/new/": Entry(
+        ["/models/churn/versions/new/"],
+        {"POST": Call("login done 403 403 done 403 login login", _version_upload, json=False)},
+    ),
+    # The answer is the page showing the new token once: 200, not a redirect.
+    "models/<slug:name>/consumers/new/": Entry(
+        ["/models/churn/consumers/new/"],
+        {
+            "POST": Call(
+                "login 200 403 403 200 403 login login",
+                _json({"name": "new-app", "contact_email": "a@example.com"}),
+                json=False,
+            )
+        },
+    ),
     "models/<slug:name>/import-mlflow/": Entry(
         ["/models/churn/import-mlflow/"],
         {"POST": Call("login 400 403 403 400 403 login login", MLFLOW_IMPORT, json=False)},
