@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitoring import performance
 from monitoring.models import Report
 
 Figure = dict[str, Any]
@@ -273,26 +274,55 @@ def distributions(report: Report, column: str, slice_name: str = "") -> Figure |
     }
 
 
+def _note(text: str, *, x: float, y: float, color: str, xanchor: str, yref: str) -> dict[str, Any]:
+    """A line of text on a chart (x across the plot, from 0 to 1)."""
+    return {
+        "xref": "paper",
+        "yref": yref,
+        "x": x,
+        "y": y,
+        "xanchor": xanchor,
+        "yanchor": "bottom",
+        "text": text,
+        "showarrow": False,
+        "font": {"color": color, "size": 11},
+    }
+
+
 def fairness_gaps(report: Report) -> Figure | None:
-    """Largest gap between slices per sensitive column and rate, against the threshold."""
+    """Largest gap between the groups of each sensitive column, per rate, against the threshold: a gap
+    above it in red, each bar naming its two groups; rates that could not be measured are said so."""
     fairness: dict[str, Any] = report.results.get("fairness", {})
     if not fairness:
         return None
     data = []
     threshold = None
+    unmeasured: set[str] = set()
+    tops: list[float] = []
     for column, found in fairness.items():
-        gaps = found.get("gaps", {})
+        gaps = {measure: gap for measure, gap in found.get("gaps", {}).items() if gap is not None}
+        unmeasured |= {measure for measure, gap in found.get("gaps", {}).items() if gap is None}
         threshold = found.get("threshold", threshold)
+        tops += gaps.values()
+        between = []
+        for measure in gaps:
+            extremes = performance.fairness_extremes(found, measure)
+            between.append(f"{extremes[0]} {extremes[1]:.3f} vs {extremes[2]} {extremes[3]:.3f}" if extremes else "")
+        limit = found.get("threshold")
         data.append(
             {
                 "type": "bar",
                 "name": column,
-                "x": list(gaps),
-                "y": [gaps[name] for name in gaps],
-                "hovertemplate": f"{column} · %{{x}}: %{{y:.3f}}<extra></extra>",
+                "x": [measure.replace("_", " ") for measure in gaps],
+                "y": list(gaps.values()),
+                "text": [f"{gap:.3f}" for gap in gaps.values()],
+                "textposition": "outside",
+                "customdata": between,
+                "marker": {"color": [RED if limit is not None and gap > limit else BLUE for gap in gaps.values()]},
+                "hovertemplate": f"{column} · %{{x}}: gap %{{y:.3f}}<br>%{{customdata}}<extra></extra>",
             }
         )
-    shapes = []
+    shapes, notes = [], []
     if threshold is not None:
         shapes.append(
             {
@@ -305,7 +335,19 @@ def fairness_gaps(report: Report) -> Figure | None:
                 "line": {"color": RED, "dash": "dash"},
             }
         )
-    return {"data": data, "layout": _layout("Fairness: largest gap between slices", shapes=shapes)}
+        notes.append(_note(f"threshold {threshold:g}", x=1, y=threshold, color=RED, xanchor="right", yref="y"))
+    if unmeasured:
+        names = ", ".join(sorted(measure.replace("_", " ") for measure in unmeasured))
+        text = f"Not measured: {names} (they need actuals for at least two groups)"
+        notes.append(_note(text, x=0, y=1.08, color="#667085", xanchor="left", yref="paper"))
+    layout = _layout(
+        "Fairness: largest gap between groups",
+        shapes=shapes,
+        annotations=notes,
+        # Headroom above the tallest bar and the threshold, for the values written over the bars.
+        yaxis={"title": {"text": "gap (difference of rates)"}, "range": [0, 1.25 * max([threshold or 0, *tops, 0.01])]},
+    )
+    return {"data": data, "layout": layout}
 
 
 def volume_and_latency(days: Sequence[tuple[Any, int, int, float | None]]) -> Figure:

@@ -92,6 +92,19 @@ def fairness(counts: list[tuple[str, bool, bool | None, int]], with_truth: bool,
     return {"groups": per_group, "gaps": gaps}
 
 
+def fairness_extremes(found: dict[str, Any], measure: str) -> tuple[str, float, str, float] | None:
+    """The groups with the highest and the lowest `measure` of one sensitive column, and their values."""
+    values = [
+        (float(group[measure]), name)
+        for name, group in found.get("groups", {}).items()
+        if isinstance(group.get(measure), int | float)
+    ]
+    if len(values) < 2:
+        return None
+    (low, low_name), (high, high_name) = min(values), max(values)
+    return high_name, high, low_name, low
+
+
 def classification_from_counts(confusion: dict[tuple[str, str], int], scores: np.ndarray | None) -> dict[str, Any]:
     """`classification` from the counts of (actual, predicted) label pairs and, for binary models, a score
     histogram: rows of (bin, calibration bin, is positive, rows, sum of scores, sum of squared scores),

@@ -12,7 +12,7 @@ from django.db.models import Count, Exists, F, Func, JSONField, OuterRef, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from monitoring import alerts
+from monitoring import alerts, performance
 from monitoring.models import Alert, AlertRule, EvidentlyReport, Report, RetrainingRecipe, RetrainingRun
 from monitoring.summary_selectors import DAY, Summary, summary_over, summary_trend
 from registry.choices import ModelTask, VersionStatus
@@ -420,3 +420,20 @@ def drift_table(*, report: Report, slice_name: str) -> list[dict[str, Any]]:
     )
     rows = [{"column": name, **verdict} for name, verdict in columns.items()]
     return sorted(rows, key=lambda row: (not row.get("drifted"), row["column"]))
+
+
+def fairness_breaches(*, report: Report) -> list[str]:
+    """Each fairness gap above its threshold in words, naming the two groups it lies between."""
+    found = []
+    for column, judged in (report.results.get("fairness") or {}).items():
+        threshold = judged.get("threshold")
+        for measure, gap in (judged.get("gaps") or {}).items():
+            extremes = performance.fairness_extremes(judged, measure)
+            if gap is None or threshold is None or gap <= threshold or extremes is None:
+                continue
+            high, high_value, low, low_value = extremes
+            found.append(
+                f"{column}: {measure.replace('_', ' ')} {gap:.3f} apart, between {high} ({high_value:.3f}) "
+                f"and {low} ({low_value:.3f}); the threshold is {threshold:g}"
+            )
+    return found

@@ -104,6 +104,7 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "slice_name": slice_name,
             "slice_rows": selectors.slice_verdicts(report=latest, rules=rules) if latest else [],
             "drift_rows": selectors.drift_table(report=latest, slice_name=slice_name) if latest else [],
+            "fairness_breaches": selectors.fairness_breaches(report=latest) if latest else [],
             "dataset_rule": DATASET_DRIFT_SHARE,
             "recent": selectors.recent_reports(model=model),
             "alerts": selectors.open_alerts(model=model),

@@ -170,3 +170,19 @@ def test_slice_verdicts_name_their_rules_and_agree_with_the_open_alerts(
     table = page.split('id="drift-table"')[1].split("</table>")[0]
     assert table.index('data-column="charges"') < table.index('data-column="f0"')  # drifted first
     assert "Drift per feature in region=south" in page and "0.0010" in table
+
+
+def test_a_fairness_gap_above_its_threshold_is_named_with_its_groups(
+    churn_model: RegisteredModel, author: Any, client: Any
+) -> None:
+    groups = {"monthly": {"rows": 100, "positive_rate": 0.42}, "yearly": {"rows": 100, "positive_rate": 0.315}}
+    gaps = {"positive_rate": 0.105, "true_positive_rate": None, "false_positive_rate": None}
+    fairness = {"contract": {"groups": groups, "gaps": gaps, "threshold": 0.1, "exceeded": True}}
+    report_with(churn_model, results={"fairness": fairness})
+    client.force_login(author)
+
+    page = html.unescape(client.get("/models/churn/monitoring/").content.decode())
+
+    breach = "contract: positive rate 0.105 apart, between monthly (0.420) and yearly (0.315); the threshold is 0.1"
+    assert breach in page
+    assert "Not measured: false positive rate, true positive rate (they need actuals" in page
