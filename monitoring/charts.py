@@ -55,8 +55,8 @@ def sparkline(points: Sequence[tuple[Any, float | None]], color: str = BLUE) -> 
             }
         ],
         "layout": {
-            "height": 60,
-            "margin": {"l": 34, "r": 4, "t": 4, "b": 4},
+            "height": 72,
+            "margin": {"l": 34, "r": 4, "t": 8, "b": 8},
             "xaxis": {"visible": False},
             # A scale, so that a flat line near zero does not read like one near the top.
             "yaxis": {
@@ -229,7 +229,9 @@ def _verdict_heatmap(
                 "hovertemplate": hover,
             }
         ],
-        "layout": _layout(title, height=height, xaxis={"type": "category"}, yaxis={"automargin": True}),
+        "layout": _layout(
+            title, height=height, xaxis={"type": "category", "automargin": True}, yaxis={"automargin": True}
+        ),
     }
 
 
