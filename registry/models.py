@@ -438,12 +438,15 @@ class Notification(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     message = models.CharField(max_length=500)
     url = models.CharField(max_length=500, blank=True)
+    # What the notification asks of its reader ("review:<version id>"): once that is done, by anyone, it
+    # is closed (marked read), so that nobody is asked for what no longer waits.
+    topic = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     read_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user", "read_at"])]
+        indexes = [models.Index(fields=["user", "read_at"]), models.Index(fields=["topic", "read_at"])]
 
     def __str__(self) -> str:
         return self.message

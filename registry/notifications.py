@@ -61,16 +61,24 @@ def notify_consumers(
     return deliveries
 
 
-def notify_users(*, users: Iterable[Any], message: str, url: str = "") -> None:
-    """One unread in-app notification per distinct user."""
+def notify_users(*, users: Iterable[Any], message: str, url: str = "", topic: str = "") -> None:
+    """One unread in-app notification per distinct user; `topic` names what it asks (see `notification_close`)."""
     if len(message) > _NOTIFICATION_MESSAGE_LENGTH:
         # A notification is a pointer to the page with the details; a shortened one still does its job.
         message = message[: _NOTIFICATION_MESSAGE_LENGTH - 1] + "…"
     user_ids = list(dict.fromkeys(user.pk for user in users if user is not None and user.pk))
     now = timezone.now()
     Notification.objects.bulk_create(
-        Notification(user_id=user_id, message=message, url=url, created_at=now) for user_id in user_ids
+        Notification(user_id=user_id, message=message, url=url, topic=topic, created_at=now) for user_id in user_ids
     )
+
+
+def notification_close(*, topic: str, user: Any = None) -> int:
+    """Mark read the unread notifications asking for `topic` (of one user, or everyone's): it is done."""
+    unread = Notification.objects.filter(topic=topic, read_at__isnull=True)
+    if user is not None:
+        unread = unread.filter(user_id=user.pk)
+    return unread.update(read_at=timezone.now())
 
 
 def notification_mark_read(*, user: Any, notification_ids: Iterable[int] | None = None) -> int:

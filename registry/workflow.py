@@ -182,7 +182,14 @@ def _evidence(version: ModelVersion) -> dict[str, str]:
     return evidence
 
 
+def review_topic(version: ModelVersion) -> str:
+    """What the reviewers' "waiting for your review" notifications ask for."""
+    return f"review:{version.pk}"
+
+
 def _set_status(version: ModelVersion, status: str) -> None:
+    if version.status == S.IN_REVIEW and status != S.IN_REVIEW:  # the review is over: nobody is asked any more
+        notifications.notification_close(topic=review_topic(version))
     version.status = status
     version.status_changed_at = timezone.now()
     version.save(update_fields=["status", "status_changed_at", "review_round", "deprecation_reason"])
@@ -238,6 +245,7 @@ def _submit(actor: Any, version: ModelVersion, transition: Transition, comment: 
         users=selectors.reviewer_list(version=version),
         message=f"{version} by {version.author} is waiting for your review.",
         url=version.get_absolute_url(),
+        topic=review_topic(version),
     )
 
 
@@ -253,6 +261,7 @@ def _approve(actor: Any, version: ModelVersion, transition: Transition, comment:
         comment=comment,
         evidence=_evidence(version),
     )
+    notifications.notification_close(topic=review_topic(version), user=actor)  # asked, and done
     if approvals.values("user").distinct().count() >= approvals_needed(version):
         _set_status(version, S.APPROVED)
         check_run = CheckRun.objects.create(version=version, requested_by=actor)

@@ -483,3 +483,26 @@ def test_the_page_marks_notifications_read_only_when_asked(client: Any, manager:
     assert "id: choose a notification" in client.post("/notifications/", {"id": "x"}, follow=True).content.decode()
     client.post("/notifications/", {"id": "all"})
     assert not manager.notifications.filter(read_at=None).exists()
+
+
+def test_a_review_request_closes_once_answered_and_once_the_review_is_over(
+    churn_model: RegisteredModel, author: Any, reviewer: Any, second_reviewer: Any, register: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    from registry import workflow
+
+    churn_model.required_approvals = 2
+    churn_model.save()
+    version = register(churn_model, author)
+    workflow.version_transition(actor=author, version=version, action="submit")
+
+    def waiting(user: Any) -> bool:
+        return user.notifications.filter(message__contains="waiting for your review", read_at=None).exists()
+
+    assert waiting(reviewer) and waiting(second_reviewer)
+    workflow.version_transition(actor=reviewer, version=version, action="approve")
+    assert not waiting(reviewer) and waiting(second_reviewer)  # Rita answered; Ravi is still asked
+    with django_capture_on_commit_callbacks(execute=True):
+        workflow.version_transition(actor=second_reviewer, version=version, action="approve")
+    assert not waiting(second_reviewer)
+    assert not Notification.objects.filter(topic=workflow.review_topic(version), read_at=None).exists()
