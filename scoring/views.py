@@ -6,13 +6,16 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from config.api import ConflictError
 from registry import selectors
+from registry.csv_export import csv_response
 from registry.forms import flash_errors, form_apply_errors
 from registry.models import RegisteredModel
+from scoring.archive.format import label
 from scoring.batch import runs, services
 from scoring.batch import selectors as batch_selectors
 from scoring.forms import BatchJobForm, ScheduleForm, schedule_form_apply
@@ -21,6 +24,7 @@ from scoring.permissions import may_manage_batches, may_view_batches
 
 RUNS_PER_PAGE = 20
 REJECTS_PER_PAGE = 50
+EXPORT_CHUNK_ROWS = 5_000
 
 
 def _model(request: HttpRequest, name: str) -> RegisteredModel:
@@ -111,11 +115,26 @@ def job_run(request: HttpRequest, name: str, job: str) -> HttpResponse:
 
 
 @require_GET
-def run_detail(request: HttpRequest, name: str, run_id: int) -> HttpResponse:
+def run_detail(request: HttpRequest, name: str, run_id: int) -> HttpResponseBase:
     model = _model(request, name)
     run = batch_selectors.run_get(run_id=run_id)
     if run.job.model_id != model.pk:
         raise PermissionDenied
+    export = request.GET.get("export", "")
+    if export == "scores":  # spreadsheet-safe and streamed, however many rows
+        scores = batch_selectors.run_scores(run=run).iterator(chunk_size=EXPORT_CHUNK_ROWS)
+        return csv_response(
+            header=["entity_id", "prediction", "probability", "scored_at"],
+            rows=((entity, label(output), score, at.isoformat()) for entity, output, score, at in scores),
+            filename=f"{model.name}-run-{run.pk}-scores.csv",
+        )
+    if export == "rejects":
+        rejects_rows = batch_selectors.run_rejects(run=run).values_list("row_number", "entity_id", "reason")
+        return csv_response(
+            header=["row_number", "entity_id", "reason"],
+            rows=rejects_rows.iterator(chunk_size=EXPORT_CHUNK_ROWS),
+            filename=f"{model.name}-run-{run.pk}-rejects.csv",
+        )
     rejects = Paginator(batch_selectors.run_rejects(run=run), REJECTS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,

@@ -99,6 +99,15 @@ def run_rejects(*, run: BatchRun) -> QuerySet[BatchReject]:
     return run.rejects.order_by("row_number")
 
 
+def run_scores(*, run: BatchRun) -> QuerySet[BatchScore, tuple[Any, ...]]:
+    """(entity id, prediction, positive-class probability, scored at) of every entity the run scored."""
+    return (
+        BatchScore.objects.filter(run=run)
+        .order_by("entity_id")
+        .values_list("entity_id", "prediction", "probability", "scored_at")
+    )
+
+
 def stalled_chunks(*, quiet_for: timedelta) -> dict[int, list[int]]:
     """Chunks still to score of running runs where nothing has finished for `quiet_for`, by run.
 

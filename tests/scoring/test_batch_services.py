@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -114,6 +115,28 @@ def test_it_writes_rejects_with_reasons_and_scores_the_rest(
     }
     assert sorted(run.scores.values_list("entity_id", flat=True)) == ["c0", "c10", "c2", "c3", "c6", "c8"]
     assert sum(run.chunks.values_list("rows_rejected", flat=True)) == 6
+
+
+def test_a_runs_scores_and_rejects_download_as_csv_from_its_page(
+    path_job: Callable[..., BatchJob], author: Any, manager: Any, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    frame = customer_table(6)
+    frame["tenure"] = frame["tenure"].astype(object)
+    frame.loc[1, "tenure"] = -3
+    run = run_now(path_job(frame), author, django_capture_on_commit_callbacks)
+    client.force_login(manager)
+    url = f"/models/churn/batch/runs/{run.pk}/"
+    page = client.get(url).content.decode()
+    assert 'id="scores-csv"' in page and 'id="rejects-csv"' in page
+
+    scores = client.get(f"{url}?export=scores")
+    rows = list(csv.reader(io.StringIO(b"".join(scores.streaming_content).decode())))
+    assert scores["Content-Type"] == "text/csv" and "attachment" in scores["Content-Disposition"]
+    assert rows[0] == ["entity_id", "prediction", "probability", "scored_at"] and len(rows) == 1 + 5
+    assert {row[1] for row in rows[1:]} <= {"0", "1"} and all(0 <= float(row[2]) <= 1 for row in rows[1:])
+    rejects = client.get(f"{url}?export=rejects")
+    found = list(csv.reader(io.StringIO(b"".join(rejects.streaming_content).decode())))
+    assert found == [["row_number", "entity_id", "reason"], ["2", "c1", "tenure: -3 is below the minimum 0"]]
 
 
 def test_a_chunk_delivered_twice_is_scored_once(

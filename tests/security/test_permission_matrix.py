@@ -562,7 +562,12 @@ MATRIX: dict[str, Entry] = {
         },
     ),
     "models/<slug:name>/batch/runs/<int:run_id>/": Entry(
-        ["/models/churn/batch/runs/{done_run}/"], {"GET": Call(PAGE_READ)}
+        [
+            "/models/churn/batch/runs/{done_run}/",
+            "/models/churn/batch/runs/{done_run}/?export=scores",
+            "/models/churn/batch/runs/{done_run}/?export=rejects",
+        ],
+        {"GET": Call(PAGE_READ)},
     ),
     "models/<slug:name>/batch/runs/<int:run_id>/resume/": Entry(
         ["/models/churn/batch/runs/{failed_run}/resume/"],
