@@ -176,9 +176,10 @@ def dashboard_tiles(*, now: datetime | None = None) -> list[Tile]:
     for tile in tiles:
         found = columns.get(tile.latest.pk) if tile.latest is not None else None
         if isinstance(found, dict):
-            tile.drifted = [
+            # By name: PostgreSQL's jsonb keeps no key order.
+            tile.drifted = sorted(
                 name for name, verdict in found.items() if isinstance(verdict, dict) and verdict.get("drifted")
-            ]
+            )
     return sorted(tiles, key=lambda tile: (SEVERITY[tile.health], tile.model.name))
 
 
