@@ -53,6 +53,17 @@ def holds(rule: AlertRule, value: float) -> bool:
     return value > rule.threshold if rule.comparison == AlertRule.Comparison.ABOVE else value < rule.threshold
 
 
+def describe(rule: AlertRule, value: float, *, holding: bool = True) -> str:
+    """A rule and its value in words: "Drift in the south (Share of drifted features in region=south) is
+    0.1, above 0.05" (with `holding` false: "no longer above")."""
+    watched = f"{rule.get_metric_display()}{' ' + rule.parameter if rule.parameter else ''}"
+    watched += f" in {rule.slice}" if rule.slice else ""
+    return (
+        f"{rule.name} ({watched}) is {value:.4g}, "
+        f"{'' if holding else 'no longer '}{rule.get_comparison_display()} {rule.threshold:g}"
+    )
+
+
 def evaluate(report: Report) -> list[AlertEvent]:
     """Open or close each active rule's alert from this report; returns the state changes."""
     if report.status != Report.Status.DONE:
@@ -104,12 +115,7 @@ def _apply(rule: AlertRule, report: Report, value: float) -> AlertEvent | None:
 def _notify(alert: Alert, kind: str, value: float) -> None:
     rule = alert.rule
     model = rule.model
-    comparison = "above" if rule.comparison == AlertRule.Comparison.ABOVE else "below"
-    text = (
-        f"Alert {kind} on {model.name}: {rule.name} ({rule.get_metric_display()}"
-        f"{' ' + rule.parameter if rule.parameter else ''}{' in ' + rule.slice if rule.slice else ''}) is {value:.4g}, "
-        f"{'' if kind == 'opened' else 'no longer '}{comparison} {rule.threshold:g}."
-    )
+    text = f"Alert {kind} on {model.name}: {describe(rule, value, holding=kind == 'opened')}."
     url = f"/models/{model.name}/monitoring/"
     config = MonitoringConfig.objects.filter(model=model).first()
     users = list({user.pk: user for user in [model.owner, *(config.watchers.all() if config else [])]}.values())

@@ -84,16 +84,11 @@ class Tile:
     @property
     def causes(self) -> list[str]:
         """Why the tile is red or amber, in words: each open alert's rule and value, else the drifted columns."""
-        found = []
-        for alert in self.alerts:
-            rule = alert.rule
-            what = rule.get_metric_display().lower() + (f" {rule.parameter}" if rule.parameter else "")
-            where = f" in {rule.slice}" if rule.slice else ""
-            value = "" if alert.last_value is None else f"{alert.last_value:.3g}, "
-            found.append(
-                f"{rule.name}: {what}{where} {value}{rule.get_comparison_display()} {rule.threshold:g} "
-                f"since {alert.opened_at:%d %b}"
-            )
+        found = [
+            (alerts.describe(alert.rule, alert.last_value) if alert.last_value is not None else alert.rule.name)
+            + f", since {alert.opened_at:%d %b}"
+            for alert in self.alerts
+        ]
         if not found and self.drifted:
             named = ", ".join(self.drifted[:NAMED_AT_MOST])
             more = len(self.drifted) - NAMED_AT_MOST
@@ -395,9 +390,10 @@ def slice_verdicts(*, report: Report, rules: Iterable[AlertRule]) -> list[dict[s
         share = piece.get("drift_share")
         checks = []
         for rule in rules:
-            if rule.metric == AlertRule.Metric.DRIFT_SHARE and rule.slice == name and share is not None:
-                holds = share > rule.threshold if rule.comparison == ">" else share < rule.threshold
-                checks.append({"rule": rule, "holds": holds})
+            if rule.active and rule.metric == AlertRule.Metric.DRIFT_SHARE and rule.slice == name:
+                value = alerts.rule_value(rule, report)  # as alerts.evaluate reads and judges it
+                if value is not None:
+                    checks.append({"rule": rule, "holds": alerts.holds(rule, value)})
         found.append(
             {
                 "name": name,

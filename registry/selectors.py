@@ -244,7 +244,7 @@ def version_review(*, version: ModelVersion) -> Review:
         deprecated=list(deprecated_versions(model=version.model)),
         production=production_version(model=version.model),
         may_still_approve=approvers_left(version=version),
-        consumers=list(version.model.consumers.filter(active=True).select_related("pinned_version").order_by("name")),
+        consumers=list(consumer_list(model=version.model).filter(active=True)),
     )
 
 

@@ -146,7 +146,7 @@ def version_upload(request: HttpRequest, name: str) -> HttpResponse:
     model = selectors.model_get(name=name)
     if not permissions.may_register_versions(request.user):
         raise PermissionDenied
-    errors: Mapping[str, Any] | None = rejected_upload_errors(request)
+    errors: Mapping[str, Any] | ValidationError | None = rejected_upload_errors(request)
     if errors is None:
         # Fields left empty are not sent, as a client leaves them out of the API's multipart body.
         data: dict[str, Any] = {key: value for key, value in request.POST.items() if str(value).strip()}
@@ -158,7 +158,7 @@ def version_upload(request: HttpRequest, name: str) -> HttpResponse:
             try:
                 version = registration.version_register(actor=request.user, model=model, upload=upload)
             except ValidationError as exc:
-                errors = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
+                errors = exc
             else:
                 messages.success(request, f"Registered {version}: submit it for review when it is ready.")
                 return redirect(version)

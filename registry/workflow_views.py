@@ -73,6 +73,6 @@ def _transition_message(version: ModelVersion, action: str) -> str:
         given = selectors.round_approvals(version=version).count()
         names = [user.get_full_name() or user.username for user in selectors.approvers_left(version=version)]
         who = f" May still approve: {', '.join(names)}." if names else " No other reviewer may approve yet."
-        return f"Approval recorded ({given} of {version.model.approvals_needed}) for {version}.{who}"
+        return f"Approval recorded ({given} of {workflow.approvals_needed(version)}) for {version}.{who}"
     label = workflow.TRANSITIONS[action].label
     return f"{label}: {version} is now {version.get_status_display().lower()}."

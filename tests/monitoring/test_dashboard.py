@@ -78,7 +78,7 @@ def test_tiles_name_the_cause_and_what_is_being_done_most_urgent_first(
     assert order == sorted(order)
     assert page.index("No report in the last 30 days") < page.index('data-model="silent"')
     alarmed_tile = page[order[0] : order[1]]
-    assert "South drift: share of drifted features in region=south 0.1, above 0.05 since" in alarmed_tile
+    assert "South drift (Share of drifted features in region=south) is 0.1, above 0.05, since" in alarmed_tile
     assert "retrained v4 in review: 1 of 2 approvals" in alarmed_tile
     assert "No report on version 3 yet. The last one, on version 1" in alarmed_tile
     assert "0.810" not in alarmed_tile  # v1's roc_auc is not v3's
