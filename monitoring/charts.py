@@ -8,16 +8,19 @@ graph_objects costs milliseconds per figure and the dashboard draws a sparkline 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from monitoring import performance
+from monitoring import histograms, performance
 from monitoring.models import Report
+from scoring.recorder import BUCKETS
 
 Figure = dict[str, Any]
 GREEN, AMBER, RED, GREY, BLUE = "#1f7a4d", "#b7791f", "#c53030", "#a0aec0", "#2b6cb0"
+MUTED = "#667085"
+# A moment on a time axis and what happened then (e.g. "v3 live").
+Marker = tuple[datetime, str]
 
 
 def _layout(title: str = "", height: int = 320, **extra: Any) -> dict[str, Any]:
@@ -32,13 +35,50 @@ def _layout(title: str = "", height: int = 320, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _time_axis(x: Sequence[str], daily: bool = False) -> dict[str, Any]:
-    """A date axis ticked in days: one window or one day alone would otherwise be ticked in milliseconds."""
+def _time_axis(x: Sequence[str], markers: Sequence[Marker] = (), daily: bool = False) -> dict[str, Any]:
+    """A date axis ticked in days (one window or one day alone would otherwise be ticked in milliseconds),
+    with a dotted line and its label at each marker inside the axis' range: the layout's `xaxis`, `shapes`
+    and `annotations`."""
     axis: dict[str, Any] = {"type": "date", "hoverformat": "%d %b %Y" if daily else "%d %b %Y %H:%M"}
     moments = sorted(datetime.fromisoformat(value) for value in x)
-    if moments and moments[-1] - moments[0] < timedelta(days=2):
-        axis["range"] = [(moments[0] - timedelta(days=1)).isoformat(), (moments[-1] + timedelta(days=1)).isoformat()]
-    return axis
+    if not moments:
+        return {"xaxis": axis}
+    first, last = moments[0], moments[-1]
+    if last - first < timedelta(days=2):
+        first, last = first - timedelta(days=1), last + timedelta(days=1)
+        axis["range"] = [first.isoformat(), last.isoformat()]
+
+    def position(when: datetime) -> datetime:
+        # A day's bar stands on its midnight: on a daily chart a marker goes through the bar of its (UTC)
+        # day, which held traffic of both versions, rather than between two bars.
+        return datetime.combine(when.astimezone(UTC).date(), time()) if daily else when
+
+    placed = [(position(when), label) for when, label in markers]
+    shown = [(when.isoformat(), label) for when, label in placed if first <= when <= last]
+    line = {"color": MUTED, "width": 1, "dash": "dot"}
+    return {
+        "xaxis": axis,
+        "shapes": [
+            {"type": "line", "xref": "x", "yref": "paper", "x0": at, "x1": at, "y0": 0, "y1": 1, "line": line}
+            for at, _ in shown
+        ],
+        "annotations": [
+            {
+                "xref": "x",
+                "yref": "paper",
+                "x": at,
+                "y": 1,
+                "xanchor": "left",
+                "yanchor": "top",
+                "xshift": 2,
+                "text": label,
+                "showarrow": False,
+                "bgcolor": "rgba(255,255,255,0.8)",
+                "font": {"color": MUTED, "size": 10},
+            }
+            for at, label in shown
+        ],
+    }
 
 
 def sparkline(points: Sequence[tuple[Any, float | None]], color: str = BLUE) -> Figure:
@@ -47,10 +87,12 @@ def sparkline(points: Sequence[tuple[Any, float | None]], color: str = BLUE) -> 
         "data": [
             {
                 "type": "scatter",
-                "mode": "lines",
+                # Markers too: one report alone is a point, which a line alone does not draw.
+                "mode": "lines+markers",
                 "x": [when.isoformat() for when, _ in points],
                 "y": [value for _, value in points],
                 "line": {"color": color, "width": 2},
+                "marker": {"color": color, "size": 4},
                 "hovertemplate": "%{x|%d %b}: %{y:.0%}<extra>drift share</extra>",
             }
         ],
@@ -75,12 +117,23 @@ def sparkline(points: Sequence[tuple[Any, float | None]], color: str = BLUE) -> 
     }
 
 
-def performance_trend(reports: Sequence[Report], metrics: Sequence[str], registered: dict[str, Any]) -> Figure:
-    """Each metric per window, with its value at registration as a dashed line of the same colour."""
+def performance_trend(
+    reports: Sequence[Report],
+    metrics: Sequence[str],
+    registered: dict[str, Any],
+    *,
+    markers: Sequence[Marker] = (),
+) -> Figure | None:
+    """Each metric per window, with its value at registration as a dashed line of the same colour; None
+    when no window had a value of any of them (no actuals yet). A metric without a value in any window
+    is left out, so that the legend names only lines that are drawn."""
     palette = [BLUE, GREEN, AMBER, RED, "#6b46c1", "#2c7a7b"]
     data: list[dict[str, Any]] = []
     x = [report.window_end.isoformat() for report in reports]
     for index, metric in enumerate(metrics):
+        y = [report.performance.get(metric) for report in reports]
+        if all(value is None for value in y):
+            continue
         color = palette[index % len(palette)]
         data.append(
             {
@@ -88,12 +141,12 @@ def performance_trend(reports: Sequence[Report], metrics: Sequence[str], registe
                 "mode": "lines+markers",
                 "name": metric,
                 "x": x,
-                "y": [report.performance.get(metric) for report in reports],
+                "y": y,
                 "line": {"color": color},
                 "hovertemplate": f"%{{x|%d %b %H:%M}}: %{{y:.3f}}<extra>{metric}</extra>",
             }
         )
-        if isinstance(registered.get(metric), int | float) and x:
+        if isinstance(registered.get(metric), int | float):
             data.append(
                 {
                     "type": "scatter",
@@ -104,15 +157,17 @@ def performance_trend(reports: Sequence[Report], metrics: Sequence[str], registe
                     "line": {"color": color, "dash": "dash", "width": 1},
                 }
             )
+    if not data:
+        return None
     layout = _layout(
         "Performance against actuals",
-        xaxis=_time_axis(x),
+        **_time_axis(x, markers),
         yaxis={"rangemode": "tozero", "title": {"text": "metric value"}},
     )
     return {"data": data, "layout": layout}
 
 
-def slice_performance_trend(reports: Sequence[Report], metric: str) -> Figure | None:
+def slice_performance_trend(reports: Sequence[Report], metric: str, *, markers: Sequence[Marker] = ()) -> Figure | None:
     """One line per slice of `metric` over windows, the whole window dashed; None when no slice has it."""
     slice_names = sorted({name for report in reports for name in (report.results.get("slices") or {})})
     x = [report.window_end.isoformat() for report in reports]
@@ -133,12 +188,13 @@ def slice_performance_trend(reports: Sequence[Report], metric: str) -> Figure | 
     if not data:
         return None
     whole = [report.performance.get(metric) for report in reports]
-    dashed = {"color": GREY, "dash": "dash"}
-    data.append({"type": "scatter", "mode": "lines", "name": "whole window", "x": x, "y": whole, "line": dashed})
+    if any(value is not None for value in whole):
+        dashed = {"color": GREY, "dash": "dash"}
+        data.append({"type": "scatter", "mode": "lines", "name": "whole window", "x": x, "y": whole, "line": dashed})
     layout = _layout(
         f"{metric} per slice",
         height=360,
-        xaxis=_time_axis(x),
+        **_time_axis(x, markers),
         yaxis={"title": {"text": metric}},
     )
     return {"data": data, "layout": layout}
@@ -237,37 +293,25 @@ def _verdict_heatmap(
 
 def distributions(report: Report, column: str, slice_name: str = "") -> Figure | None:
     """Reference and current distribution of a column, overlaid (for the whole window or one slice)."""
-    histogram = report.results.get("histograms", {}).get(column)
-    if histogram is None:
+    shares = histograms.histogram_shares(report, column, slice_name)
+    if shares is None:
         return None
-    current = histogram["current"]
-    if slice_name:
-        current = report.results.get("slices", {}).get(slice_name, {}).get("histograms", {}).get(column)
-        if current is None:
-            return None
-    reference = histogram["reference"]
-    if histogram["kind"] == "numerical":
-        edges = histogram["edges"]
-        x: list[Any] = [(low + high) / 2 for low, high in itertools.pairwise(edges)]
-    else:
-        x = histogram["categories"]
-    ref_total, cur_total = sum(reference) or 1, sum(current) or 1
     label = f"current ({slice_name})" if slice_name else "current"
     return {
         "data": [
             {
                 "type": "bar",
                 "name": "reference",
-                "x": x,
-                "y": [count / ref_total for count in reference],
+                "x": shares.bins,
+                "y": shares.reference,
                 "marker": {"color": GREY},
                 "opacity": 0.75,
             },
             {
                 "type": "bar",
                 "name": label,
-                "x": x,
-                "y": [count / cur_total for count in current],
+                "x": shares.bins,
+                "y": shares.current,
                 "marker": {"color": BLUE},
                 "opacity": 0.6,
             },
@@ -306,6 +350,8 @@ def fairness_gaps(report: Report) -> Figure | None:
         unmeasured |= {measure for measure, gap in found.get("gaps", {}).items() if gap is None}
         threshold = found.get("threshold", threshold)
         tops += gaps.values()
+        if not gaps:  # nothing to draw: a bar series without bars would still have its name in the legend
+            continue
         between = []
         for measure in gaps:
             extremes = performance.fairness_extremes(found, measure)
@@ -352,42 +398,58 @@ def fairness_gaps(report: Report) -> Figure | None:
     return {"data": data, "layout": layout}
 
 
-def volume_and_latency(days: Sequence[tuple[Any, int, int, float | None]]) -> Figure:
-    """Requests and errors per day as bars, p99 latency as a line on a second axis."""
+def volume_and_latency(days: Sequence[tuple[Any, int, int, float | None]], *, markers: Sequence[Marker] = ()) -> Figure:
+    """Requests and errors per day as bars, p99 latency as a line on a second axis (left out, with its
+    axis, when no day has a latency)."""
     x = [day.isoformat() for day, _, _, _ in days]
-    return {
-        "data": [
-            {"type": "bar", "name": "requests", "x": x, "y": [r for _, r, _, _ in days], "marker": {"color": BLUE}},
-            {"type": "bar", "name": "errors", "x": x, "y": [e for _, _, e, _ in days], "marker": {"color": RED}},
+    latency = [p for _, _, _, p in days]
+    # A p99 beyond the largest latency bucket is infinite, which JSON cannot carry (the page's JSON would
+    # not parse, and no chart after it would be drawn): drawn at that bound, and said "above" on hover.
+    slowest = float(BUCKETS[-1])
+    data: list[dict[str, Any]] = [
+        {"type": "bar", "name": "requests", "x": x, "y": [r for _, r, _, _ in days], "marker": {"color": BLUE}},
+        {"type": "bar", "name": "errors", "x": x, "y": [e for _, _, e, _ in days], "marker": {"color": RED}},
+    ]
+    second_axis: dict[str, Any] = {}
+    if any(value is not None for value in latency):
+        data.append(
             {
                 "type": "scatter",
                 "mode": "lines+markers",
                 "name": "p99 latency (ms)",
                 "x": x,
-                "y": [p for _, _, _, p in days],
+                "y": [None if value is None else min(value, slowest) for value in latency],
+                "customdata": ["above " if value is not None and value > slowest else "" for value in latency],
+                "hovertemplate": "%{x|%d %b}: %{customdata}%{y} ms<extra>p99 latency</extra>",
                 "yaxis": "y2",
                 "line": {"color": AMBER},
-            },
-        ],
+            }
+        )
+        second_axis["yaxis2"] = {
+            "overlaying": "y",
+            "side": "right",
+            "title": {"text": "p99 latency (ms)", "standoff": 8},
+            "rangemode": "tozero",
+            "automargin": True,
+        }
+    return {
+        "data": data,
         "layout": _layout(
             "Real-time predictions per day",
             barmode="stack",
-            xaxis=_time_axis(x, daily=True),
+            **_time_axis(x, markers, daily=True),
             yaxis={"title": {"text": "requests"}, "rangemode": "tozero"},
-            yaxis2={
-                "overlaying": "y",
-                "side": "right",
-                "title": {"text": "p99 latency (ms)", "standoff": 8},
-                "rangemode": "tozero",
-                "automargin": True,
-            },
+            **second_axis,
         ),
     }
 
 
-def traffic_trend(days: Sequence[tuple[Any, int, dict[str, int], float | None]]) -> Figure:
+def traffic_trend(
+    days: Sequence[tuple[Any, int, dict[str, int], float | None]], *, markers: Sequence[Marker] = ()
+) -> Figure:
     """Predictions per day, stacked by predicted label when there are labels, with label coverage (the
-    share whose actual is known) as a line on a second axis. Each day is (day, rows, labels, coverage)."""
+    share whose actual is known) as a line on a second axis, left out when no day has one. Each day is
+    (day, rows, labels, coverage)."""
     palette = [BLUE, GREEN, AMBER, "#6b46c1", "#2c7a7b", "#d53f8c", "#4a5568", RED]
     x = [day.isoformat() for day, _, _, _ in days]
     labels = sorted({label for _, _, counts, _ in days for label in counts})
@@ -403,32 +465,36 @@ def traffic_trend(days: Sequence[tuple[Any, int, dict[str, int], float | None]])
     ] or [
         {"type": "bar", "name": "predictions", "x": x, "y": [rows for _, rows, _, _ in days], "marker": {"color": BLUE}}
     ]
-    data.append(
-        {
-            "type": "scatter",
-            "mode": "lines",
-            "name": "with actuals",
-            "x": x,
-            "y": [coverage for _, _, _, coverage in days],
-            "yaxis": "y2",
-            "line": {"color": GREY},
-            "hovertemplate": "%{x|%d %b}: %{y:.1%}<extra>with actuals</extra>",
+    coverage = [share for _, _, _, share in days]
+    second_axis: dict[str, Any] = {}
+    if any(share is not None for share in coverage):
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "with actuals",
+                "x": x,
+                "y": coverage,
+                "yaxis": "y2",
+                "line": {"color": GREY},
+                "hovertemplate": "%{x|%d %b}: %{y:.1%}<extra>with actuals</extra>",
+            }
+        )
+        second_axis["yaxis2"] = {
+            "overlaying": "y",
+            "side": "right",
+            "tickformat": ".0%",
+            "range": [0, 1],
+            "title": {"text": "with actuals", "standoff": 8},
+            "automargin": True,
         }
-    )
     return {
         "data": data,
         "layout": _layout(
             "Logged predictions per day",
             barmode="stack",
-            xaxis=_time_axis(x, daily=True),
+            **_time_axis(x, markers, daily=True),
             yaxis={"title": {"text": "predictions"}, "rangemode": "tozero"},
-            yaxis2={
-                "overlaying": "y",
-                "side": "right",
-                "tickformat": ".0%",
-                "range": [0, 1],
-                "title": {"text": "with actuals", "standoff": 8},
-                "automargin": True,
-            },
+            **second_axis,
         ),
     }

@@ -12,9 +12,10 @@ from django.db.models import Count, Exists, F, Func, JSONField, OuterRef, Q, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from monitoring import alerts, performance
+from monitoring import alerts, histograms, performance
 from monitoring.models import Alert, AlertRule, EvidentlyReport, Report, RetrainingRecipe, RetrainingRun
 from monitoring.summary_selectors import DAY, Summary, summary_over, summary_trend
+from registry import audit
 from registry.choices import ModelTask, VersionStatus
 from registry.models import ModelVersion, RegisteredModel
 from scoring.models import ScoringStats
@@ -22,6 +23,7 @@ from scoring.recorder import percentile
 from scoring.selectors import latency_histogram, latency_sums, utc_day
 
 SPARKLINE_DAYS = 30
+USAGE_DAYS = 30
 TRAFFIC_DAYS = 90
 
 
@@ -342,7 +344,7 @@ def retraining_runs(*, model: RegisteredModel, limit: int = 10) -> list[Retraini
     )
 
 
-def daily_usage(*, model: RegisteredModel, days: int = 30) -> list[tuple[date, int, int, float | None]]:
+def daily_usage(*, model: RegisteredModel, days: int = USAGE_DAYS) -> list[tuple[date, int, int, float | None]]:
     """Requests, errors and p99 latency (ms, bucket bound) per UTC day over all versions of the model.
 
     Counters of any granularity (minutes, rolled-up hours or days) each fall in one day; the database adds
@@ -410,13 +412,33 @@ def slice_verdicts(*, report: Report, rules: Iterable[AlertRule]) -> list[dict[s
 
 
 def drift_table(*, report: Report, slice_name: str) -> list[dict[str, Any]]:
-    """Per column of the whole window (or of a slice): its test, statistic, threshold and verdict, drifted first."""
+    """Per column of the whole window (or of a slice): its test, statistic, threshold, verdict and a
+    thumbnail of its reference and current distributions, drifted first."""
     results = report.results
     columns = (results.get("slices", {}).get(slice_name, {}) if slice_name else results.get("dataset", {})).get(
         "columns", {}
     )
-    rows = [{"column": name, **verdict} for name, verdict in columns.items()]
+    rows = [
+        {"column": name, **verdict, "distribution": histograms.distribution_thumbnail(report, name, slice_name)}
+        for name, verdict in columns.items()
+    ]
     return sorted(rows, key=lambda row: (not row.get("drifted"), row["column"]))
+
+
+def deployment_markers(*, model: RegisteredModel) -> list[tuple[datetime, str]]:
+    """Each moment a version of the model went live or was rolled back to, oldest first, as the audit
+    trail records it: (time, "v3 live"), for the time axes of the monitoring charts."""
+    events = audit.production_history(model=model).order_by("at", "id").values_list("at", "new")
+    return [(at, f"v{new['version']} live") for at, new in events if isinstance(new, dict) and new.get("version")]
+
+
+def fairness_without_actuals(*, report: Report) -> bool:
+    """Whether the report compared its groups without actuals (too few were known): predicted positive
+    rates only, no true or false positive rates."""
+    fairness = report.results.get("fairness") or {}
+    groups = [group for judged in fairness.values() for group in (judged.get("groups") or {}).values()]
+    measured = [group for group in groups if not group.get("too_small")]
+    return bool(measured) and not any("true_positive_rate" in group for group in measured)
 
 
 def fairness_breaches(*, report: Report) -> list[str]:

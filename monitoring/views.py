@@ -28,6 +28,7 @@ from monitoring.permissions import (
     may_request_reports,
 )
 from registry import schedules
+from registry.choices import ModelTask
 from registry.forms import flash_errors
 from registry.models import RegisteredModel
 from scoring.forms import ScheduleForm, schedule_form_apply
@@ -52,13 +53,16 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
     requested = request.GET.get("report", "")
     latest = selectors.latest_report(model=model, report_id=int(requested) if requested.isdigit() else None)
     history = selectors.model_reports(model=model, slices=latest.results.get("slices", {}) if latest else ())
+    markers = selectors.deployment_markers(model=model)
     figures: dict[str, object] = {}
     columns: list[str] = []
     slices: list[str] = []
     column = slice_name = ""
     if history:
         registered = latest.version.metrics if latest and latest.version else {}
-        figures["performance"] = charts.performance_trend(history, TREND_METRICS[model.task], registered)
+        performance = charts.performance_trend(history, TREND_METRICS[model.task], registered, markers=markers)
+        if performance:
+            figures["performance"] = performance
         columns = list(latest.results.get("columns", [])) if latest else []
         figures["drift"] = charts.drift_over_time(history, columns)
     if latest is not None:
@@ -79,15 +83,15 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
         if fairness:
             figures["fairness"] = fairness
     if history:
-        slice_trend = charts.slice_performance_trend(history, TREND_METRICS[model.task][0])
+        slice_trend = charts.slice_performance_trend(history, TREND_METRICS[model.task][0], markers=markers)
         if slice_trend:
             figures["slice_performance"] = slice_trend
     usage = selectors.daily_usage(model=model)
     if usage:
-        figures["usage"] = charts.volume_and_latency(usage)
+        figures["usage"] = charts.volume_and_latency(usage, markers=markers)
     traffic = selectors.daily_traffic(model=model)
     if traffic:
-        figures["traffic"] = charts.traffic_trend(traffic)
+        figures["traffic"] = charts.traffic_trend(traffic, markers=markers)
     recipe = selectors.retraining_recipe(model=model)
     rules = list(selectors.alert_rules(model=model))
     return render(
@@ -105,6 +109,12 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "slice_rows": selectors.slice_verdicts(report=latest, rules=rules) if latest else [],
             "drift_rows": selectors.drift_table(report=latest, slice_name=slice_name) if latest else [],
             "fairness_breaches": selectors.fairness_breaches(report=latest) if latest else [],
+            # Reports measure fairness on a classifier's positive predictions only.
+            "fairness_unconfigured": model.task == ModelTask.CLASSIFICATION
+            and not (config and config.sensitive_columns),
+            "fairness_without_actuals": selectors.fairness_without_actuals(report=latest) if latest else False,
+            "usage_days": selectors.USAGE_DAYS,
+            "traffic_days": selectors.TRAFFIC_DAYS,
             "dataset_rule": DATASET_DRIFT_SHARE,
             "recent": selectors.recent_reports(model=model),
             "alerts": selectors.open_alerts(model=model),

@@ -90,21 +90,17 @@ class ModelListApi(APIView):
 
 
 class ModelDetailApi(APIView):
-    class UpdateInput(serializers.Serializer):
-        title = serializers.CharField(max_length=200, required=False)
-        description = serializers.CharField(required=False, allow_blank=True)
-        tags = serializers.ListField(child=serializers.SlugField(max_length=50), required=False)
-        business_context = serializers.CharField(required=False, allow_blank=True)
-
     @extend_schema(responses=ModelOutput)
     def get(self, request: Request, name: str) -> Response:
         selectors.model_get(name=name)
         return Response(_model_output(name))
 
-    @extend_schema(request=UpdateInput, responses={200: ModelOutput, **error_responses(400, *COMMON_ERRORS, 415)})
+    @extend_schema(
+        request=inputs.ModelUpdateInput, responses={200: ModelOutput, **error_responses(400, *COMMON_ERRORS, 415)}
+    )
     def patch(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
-        payload = self.UpdateInput(data=request.data)
+        payload = inputs.ModelUpdateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         services.model_update(actor=request.user, model=model, **payload.validated_data)
         return Response(_model_output(name))
@@ -144,6 +140,7 @@ class VersionOutput(serializers.ModelSerializer):
             "status",
             "format",
             "framework",
+            "estimator",
             "environment",
             "requirements",
             "input_schema",

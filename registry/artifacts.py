@@ -97,6 +97,9 @@ class ArtifactInspection:
     untrusted_types: list[str] = field(default_factory=list)
     framework: str = ""
     mlflow: MlflowModelInfo | None = None
+    # The class that predicts, as far as the file names it without being loaded: a pipeline's last step
+    # in a skops file, the top object of a pickle; "" for ONNX.
+    estimator: str = ""
 
     @property
     def runs_code_on_load(self) -> bool:
@@ -204,12 +207,37 @@ def _inspect_skops(path: Path, limits: ZipLimits) -> ArtifactInspection:
     data = path.read_bytes()
     untrusted = skops_untrusted_types(data)
     with zipfile.ZipFile(path) as archive:
+        schema = _skops_schema(archive)
+    module = str(schema.get("__module__", ""))
+    return ArtifactInspection(
+        format=SKOPS, untrusted_types=untrusted, framework=_framework(module), estimator=_skops_estimator(schema)
+    )
+
+
+def _skops_schema(archive: zipfile.ZipFile) -> dict[str, Any]:
+    try:
+        schema = json.loads(archive.read("schema.json"))
+    except (KeyError, ValueError) as exc:
+        raise ArtifactError("The skops file has no readable schema.json.") from exc
+    return schema if isinstance(schema, dict) else {}
+
+
+def _skops_estimator(node: dict[str, Any]) -> str:
+    """The class of a skops schema's object; for a pipeline, of its last step (the one that predicts)."""
+    while node.get("__class__") == "Pipeline":
         try:
-            schema = json.loads(archive.read("schema.json"))
-        except (KeyError, ValueError) as exc:
-            raise ArtifactError("The skops file has no readable schema.json.") from exc
-    module = str(schema.get("__module__", "")) if isinstance(schema, dict) else ""
-    return ArtifactInspection(format=SKOPS, untrusted_types=untrusted, framework=_framework(module))
+            node = node["content"]["content"]["steps"]["content"][-1]["content"][1]
+        except (KeyError, IndexError, TypeError):
+            break
+    if not isinstance(node.get("__class__"), str) or not isinstance(node.get("__module__"), str):
+        return ""
+    return _public_name(f"{node['__module__']}.{node['__class__']}")
+
+
+def _public_name(dotted: str) -> str:
+    """`sklearn.linear_model._logistic.LogisticRegression` as it is imported: without private modules."""
+    *modules, name = dotted.split(".")
+    return ".".join([*(module for module in modules if not module.startswith("_")), name])
 
 
 def _framework(module: str) -> str:
@@ -254,12 +282,12 @@ def pickle_stream(path: Path) -> io.BufferedIOBase:
 
 
 def pickle_globals(stream: io.BufferedIOBase) -> tuple[list[str], bool]:
-    """The module.name globals a pickle would import, and whether the scan read it all.
+    """The module.name globals a pickle would import, in the order met, and whether the scan read it all.
 
     joblib interleaves raw numpy buffers with pickle opcodes, so a scan may stop early; the
     globals seen until then are still reported.
     """
-    found: set[str] = set()
+    found: dict[str, None] = {}  # in the order met: the first is the pickled object's own class
     strings: list[str] = []
     memo: dict[int, str] = {}
     complete = True
@@ -277,12 +305,12 @@ def pickle_globals(stream: io.BufferedIOBase) -> tuple[list[str], bool]:
                 if int(arg) in memo:
                     strings.append(memo[int(arg)])
             elif name in {"GLOBAL", "INST"}:
-                found.add(str(arg).replace(" ", ".", 1))
+                found.setdefault(str(arg).replace(" ", ".", 1))
             elif name == "STACK_GLOBAL":
-                found.add(".".join(strings[-2:]) if len(strings) >= 2 else "<unresolved global>")
+                found.setdefault(".".join(strings[-2:]) if len(strings) >= 2 else "<unresolved global>")
     except (ValueError, EOFError, TypeError):
         complete = False
-    return sorted(found), complete
+    return list(found), complete
 
 
 def _genops(data: bytes) -> Iterator[tuple[Any, Any, Any]]:
@@ -308,10 +336,12 @@ def _inspect_pickle(path: Path) -> ArtifactInspection:
     if not found:
         raise ArtifactError("The joblib/pickle file holds no model (it imports no classes).")
     # Any pickle can run code when loaded, so it always needs a reviewer's acceptance.
-    untrusted = found if complete else [*found, INCOMPLETE_SCAN]
+    untrusted = sorted(found) if complete else [*sorted(found), INCOMPLETE_SCAN]
     modules = {name.split(".")[0] for name in found}
     framework = next((_FRAMEWORKS[m] for m in _FRAMEWORKS if m in modules), "")
-    return ArtifactInspection(format=PICKLE, untrusted_types=untrusted, framework=framework)
+    return ArtifactInspection(
+        format=PICKLE, untrusted_types=untrusted, framework=framework, estimator=_public_name(found[0])
+    )
 
 
 # --- zips and MLflow ----------------------------------------------------------------------------
@@ -440,10 +470,12 @@ def _read_mlflow(path: Path) -> ArtifactInspection:
     serialization = str(sklearn.get("serialization_format") or "cloudpickle")
     if serialization == "skops":
         untrusted = skops_untrusted_types(model_bytes)
+        estimator = _skops_estimator(_skops_schema(zipfile.ZipFile(io.BytesIO(model_bytes))))
     else:
         found, complete = pickle_globals(io.BytesIO(model_bytes))
-        untrusted = found if complete else [*found, INCOMPLETE_SCAN]
+        untrusted = sorted(found) if complete else [*sorted(found), INCOMPLETE_SCAN]
         untrusted = untrusted or ["<pickle>"]
+        estimator = _public_name(found[0]) if found else ""
     info = MlflowModelInfo(
         input_schema=signature.inputs,
         output_schema=signature.outputs,
@@ -455,4 +487,6 @@ def _read_mlflow(path: Path) -> ArtifactInspection:
         signature=signature,
         metadata=mlmodel.metadata(description, signature, requirements, python_env),
     )
-    return ArtifactInspection(format=MLFLOW, untrusted_types=untrusted, framework="scikit-learn", mlflow=info)
+    return ArtifactInspection(
+        format=MLFLOW, untrusted_types=untrusted, framework="scikit-learn", mlflow=info, estimator=estimator
+    )

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.api import ConflictError
-from registry import permissions, queue, workflow
+from registry import permissions, workflow
 from registry.audit import audit_event_create
 from registry.checks.results import FAILED
 from registry.checks.runner import run_checks
@@ -40,11 +40,10 @@ def checks_request(*, actor: Any, version: ModelVersion) -> CheckRun:
     with transaction.atomic():
         if version.check_runs.filter(status=CheckRun.Status.RUNNING).exists():
             raise ConflictError(f"The checks of {version} are already running.")
-        check_run = CheckRun.objects.create(version=version, requested_by=actor)
+        check_run = workflow.checks_start(actor=actor, version=version)
         audit_event_create(
             actor=actor, action=AuditAction.CHECKS_REQUESTED, version=version, new={"check_run": check_run.pk}
         )
-        queue.run_version_checks(check_run)
     return check_run
 
 

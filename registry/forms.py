@@ -33,6 +33,18 @@ def form_apply_errors(form: forms.Form, exc: ValidationError) -> None:
         form.add_error(field if field in form.fields else None, errors)
 
 
+def field_errors(errors: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A serializer's errors as messages per field; an item of a list is named by its position
+    ("item 2: Enter a valid slug"), where DRF nests its errors under the item's index."""
+    found: dict[str, list[str]] = {}
+    for field, value in errors.items():
+        if isinstance(value, Mapping):
+            found[field] = [f"item {int(index) + 1}: {message}" for index, inner in value.items() for message in inner]
+        else:
+            found[field] = [str(message) for message in value]
+    return found
+
+
 def flash_errors(request: HttpRequest, refusal: Exception | Mapping[str, Iterable[Any]]) -> None:
     """A refusal as one error message on the next page: a service's ValidationError or PermissionDenied,
     or a form's errors. Each field's errors as "field: ..."; errors of no particular field without a name."""

@@ -1,5 +1,5 @@
-"""What the API and the pages accept when a model, a version or a consumer is created: one set of
-rules and messages for both (the pages validate a form post with the same serializer)."""
+"""What the API and the pages accept when a model is created or edited, or a version or a consumer
+created: one set of rules and messages for both (the pages validate a form post with the same serializer)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ class ModelCreateInput(serializers.Serializer):
     task = serializers.ChoiceField(choices=ModelTask.choices)
     tags = serializers.ListField(child=serializers.SlugField(max_length=50), required=False, default=list)
     business_context = serializers.CharField(required=False, default="", allow_blank=True)
+
+
+class ModelUpdateInput(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    tags = serializers.ListField(child=serializers.SlugField(max_length=50), required=False)
+    business_context = serializers.CharField(required=False, allow_blank=True)
 
 
 class JsonText(serializers.JSONField):

@@ -77,6 +77,8 @@ class ModelVersion(models.Model):
     status = models.CharField(max_length=20, choices=VersionStatus.choices, default=VersionStatus.DRAFT)
     format = models.CharField(max_length=10, choices=ArtifactFormat.choices)
     framework = models.CharField(max_length=100, blank=True)
+    # The class that predicts, read from the artifact without loading it (artifacts.ArtifactInspection).
+    estimator = models.CharField(max_length=200, blank=True)
     environment = models.JSONField(
         default=dict, blank=True, help_text="Python and library versions captured at registration"
     )
@@ -349,6 +351,9 @@ class CheckRun(models.Model):
     results = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     serving_environment = models.JSONField(default=dict, blank=True)
+    # What the run judged (workflow.checks_inputs): an approval reuses the submission's run only while
+    # these are still the version's.
+    inputs = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]

@@ -344,6 +344,7 @@ def _register(
             number=(latest or 0) + 1,
             format=inspection.format,
             framework=" ".join(filter(None, [inspection.framework, framework_version])),
+            estimator=inspection.estimator[:200],
             environment=environment,
             requirements=upload.requirements or (mlflow.requirements if mlflow else ""),
             input_schema=[f.as_json() for f in input_fields or []],

@@ -102,12 +102,19 @@ def deprecated_versions(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
 
 @dataclass(frozen=True)
 class VersionComparison:
+    version: ModelVersion
     base: ModelVersion | None
     base_label: str
     params: list[DiffRow]
     metrics: list[DiffRow]
     input_schema: list[DiffRow]
     output_schema: list[DiffRow]
+
+    @property
+    def estimator_changed(self) -> bool:
+        """Whether a different class predicts: its parameters then compare only by name, not by meaning."""
+        old, new = (self.base.estimator if self.base else ""), self.version.estimator
+        return bool(old and new and old != new)
 
 
 def version_comparison(*, version: ModelVersion) -> VersionComparison:
@@ -119,6 +126,7 @@ def version_comparison(*, version: ModelVersion) -> VersionComparison:
         label = "previous version"
     # With nothing to compare against, every row reads as "added" and the page shows one column.
     return VersionComparison(
+        version=version,
         base=base,
         base_label=label if base else "",
         params=diff_params(base.params if base else {}, version.params),

@@ -133,7 +133,7 @@ def version_accept_untrusted_types(*, actor: Any, version: ModelVersion, reason:
     )
     # A model nobody vouched for is not loaded, so not compiled either: now it can be.
     queue.compile_version(locked)
-    if locked.status in VersionStatus.CHECK_SOURCES:
-        # The checks that failed for want of a loadable model can now run.
+    if locked.status in VersionStatus.CHECK_SOURCES | {VersionStatus.IN_REVIEW}:
+        # The checks that could not load the model can now run, before the approval as after it.
         check_runs.checks_request(actor=actor, version=locked)
     return locked

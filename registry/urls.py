@@ -9,6 +9,7 @@ urlpatterns = [
     # Not under models/: "new" is a valid model name.
     path("new-model/", views.model_create, name="model-create"),
     path("models/<slug:name>/", views.model_detail, name="model-detail"),
+    path("models/<slug:name>/edit/", views.model_edit, name="model-edit"),
     path("models/<slug:name>/versions/new/", views.version_upload, name="version-upload"),
     path("models/<slug:name>/consumers/new/", views.consumer_add, name="consumer-add"),
     path("models/<slug:name>/import-mlflow/", views.version_import_mlflow, name="version-import-mlflow"),

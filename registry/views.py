@@ -27,7 +27,7 @@ from registry import (
     workflow,
 )
 from registry.choices import FileKind, ModelTask, VersionStatus
-from registry.forms import MlflowImportForm, flash_errors, form_apply_errors
+from registry.forms import MlflowImportForm, field_errors, flash_errors, form_apply_errors
 from registry.loading import ArtifactIntegrityError, verified_compiled_path, verified_path
 from registry.models import Compilation, RegisteredModel, Tag, VersionFile
 from registry.panels import version_panels
@@ -103,6 +103,7 @@ def _model_page(
             "mlflow_form": mlflow_form if permissions.may_register_versions(request.user) else None,
             "may_register": permissions.may_register_versions(request.user),
             "may_add_consumer": permissions.may_create_consumer(request.user, model),
+            "may_edit": permissions.may_edit_model(request.user, model),
             "upload": upload or {},
             "mlflow_imports_allowed": bool(settings.MF_MLFLOW_ALLOWED_HOSTS),
         },
@@ -131,11 +132,47 @@ def model_create(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Model {model.name} created: register its first version below.")
                 return redirect(model)
         else:
-            errors = payload.errors
+            errors = field_errors(payload.errors)
     return render(
         request,
         "registry/model_form.html",
         {"values": request.POST, "errors": errors, "tasks": ModelTask.choices},
+        status=400 if errors else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def model_edit(request: HttpRequest, name: str) -> HttpResponse:
+    """The model's "Edit" form, validated as `PATCH /api/models/{name}/` validates."""
+    model = selectors.model_get(name=name)
+    if not permissions.may_edit_model(request.user, model):
+        raise PermissionDenied
+    errors: Mapping[str, Any] = {}
+    values: Mapping[str, Any] = {
+        "title": model.title,
+        "description": model.description,
+        "business_context": model.business_context,
+        "tags": ", ".join(model.tags.values_list("name", flat=True)),
+    }
+    if request.method == "POST":
+        values = request.POST
+        data: dict[str, Any] = {key: request.POST.get(key, "") for key in ("title", "description", "business_context")}
+        data["tags"] = [tag.strip() for tag in request.POST.get("tags", "").split(",") if tag.strip()]
+        payload = inputs.ModelUpdateInput(data=data)
+        if payload.is_valid():
+            try:
+                services.model_update(actor=request.user, model=model, **payload.validated_data)
+            except ValidationError as exc:
+                errors = exc.message_dict
+            else:
+                messages.success(request, f"Model {model.name} saved.")
+                return redirect(model)
+        else:
+            errors = field_errors(payload.errors)
+    return render(
+        request,
+        "registry/model_form.html",
+        {"model": model, "values": values, "errors": errors, "tasks": ModelTask.choices},
         status=400 if errors else 200,
     )
 
@@ -163,7 +200,7 @@ def version_upload(request: HttpRequest, name: str) -> HttpResponse:
                 messages.success(request, f"Registered {version}: submit it for review when it is ready.")
                 return redirect(version)
         else:
-            errors = payload.errors
+            errors = field_errors(payload.errors)
     flash_errors(request, errors)
     form = MlflowImportForm(initial={"model_name": model.name})
     return _model_page(request, model, form, status=400, upload=request.POST)
@@ -250,6 +287,7 @@ def version_detail(request: HttpRequest, name: str, number: int) -> HttpResponse
             "panels": version_panels(version),
             "serving": selectors.serving_engine(version=version),
             "untrusted_refusal": check_runs.UNTRUSTED_REFUSAL,
+            "may_run_checks": permissions.may_request_checks(user, version),
             "can_accept_trust": (
                 version.requires_trust
                 and version.trust_accepted_at is None

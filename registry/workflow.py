@@ -20,6 +20,7 @@ from django.utils import timezone
 from config.api import ConflictError
 from registry import notifications, permissions, queue, selectors
 from registry.audit import audit_event_create, quorum_at_submission
+from registry.checks.environment import serving_environment
 from registry.choices import AuditAction
 from registry.choices import VersionStatus as S
 from registry.loading import ArtifactIntegrityError, verified_path
@@ -182,6 +183,23 @@ def _evidence(version: ModelVersion) -> dict[str, str]:
     return evidence
 
 
+def checks_inputs(version: ModelVersion) -> dict[str, Any]:
+    """What a run of the pre-deployment checks judges: anything else here, and its outcome may differ."""
+    return {
+        "review_round": version.review_round,
+        "files": _evidence(version),
+        "trust_accepted_at": version.trust_accepted_at.isoformat() if version.trust_accepted_at else None,
+        "serving_environment": serving_environment(),
+    }
+
+
+def checks_start(*, actor: Any, version: ModelVersion) -> CheckRun:
+    """A run of the pre-deployment checks of `version`, queued as the caller's transaction commits."""
+    check_run = CheckRun.objects.create(version=version, requested_by=actor, inputs=checks_inputs(version))
+    queue.run_version_checks(check_run)
+    return check_run
+
+
 def review_topic(version: ModelVersion) -> str:
     """What the reviewers' "waiting for your review" notifications ask for."""
     return f"review:{version.pk}"
@@ -241,6 +259,8 @@ def version_transition(*, actor: Any, version: ModelVersion, action: str, commen
 def _submit(actor: Any, version: ModelVersion, transition: Transition, comment: str) -> None:
     version.review_round += 1
     _set_status(version, S.IN_REVIEW)
+    if version.is_trusted:  # reviewers read the checks' results before they approve, not after
+        checks_start(actor=actor, version=version)
     notifications.notify_users(
         users=selectors.reviewer_list(version=version),
         message=f"{version} by {version.author} is waiting for your review.",
@@ -264,13 +284,20 @@ def _approve(actor: Any, version: ModelVersion, transition: Transition, comment:
     notifications.notification_close(topic=review_topic(version), user=actor)  # asked, and done
     if approvals.values("user").distinct().count() >= approvals_needed(version):
         _set_status(version, S.APPROVED)
-        check_run = CheckRun.objects.create(version=version, requested_by=actor)
-        queue.run_version_checks(check_run)
-        notifications.notify_users(
-            users=[version.author],
-            message=f"{version} is approved; pre-deployment checks are running.",
-            url=version.get_absolute_url(),
-        )
+        latest = version.check_runs.first()
+        message = f"{version} is approved; pre-deployment checks are running."
+        if not version.is_trusted:  # accepting its types starts them (services.version_accept_untrusted_types)
+            message = f"{version} is approved; its checks run once a reviewer accepts its untrusted types."
+        elif latest is None or latest.inputs != checks_inputs(version) or latest.status == CheckRun.Status.ERROR:
+            checks_start(actor=actor, version=version)
+        elif latest.status == CheckRun.Status.RUNNING:
+            # Queued again in case its task was lost: the task is idempotent, and the run's outcome moves
+            # the version when it is recorded.
+            queue.run_version_checks(latest)
+        else:  # the run started at submission judged exactly this version: its outcome stands
+            version_checks_finished(version=version, check_run=latest)
+            return
+        notifications.notify_users(users=[version.author], message=message, url=version.get_absolute_url())
 
 
 def _reject_or_request_changes(actor: Any, version: ModelVersion, transition: Transition, comment: str) -> None:
@@ -393,10 +420,10 @@ def version_checks_finished(*, version: ModelVersion, check_run: CheckRun) -> No
     """Move a version the pre-deployment checks apply to by the outcome of `check_run`, a finished run.
 
     Called inside the caller's transaction, with `version` locked; a version that has moved on (rejected,
-    say, or in production) keeps its status.
+    say, or in production) keeps its status, and so does one whose checks were started again since.
     """
-    if version.status not in S.CHECK_SOURCES:
-        return
+    if version.status not in S.CHECK_SOURCES or version.check_runs.values_list("pk", flat=True).first() != check_run.pk:
+        return  # a run superseded by a later one does not decide
     target = S.CHECKS_PASSED if check_run.status == CheckRun.Status.PASSED else S.CHECKS_FAILED
     if version.status == target:
         return

@@ -44,10 +44,45 @@ def test_the_dashboard_and_monitoring_page_draw_their_charts(
     for chart in ("performance", "drift", "slices", "slice-performance", "distribution", "fairness"):
         assert page.query_selector(f'[data-chart="chart-{chart}"] .main-svg'), chart
     assert "charges" in page.inner_text("#drill")
+    _sort_the_drift_table(page)
     page.click("#slices a >> text=contract=monthly")
     page.wait_for_selector('[data-chart="chart-distribution"] .main-svg')
     assert "current (contract=monthly)" in page.inner_text('[data-chart="chart-distribution"]')
     screenshot("monitoring-model")
+
+
+def _sort_the_drift_table(page: Any) -> None:
+    """Headings sort the drift table (static/monitoring/sort.js), by mouse and by keyboard."""
+    table = page.locator("#drift-table")
+    assert table.locator("tbody tr svg.thumbnail title").count() == table.locator("tbody tr").count()
+
+    def columns() -> list[str]:
+        found: list[str] = table.locator("tbody tr").evaluate_all("rows => rows.map(row => row.dataset.column)")
+        return found
+
+    def statistics() -> list[float]:
+        keys = table.locator("tbody td:nth-child(5)").evaluate_all("cells => cells.map(cell => cell.dataset.sort)")
+        return [float(key) for key in keys]
+
+    def heading_sort(button: Any) -> str | None:
+        found: str | None = button.locator("xpath=..").get_attribute("aria-sort")
+        return found
+
+    served = columns()
+    assert served[0] == "charges"  # drifted first, as the server orders it
+    feature = table.get_by_role("button", name="Feature")
+    feature.click()
+    assert columns() == sorted(served, key=str.lower)
+    assert heading_sort(feature) == "ascending"
+    assert table.locator("th[aria-sort]").count() == 1  # the verdict's heading no longer claims the order
+    feature.click()
+    assert columns() == sorted(served, key=str.lower, reverse=True) != served
+    assert heading_sort(feature) == "descending"
+    statistic = table.get_by_role("button", name="Statistic")
+    statistic.focus()
+    page.keyboard.press("Enter")
+    assert statistics() == sorted(statistics())
+    assert heading_sort(statistic) == "ascending"
 
 
 def test_the_owner_adds_an_alert_rule_and_a_retraining_schedule_in_the_page(

@@ -88,6 +88,11 @@ def test_a_version_earns_its_way_into_production_and_out_again(
     page.goto(f"{live_server.url}/reviews/")
     screenshot("review-inbox")
     page.click("text=churn v1")
+    # The evidence before the decision: the checks ran at submission, and come first on the page.
+    assert "Passed" in page.locator("#checks").inner_text()
+    assert page.evaluate(
+        "document.querySelector('#checks').compareDocumentPosition(document.querySelector('#review')) & 4"
+    )
     press(page, "approve", "Metrics and notebook check out.")
     assert "1 of 2 approvals" in page.locator("#review").inner_text()
     message = page.locator(".message").inner_text()
@@ -99,7 +104,7 @@ def test_a_version_earns_its_way_into_production_and_out_again(
     sign_in(page, live_server, "ravi")
     page.goto(version_url)
     press(page, "approve", "Agreed.")
-    # The checks ran in the worker (eagerly here) as the approval committed.
+    # The submission's checks judged these very files in this environment: their outcome stands.
     page.goto(version_url)
     assert "Checks passed" in page.locator(".pagehead").inner_text()
     assert page.locator("#checks .check-failed").count() == 0

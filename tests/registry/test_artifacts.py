@@ -69,6 +69,36 @@ def test_skops_pipeline_of_trusted_types_needs_no_acceptance(tmp_path: Path, pip
     assert inspection.untrusted_types == []
 
 
+def test_the_estimator_is_named_without_loading_the_artifact(tmp_path: Path, pipeline: Pipeline) -> None:
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(np.eye(4), [0, 1, 0, 1])
+    joblib.dump(forest, tmp_path / "forest.joblib")
+
+    # A pipeline's last step predicts; private modules are left out of the name.
+    assert artifacts.inspect_artifact(write(tmp_path, "m.skops", sio.dumps(pipeline))).estimator == (
+        "sklearn.linear_model.LogisticRegression"
+    )
+    assert artifacts.inspect_artifact(tmp_path / "forest.joblib").estimator == "sklearn.ensemble.RandomForestClassifier"
+    # A pickle is only scanned: its top object is what it names.
+    joblib.dump(pipeline, tmp_path / "pipeline.joblib")
+    assert artifacts.inspect_artifact(tmp_path / "pipeline.joblib").estimator == "sklearn.pipeline.Pipeline"
+
+
+@pytest.mark.parametrize(
+    ("case", "estimator"),
+    [
+        ("classifier", "sklearn.ensemble.RandomForestClassifier"),  # skops, as MLflow writes it by default
+        ("regressor", "sklearn.ensemble.GradientBoostingRegressor"),
+        ("cloudpickle_classifier", "sklearn.pipeline.Pipeline"),
+        ("pickle_regressor", "sklearn.tree.DecisionTreeRegressor"),
+    ],
+)
+def test_the_estimator_of_a_directory_mlflow_wrote(tmp_path: Path, case: str, estimator: str) -> None:
+    from tests.registry.test_mlflow_models import model_zip
+
+    path = write(tmp_path, "model.zip", model_zip(case))
+    assert artifacts.inspect_artifact(path).estimator == estimator
+
+
 def test_onnx_is_detected_and_checked(tmp_path: Path) -> None:
     forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(np.eye(4, dtype=np.float32), [0, 1, 0, 1])
     onnx_model = to_onnx(forest, np.eye(4, dtype=np.float32), options={id(forest): {"zipmap": False}})

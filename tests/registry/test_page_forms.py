@@ -36,6 +36,33 @@ def test_a_data_scientist_creates_a_model_in_the_page(client: Any, author: Any, 
     assert "name: A model named &#x27;churn&#x27; already exists." in again.content.decode()
 
 
+def test_the_owner_edits_the_model_in_the_page_and_the_audit_log_keeps_it(
+    client: Any, author: Any, manager: Any, churn_model: RegisteredModel
+) -> None:
+    client.force_login(manager)
+    assert 'id="edit-model"' not in client.get("/models/churn/").content.decode()
+    assert client.post("/models/churn/edit/", {"title": "Mine"}).status_code == 403
+
+    client.force_login(author)
+    assert 'id="edit-model"' in client.get("/models/churn/").content.decode()
+    form = client.get("/models/churn/edit/").content.decode()
+    assert f'value="{churn_model.title}"' in form and 'name="name"' not in form  # the name cannot change
+    bad = client.post("/models/churn/edit/", {"title": "", "tags": "telco, not a slug", "description": "Kept"})
+    page = bad.content.decode()
+    assert bad.status_code == 400
+    assert "title: This field may not be blank." in page and "Kept</textarea>" in page
+    assert "tags: item 2: Enter a valid" in page
+    saved = client.post(
+        "/models/churn/edit/",
+        {"title": "Customer churn", "tags": "telco, high-risk", "description": "Who leaves.", "business_context": ""},
+    )
+    assert saved.status_code == 302 and saved["Location"] == "/models/churn/"
+    churn_model.refresh_from_db()
+    assert (churn_model.title, churn_model.description) == ("Customer churn", "Who leaves.")
+    assert sorted(churn_model.tags.values_list("name", flat=True)) == ["high-risk", "telco"]
+    assert churn_model.audit_events.filter(action="model.updated", actor=author).count() == 1
+
+
 def test_a_version_is_registered_by_upload_with_the_apis_messages(
     client: Any, author: Any, manager: Any, churn_model: RegisteredModel, version_files: Callable[..., dict[str, Any]]
 ) -> None:

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from registry import workflow
 from registry.models import ModelVersion
 from tests.factories import RegisteredModelFactory
 
@@ -93,3 +94,39 @@ def test_it_offers_trust_acceptance_only_to_reviewers(client, reviewer, author, 
     assert "You accepted the untrusted types" in response.content.decode()
     assert ModelVersion.objects.get().trust_accepted_by == reviewer
     assert 'action="/models/churn/versions/1/checks/"' in client.get(url).content.decode()
+
+
+def test_the_version_page_puts_the_evidence_before_the_decision(
+    client, reviewer, manager, author, churn_model, register
+):
+    version = register(churn_model, author, release_notes="Retrained on **October**.")
+    workflow.version_transition(actor=author, version=version, action="submit")
+    client.force_login(reviewer)
+    page = client.get("/models/churn/versions/1/").content.decode()
+    order = [page.index(marker) for marker in ('id="checks"', "Release notes", 'id="comparison"', 'id="notebook"',
+                                               'id="review"', 'id="comments"')]  # fmt: skip
+    assert order == sorted(order)
+    assert 'href="#review"' in page and 'value="approve"' in page
+    assert 'action="/models/churn/versions/1/checks/"' in page
+
+    client.force_login(manager)  # reads everything, may run nothing
+    page = client.get("/models/churn/versions/1/").content.decode()
+    assert 'id="to-decision"' not in page and "Run the checks again" not in page
+
+
+def test_the_comparison_says_when_the_estimator_type_changed(client, reviewer, author, churn_model, register, trained):
+    import skops.io as sio
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from sklearn.base import clone
+    from sklearn.tree import DecisionTreeClassifier
+
+    pipeline, frame = trained
+    register(churn_model, author)
+    tree = clone(pipeline).set_params(classify=DecisionTreeClassifier(max_depth=3, random_state=0))
+    tree.fit(frame, pipeline.predict(frame))
+    register(churn_model, author, artifact=SimpleUploadedFile("tree.skops", sio.dumps(tree)))
+    client.force_login(reviewer)
+    assert 'id="estimator-changed"' not in client.get("/models/churn/versions/1/").content.decode()
+    page = client.get("/models/churn/versions/2/").content.decode()
+    assert "<code>sklearn.linear_model.LogisticRegression</code> in version 1" in page
+    assert "<code>sklearn.tree.DecisionTreeClassifier</code> now" in page

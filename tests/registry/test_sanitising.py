@@ -79,7 +79,7 @@ def test_it_serves_a_version_page_with_a_hostile_notebook_inert(client, churn_mo
     client.force_login(author)
     page = client.get("/models/churn/versions/1/").content.decode()
     # From the release notes to the end of the notebook: the parts authors write (the review forms
-    # above them are the page's own).
-    body = page[page.index("<h2>Release notes</h2>") : page.index("</main")]
+    # after them are the page's own).
+    body = page[page.index("<h2>Release notes</h2>") : page.index('<section class="card" id="review">')]
     _assert_inert(body)
     assert "<b>bold</b>" in body

@@ -339,15 +339,68 @@ def test_accepting_untrusted_types_reruns_the_checks_that_could_not_load_the_mod
     forest.fit(frame, pipeline.predict(frame))
     version = register(churn_model, author, artifact=SimpleUploadedFile("forest.skops", sio.dumps(forest)))
     assert "sklearn.tree._tree.Tree" in version.untrusted_types
-    act(author, version, "submit")
+    with django_capture_on_commit_callbacks(execute=True):
+        act(author, version, "submit")
     with django_capture_on_commit_callbacks(execute=True):
         act(reviewer, version, "approve")
     version.refresh_from_db()
-    assert version.status == S.CHECKS_FAILED
-    assert "untrusted types" in version.check_runs.get().results[0]["summary"]
+    # Checks that cannot load the model are not run, neither at submission nor at approval.
+    assert (version.status, version.check_runs.count()) == (S.APPROVED, 0)
+    assert "once a reviewer accepts its untrusted types" in author.notifications.get().message
 
     with django_capture_on_commit_callbacks(execute=True):
         services.version_accept_untrusted_types(actor=reviewer, version=version, reason="sklearn trees")
     version.refresh_from_db()
     assert version.status == S.CHECKS_PASSED
-    assert version.check_runs.count() == 2
+    assert version.check_runs.count() == 1
+
+
+def test_the_checks_run_at_submission_and_their_outcome_stands_at_approval(
+    version: ModelVersion, author: Any, reviewer: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        act(author, version, "submit")
+    version.refresh_from_db()
+    run = version.check_runs.get()
+    # The reviewer reads them before deciding; they do not move a version still in review.
+    assert (version.status, run.status) == (S.IN_REVIEW, CheckRun.Status.PASSED)
+    assert run.inputs["files"] == {f.filename: f.sha256 for f in version.files.all()}
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        act(reviewer, version, "approve")
+    version.refresh_from_db()
+    assert (version.status, version.check_runs.count(), callbacks) == (S.CHECKS_PASSED, 1, [])
+
+
+def test_the_checks_run_again_at_approval_when_what_they_judged_changed(
+    version: ModelVersion, author: Any, reviewer: Any, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        act(author, version, "submit")
+    # The servers were upgraded between submission and approval.
+    upgraded = {"python": "3.11.99", "libraries": {"scikit-learn": "9.9.9"}}
+    monkeypatch.setattr(workflow, "serving_environment", lambda: upgraded)
+    with django_capture_on_commit_callbacks(execute=True):
+        act(reviewer, version, "approve")
+    version.refresh_from_db()
+    runs = list(version.check_runs.all())
+    assert len(runs) == 2 and runs[0].inputs["serving_environment"] == upgraded
+    assert version.status in (S.CHECKS_PASSED, S.CHECKS_FAILED)
+
+
+def test_a_run_started_again_since_does_not_decide(
+    version: ModelVersion, author: Any, reviewer: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    act(author, version, "submit")  # its run's task is not run here: it is still running
+    stale = version.check_runs.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        act(reviewer, version, "approve")  # same inputs: the run is queued again, and decides
+    version.refresh_from_db()
+    assert version.status == S.CHECKS_PASSED and version.check_runs.get().pk == stale.pk
+
+    newer = workflow.checks_start(actor=reviewer, version=version)
+    CheckRun.objects.filter(pk=stale.pk).update(status=CheckRun.Status.FAILED)
+    stale.refresh_from_db()
+    workflow.version_checks_finished(version=version, check_run=stale)
+    version.refresh_from_db()
+    assert version.status == S.CHECKS_PASSED and newer.status == CheckRun.Status.RUNNING
