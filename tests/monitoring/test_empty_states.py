@@ -108,6 +108,19 @@ def test_real_time_requests_not_yet_summarised_say_when_they_will_be(
     )
 
 
+def test_a_report_over_predictions_not_yet_summarised_does_not_say_there_are_none(
+    churn_model: RegisteredModel, author: Any, client: Any
+) -> None:
+    report = report_with(churn_model, rows_current=300, performance={"rows": 300})
+
+    page = page_of(client, author)
+
+    assert text(page, "traffic-empty") == (
+        f"Predictions per day Report #{report.pk} judged 300 logged predictions, but none is summarised per day "
+        "yet: an hour is summarised once it is archived."
+    )
+
+
 def test_fairness_says_it_needs_sensitive_columns_then_actuals(
     churn_model: RegisteredModel, author: Any, client: Any
 ) -> None:
