@@ -343,6 +343,26 @@ class ModelFactory:
         upload = (f"{path.name}.zip", mlflow_directory_zip(path)) if path.is_dir() else (path.name, path.read_bytes())
         return self._request("POST", f"/api/models/{name}/versions/", data=data, files=[("artifact", upload)])
 
+    # --- scoring with SQL --------------------------------------------------------------------
+
+    def sql_function(
+        self, con: Any, model: str, *, name: str, version: int | None = None, sample_rows: int = 100
+    ) -> Any:
+        """Register `model` as the SQL function `name(...)` on a DuckDB connection (and `name_proba(...)` for a
+        binary classifier): the production version, or the approved `version`. See registry/sql.py."""
+        from registry.sql import duckdb_function
+
+        return duckdb_function(self, con, model, name=name, version=version, sample_rows=sample_rows)
+
+    def spark_udf(
+        self, spark: Any, model: str, *, name: str, version: int | None = None, sample_rows: int = 100
+    ) -> Any:
+        """`model` as a pandas UDF, registered for Spark SQL as `name` (and `name_proba` for a binary
+        classifier); needs `pip install model-factory[spark]`. See registry/sql.py."""
+        from registry.sql import spark_udf
+
+        return spark_udf(self, spark, model, name=name, version=version, sample_rows=sample_rows)
+
 
 def mlflow_directory_zip(directory: Path) -> bytes:
     """An MLflow model directory (the one holding its MLmodel file) zipped as the registry takes it."""

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scoring import api, batch_api
+from scoring import api, batch_api, sql_api
 
 urlpatterns = [
     path("models/<slug:name>/predict/", api.PredictApi.as_view(), name="predict"),
@@ -11,6 +11,8 @@ urlpatterns = [
         "predictions/<uuid:prediction_id>/reproduce/", api.PredictionReproduceApi.as_view(), name="prediction-reproduce"
     ),
     path("models/<slug:name>/batch-jobs/", batch_api.BatchJobListApi.as_view(), name="batch-job-list"),
+    path("models/<slug:name>/sql-runs/", sql_api.SqlRunListApi.as_view(), name="sql-run-list"),
+    path("sql-runs/<int:run_id>/usage/", sql_api.SqlRunReportApi.as_view(), name="sql-run-report"),
     path("models/<slug:name>/batch-jobs/<slug:job>/", batch_api.BatchJobDetailApi.as_view(), name="batch-job-detail"),
     path(
         "models/<slug:name>/batch-jobs/<slug:job>/schedule/",

@@ -8,10 +8,14 @@ class ScoringConfig(AppConfig):
         # tasks: registered in every process, so that services can queue them by name (config/queue.py).
         from registry.panels import version_panel_register
         from scoring import tasks  # noqa: F401
-        from scoring.selectors import version_usage
+        from scoring.selectors import version_sql_runs, version_usage
 
         # The version page shows real-time usage from here: the registry does not import scoring.
         version_panel_register(
             template="scoring/_version_usage.html",
             context=lambda version: {"usage": version_usage(version=version)},
+        )
+        version_panel_register(
+            template="scoring/_version_sql.html",
+            context=lambda version: {"runs": version_sql_runs(version=version)},
         )

@@ -272,6 +272,38 @@ class BatchReject(models.Model):
         return f"Row {self.row_number} of run {self.run_id}: {self.reason}"
 
 
+class SqlRun(models.Model):
+    """A model used as a SQL function (DuckDB, Spark) by the Python client, outside this server: who
+    registered the function, on which version, and what it scored, as the client reports it.
+
+    Opened when the function is registered; the client adds its counts at least every minute, and a sample
+    of its inputs and outputs goes to the prediction log like any other, for monitoring."""
+
+    class Engine(models.TextChoices):
+        DUCKDB = "duckdb", "DuckDB"
+        SPARK = "spark", "Spark"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="sql_runs")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="sql_runs")
+    engine = models.CharField(max_length=10, choices=Engine.choices)
+    function_name = models.CharField(max_length=100)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now)
+    last_reported_at = models.DateTimeField(null=True, blank=True)
+    rows_scored = models.PositiveBigIntegerField(default=0)
+    rows_rejected = models.PositiveBigIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    rows_logged = models.PositiveBigIntegerField(default=0)
+    # Set when a report found the version may no longer score: the client stops and says why.
+    refused = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.function_name} ({self.get_engine_display()}) on {self.version}"
+
+
 class ArchivedHour(models.Model):
     """One model's predictions (or actuals) of one hour, written to the archive: the manifest readers use.
 

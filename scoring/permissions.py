@@ -21,6 +21,11 @@ def may_manage_batches(user: Any) -> bool:
     return bool(user.has_perm(MANAGE_BATCHES)) or may_register_versions(user)
 
 
+def may_score_with_sql(user: Any) -> bool:
+    """Register a model as a SQL function (registry/sql.py): scoring a whole table, as a batch job does."""
+    return may_manage_batches(user)
+
+
 def may_view_batches(user: Any) -> bool:
     return may_view_models(user)
 

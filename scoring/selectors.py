@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from registry.models import Consumer, ModelVersion, RegisteredModel
 from scoring.archive.selectors import archived_prediction, archived_prediction_ids
-from scoring.models import Prediction, ScoringStats
+from scoring.models import Prediction, ScoringStats, SqlRun
 from scoring.recorder import BUCKETS, percentile
 
 
@@ -81,6 +81,11 @@ def version_usage(*, version: ModelVersion, days: int = 7) -> Usage:
         p99_ms=percentile(histogram, 0.99),
         last_minute=totals["last"],
     )
+
+
+def version_sql_runs(*, version: ModelVersion, limit: int = 20) -> list[SqlRun]:
+    """The version's latest SQL scoring runs (registry/sql.py), each with who registered the function."""
+    return list(SqlRun.objects.filter(version=version).select_related("user")[:limit])
 
 
 def logged_prediction(*, prediction_id: uuid.UUID) -> Prediction | None:

@@ -74,7 +74,7 @@ def test_it_captures_the_environment_and_params(trained):
 
 def test_it_imports_without_django(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", "import sys, registry.client; print('django' in sys.modules)"],
+        [sys.executable, "-c", "import sys, registry.client, registry.sql; print('django' in sys.modules)"],
         capture_output=True,
         text=True,
         check=True,

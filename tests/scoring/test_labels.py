@@ -13,13 +13,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from registry import serving
 from registry.predictors import EstimatorPredictor
-from scoring import runtime
 
 
-def _loaded(estimator: Any) -> runtime.LoadedModel:
+def _loaded(estimator: Any) -> serving.LoadedModel:
     predictor = EstimatorPredictor(estimator)
-    return runtime.LoadedModel(
+    return serving.LoadedModel(
         version_id=1,
         model_id=1,
         model_name="m",
@@ -32,7 +32,7 @@ def _loaded(estimator: Any) -> runtime.LoadedModel:
         input_logging="full",
         max_rows=1000,
         thread_pools=None,
-        labels_from_probabilities=runtime._argmax_predictor(predictor),
+        labels_from_probabilities=serving.argmax_predictor(predictor),
     )
 
 
