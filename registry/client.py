@@ -162,7 +162,10 @@ class ModelFactory:
         self.session.headers.pop("Authorization", None)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
+        try:
+            response = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as exc:
+            raise ModelFactoryError(0, {"detail": f"Model Factory at {self.url} cannot be reached: {exc}"}) from exc
         if response.status_code >= 400:
             try:
                 errors = response.json()

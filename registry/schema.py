@@ -277,7 +277,7 @@ def validate_rows(
         if name not in names and name not in allowed_extra:
             problems.append(RowProblem(None, str(name), "unexpected_field", "is not in the input schema"))
             bad[:] = True
-    coerced: dict[str, pd.Series] = {}
+    coerced: dict[str, pd.Series | np.ndarray] = {}
     for field in fields:
         if field.name not in frame.columns:
             if field.required:
@@ -286,20 +286,28 @@ def validate_rows(
             coerced[field.name] = pd.Series([None] * n, index=frame.index, dtype="object")
             continue
         column = frame[field.name]
-        missing = column.isna().to_numpy()
-        # A column of a numeric dtype holds no bools and no text: it is checked without boxing its values.
-        numeric_dtype = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-        values = column.to_numpy() if numeric_dtype else column.to_numpy(dtype=object)
+        if field.type in NUMERIC_TYPES and column.dtype.kind in "fiu":
+            # A numpy column of numbers holds no bools and no text, and NaN is its only missing value: checked
+            # in numpy alone, ~10x faster than through pandas (a SQL function checks every 2,048 rows).
+            values = numbers = column.to_numpy().astype(float, copy=False)
+            missing = np.isnan(numbers)
+            wrong = np.zeros(n, dtype=bool)
+        else:
+            missing = column.isna().to_numpy()
+            # A column of a numeric dtype holds no bools and no text: it is checked without boxing its values.
+            numeric_dtype = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+            values = column.to_numpy() if numeric_dtype else column.to_numpy(dtype=object)
+            if field.type in NUMERIC_TYPES:
+                if numeric_dtype:
+                    is_bool = np.zeros(n, dtype=bool)
+                    numbers = pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
+                else:
+                    is_bool = np.fromiter((isinstance(v, bool | np.bool_) for v in values), dtype=bool, count=n)
+                    numbers = pd.to_numeric(column.where(~is_bool), errors="coerce").astype(float).to_numpy()
+                wrong = ~missing & (np.isnan(numbers) | is_bool)
         if field.required:
             _flag(problems, bad, missing, field.name, "missing", "is required but missing", values)
         if field.type in NUMERIC_TYPES:
-            if numeric_dtype:
-                is_bool = np.zeros(n, dtype=bool)
-                numbers = pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
-            else:
-                is_bool = np.fromiter((isinstance(v, bool | np.bool_) for v in values), dtype=bool, count=n)
-                numbers = pd.to_numeric(column.where(~is_bool), errors="coerce").astype(float).to_numpy()
-            wrong = ~missing & (np.isnan(numbers) | is_bool)
             _flag(problems, bad, wrong, field.name, "type", "{value!r} is not a number", values)
             ok = ~missing & ~wrong
             if field.type == "integer":
@@ -327,7 +335,7 @@ def validate_rows(
                     f"{{value:g}} is above the maximum {field.maximum:g}",
                     numbers,
                 )
-            coerced[field.name] = pd.Series(numbers, index=frame.index)
+            coerced[field.name] = numbers
         elif field.type == "boolean":
             text = column.astype(str).str.strip().str.lower().to_numpy()
             truthy, falsy = np.isin(text, list(_TRUE)), np.isin(text, list(_FALSE))
@@ -381,7 +389,7 @@ def validate_rows(
                 coerced[field.name] = column.where(~missing, None)
     problems.sort(key=lambda p: (-1 if p.row is None else p.row, p.field))
     return Validation(
-        columns={field.name: coerced[field.name].to_numpy() for field in fields}, problems=problems, bad_rows=bad
+        columns={field.name: np.asarray(coerced[field.name]) for field in fields}, problems=problems, bad_rows=bad
     )
 
 

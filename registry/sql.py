@@ -1,8 +1,10 @@
-"""A registered model as a SQL function, scored where the data already is: a DuckDB connection here.
+"""A registered model as a SQL function, scored where the data already is: a DuckDB connection in this
+process, or Spark's executors.
 
     mf = ModelFactory("http://127.0.0.1:8000", token="…")
     scorer = mf.sql_function(con, "customer-churn", name="churn_score")
     con.sql("SELECT customer_id, churn_score(tenure_months, monthly_charges, …) FROM customers")
+    udf = mf.spark_udf(spark, "customer-churn", name="churn_score")  # also in spark.sql(...)
 
 Governed as every other prediction: the server decides which version may score (the production one unless
 `version=` names another approved one; never one marked "do not use" or with types nobody accepted), the
@@ -45,6 +47,7 @@ class ModelFactory(Protocol):
     def __init__(self, url: str) -> None: ...
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -210,9 +213,17 @@ class SqlScorer:
         started = time.perf_counter()
         validation = validate_rows(frame, self.fields, unknown_categories=self.loaded.unknown_categories)
         good = ~validation.bad_rows
-        labels = np.full(len(frame), None, dtype=object)
+        # Typed as the model answers while every row scores (the usual case, and the fast one for the engine
+        # to take back); with a None for each rejected row otherwise.
+        labels: np.ndarray = np.full(len(frame), None, dtype=object)
         positive: np.ndarray | None = None
-        if good.any():
+        if good.all():
+            scored, probabilities = self.loaded.score(validation.columns)
+            labels = np.asarray(scored)
+            if probabilities is not None and probabilities.shape[1] == 2:
+                positive = probabilities[:, 1]
+            self._keep_sample(validation.columns, scored, probabilities)
+        elif good.any():
             inputs = {name: values[good] for name, values in validation.columns.items()}
             scored, probabilities = self.loaded.score(inputs)
             labels[good] = scored
@@ -330,9 +341,9 @@ def duckdb_function(
 
     def label(*columns: Any) -> Any:
         labels, _, rejected = scorer.score(frame_of(columns))
-        return pa.array(
-            [None if bad else _plain(value) for value, bad in zip(labels, rejected, strict=True)], arrow_type
-        )
+        if rejected.any():
+            return pa.array([None if bad else _plain(v) for v, bad in zip(labels, rejected, strict=True)], arrow_type)
+        return pa.array(labels, arrow_type)
 
     def probability(*columns: Any) -> Any:
         _, positive, rejected = scorer.score(frame_of(columns))
@@ -386,6 +397,8 @@ def _spark_frame(batch: Any, names: list[str]) -> pd.DataFrame:
     """A pandas UDF's batch as a frame of the model's columns: a struct column arrives as a frame, several
     columns as a tuple of series, one column as a series."""
     if isinstance(batch, pd.DataFrame):
+        if list(batch.columns) == names:  # struct(*columns) of the model's own columns: the frame as it is
+            return batch
         columns = [batch[column] for column in batch.columns]
     elif isinstance(batch, pd.Series):
         columns = [batch]
@@ -395,7 +408,7 @@ def _spark_frame(batch: Any, names: list[str]) -> pd.DataFrame:
         columns = [pd.Series(c.to_dict("records")) if isinstance(c, pd.DataFrame) else c for c in batch]
     if len(columns) != len(names):
         return pd.DataFrame({str(i): column for i, column in enumerate(columns)})  # check_arguments names the error
-    return pd.DataFrame({name: column.reset_index(drop=True) for name, column in zip(names, columns, strict=True)})
+    return pd.DataFrame({name: column.to_numpy() for name, column in zip(names, columns, strict=True)})
 
 
 def spark_udf(
@@ -429,9 +442,12 @@ def spark_udf(
     def batches_scored(batches: Any, probability: bool) -> Any:
         worker = _executor_scorer(client, run, shipped.value, url, authorization, sample_rows)
         worker.report()  # at the task's start: a version marked do not use since stops here
+        checked = False
         for batch in batches:
             frame = _spark_frame(batch, names)
-            worker.check_arguments(list(pa.Schema.from_pandas(frame, preserve_index=False).types))
+            if not checked:  # a task's batches are of one query: their columns' types are the first's
+                worker.check_arguments(list(pa.Schema.from_pandas(frame, preserve_index=False).types))
+                checked = True
             labels, positive, _ = worker.score(frame)
             if probability:
                 if positive is None:

@@ -30,7 +30,7 @@ from registry.choices import FileKind, ModelTask, VersionStatus
 from registry.forms import MlflowImportForm, field_errors, flash_errors, form_apply_errors
 from registry.loading import ArtifactIntegrityError, verified_compiled_path, verified_path
 from registry.models import Compilation, RegisteredModel, Tag, VersionFile
-from registry.panels import version_panels
+from registry.panels import model_panels, version_panels
 from registry.rendering import render_markdown, render_notebook
 from registry.tables import read_table
 from registry.uploads import rejected_upload_errors
@@ -104,6 +104,7 @@ def _model_page(
             "may_register": permissions.may_register_versions(request.user),
             "may_add_consumer": permissions.may_create_consumer(request.user, model),
             "may_edit": permissions.may_edit_model(request.user, model),
+            "panels": model_panels(model),
             "upload": upload or {},
             "mlflow_imports_allowed": bool(settings.MF_MLFLOW_ALLOWED_HOSTS),
         },

@@ -88,6 +88,11 @@ def version_sql_runs(*, version: ModelVersion, limit: int = 20) -> list[SqlRun]:
     return list(SqlRun.objects.filter(version=version).select_related("user")[:limit])
 
 
+def model_sql_runs(*, model: RegisteredModel, limit: int = 10) -> list[SqlRun]:
+    """The model's latest SQL scoring runs, of any version."""
+    return list(SqlRun.objects.filter(model=model).select_related("user", "version")[:limit])
+
+
 def logged_prediction(*, prediction_id: uuid.UUID) -> Prediction | None:
     """A logged prediction: its hot row, else (once the hot table has let it go) its row in the archive."""
     hot = Prediction.objects.select_related("model", "version__model", "consumer").filter(pk=prediction_id).first()

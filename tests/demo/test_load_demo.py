@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +13,21 @@ from django.core.management import CommandError, call_command
 from monitoring.models import Alert, Report, RetrainingRun
 from registry.choices import VersionStatus
 from registry.models import RegisteredModel
+from scoring.models import SqlRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_the_demo_drifts_in_one_region_alerts_and_puts_a_retrained_version_in_review() -> None:
+def readme_example(heading: str) -> str:
+    """The first Python example under a heading of the README, as a reader copies it."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split(f"\n## {heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_demo_drifts_in_one_region_alerts_and_puts_a_retrained_version_in_review(
+    live_server: Any, capsys: Any
+) -> None:
     out = StringIO()
     call_command("load_demo", customers=20_000, stdout=out)  # reference slices above 1,000 rows, as in the demo
     model = RegisteredModel.objects.get(name="customer-churn")
@@ -32,6 +43,13 @@ def test_the_demo_drifts_in_one_region_alerts_and_puts_a_retrained_version_in_re
     run = RetrainingRun.objects.get(alert=alert)
     assert run.version is not None and run.version.number == 3 and run.version.parent is not None
     assert "Retrained automatically" in run.version.release_notes
+
+    # The README's SQL example runs as written against the demo (here served on another port).
+    exec(readme_example("Scoring with SQL").replace("http://127.0.0.1:8000", live_server.url), {})  # noqa: S102
+    printed = capsys.readouterr().out
+    assert "customer_id" in printed and "churn" in printed and "p" in printed, printed
+    sql_run = SqlRun.objects.get()
+    assert (sql_run.function_name, sql_run.version.number, sql_run.user.username) == ("churn_score", 1, "ada")
 
     call_command("load_demo", stdout=StringIO())  # a second run adds nothing
     assert Report.objects.count() == 12 and model.versions.count() == 3

@@ -78,6 +78,8 @@ def test_it_scores_a_table_as_the_server_scores_it_and_reports_the_use(
     client.force_login(author)
     panel = client.get(production.get_absolute_url()).content.decode().split('id="sql-usage"')[1].split("</section>")[0]
     assert "churn_score" in panel and "10,000" in panel and "Ada" in panel
+    on_model_page = client.get("/models/churn/").content.decode().split('id="sql-usage"')[1].split("</section>")[0]
+    assert "churn_score" in on_model_page and "v1" in on_model_page and "10,000" in on_model_page
     now = timezone.now()
     report = report_request(actor=author, model=production.model, start=now - timedelta(hours=1), end=now)
     report.refresh_from_db()
@@ -133,3 +135,21 @@ def test_only_those_who_may_run_batches_score_with_sql(
     with pytest.raises(ModelFactoryError) as refused:
         as_manager.sql_function(con, "churn", name="churn_score")
     assert refused.value.status_code == 403
+
+
+def test_no_server_a_revoked_token_or_an_unknown_model_is_a_clear_error(
+    live_server: Any, mf: ModelFactory, con: Any, production: ModelVersion
+) -> None:
+    with pytest.raises(ModelFactoryError, match="has no model|No RegisteredModel|not found") as unknown:
+        mf.sql_function(con, "no-such-model", name="f")
+    assert unknown.value.status_code == 404
+    offline = ModelFactory("http://127.0.0.1:9", token="mfu_x")
+    with pytest.raises(ModelFactoryError, match=r"Model Factory at http://127.0.0.1:9 cannot be reached"):
+        offline.sql_function(con, "churn", name="f")
+    token = mf.session.headers["Authorization"]
+    mf.logout()
+    mf.session.headers["Authorization"] = token  # revoked on the server, still sent
+    with pytest.raises(ModelFactoryError) as revoked:
+        mf.sql_function(con, "churn", name="f")
+    assert revoked.value.status_code == 401
+    assert not SqlRun.objects.exists()
