@@ -140,7 +140,7 @@ def test_only_those_who_may_run_batches_score_with_sql(
 def test_no_server_a_revoked_token_or_an_unknown_model_is_a_clear_error(
     live_server: Any, mf: ModelFactory, con: Any, production: ModelVersion
 ) -> None:
-    with pytest.raises(ModelFactoryError, match="has no model|No RegisteredModel|not found") as unknown:
+    with pytest.raises(ModelFactoryError) as unknown:
         mf.sql_function(con, "no-such-model", name="f")
     assert unknown.value.status_code == 404
     offline = ModelFactory("http://127.0.0.1:9", token="mfu_x")
