@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from config.authentication import UserTokenAuthentication
 from config.openapi import error_responses
+from registry.artifacts import UntrustedArtifactError
 from registry.loading import ArtifactIntegrityError
 from registry.models import ModelVersion
 from registry.permissions import may_view_models
@@ -80,6 +81,8 @@ class ScoringView(APIView):
         except runtime.VersionNotServableError as exc:
             code = status.HTTP_410_GONE if exc.gone else status.HTTP_409_CONFLICT
             return None, Response({"detail": str(exc), "use_version": exc.use_instead}, status=code)
+        except UntrustedArtifactError as exc:  # approved, but its types await a reviewer: nothing loads it
+            return None, Response({"detail": f"{exc}. It may not score until then."}, status=status.HTTP_409_CONFLICT)
         column_names = [field.name for field in loaded.fields]
         try:
             records = formats.read_records(request.data, column_names)

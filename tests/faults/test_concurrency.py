@@ -152,8 +152,9 @@ def test_two_reviewers_approving_at_once_reach_a_quorum_of_two_once(
     approvals = in_review.signoffs.filter(kind=SignOff.Kind.APPROVAL, review_round=in_review.review_round)
     assert sorted(approvals.values_list("user__username", flat=True)) == ["ravi", "rita"]
     events = list(AuditEvent.objects.filter(action="version.approve", version=in_review).order_by("id"))
-    # The first approval kept it in review, the second reached the quorum: never both, never neither.
-    assert [(event.new or {}).get("status") for event in events] == [S.IN_REVIEW, S.APPROVED]
+    # The first approval kept it in review, the second reached the quorum: never both, never neither. The
+    # checks run at submission judged these very files, so their outcome stands at once.
+    assert [(event.new or {}).get("status") for event in events] == [S.IN_REVIEW, S.CHECKS_PASSED]
     assert in_review.check_runs.count() == 1
 
 
@@ -167,7 +168,7 @@ def test_with_a_quorum_of_one_the_second_approval_at_the_same_moment_is_refused(
 
     refused = errors(outcomes)
     assert len(refused) == 1 and isinstance(refused[0], ConflictError), refused
-    assert "approved" in str(refused[0])
+    assert "checks passed: cannot approve" in str(refused[0])  # the submission's checks stood at the quorum
     assert in_review.signoffs.filter(kind=SignOff.Kind.APPROVAL).count() == 1
     assert AuditEvent.objects.filter(action="version.approve", version=in_review).count() == 1
     assert in_review.check_runs.count() == 1

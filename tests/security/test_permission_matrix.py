@@ -52,9 +52,9 @@ from registry import registration, roles, services, workflow
 from registry.choices import FileKind
 from registry.compilation_services import compilation_run
 from registry.consumers import consumer_create
-from registry.models import ModelVersion, RegisteredModel
+from registry.models import CheckRun, ModelVersion, RegisteredModel
 from scoring.batch.services import job_create
-from scoring.models import BatchReject, BatchRun, BatchScore
+from scoring.models import BatchReject, BatchRun, BatchScore, SqlRun
 from tests.conftest import INPUT_SCHEMA, customers, notebook_json, train_churn_pipeline
 from tests.factories import UserFactory
 from tests.support import force_checks_passed
@@ -142,6 +142,8 @@ def _build_world(media: Path) -> World:
     _to_production(v1, ada, users["rev"], users["rev2"])
     v2 = _register(churn, ada)
     workflow.version_transition(actor=ada, version=v2, action="submit")
+    # What the worker does after the commit: the checks started at submission finish.
+    CheckRun.objects.filter(version=v2).update(status=CheckRun.Status.PASSED, finished_at=timezone.now())
     v3 = _register(churn, ada)
     # A draft whose artifact names a type nobody vouched for yet: the accept-trust target.
     ModelVersion.objects.filter(pk=v3.pk).update(untrusted_types=["sklearn.tree._tree.Tree"])
@@ -203,7 +205,8 @@ def _build_world(media: Path) -> World:
         model=churn, name="volume", metric="prediction_volume", comparison="<", threshold=1, created_by=ada
     )
     Alert.objects.create(rule=rule, opened_by_report=report, last_value=0)
-    ids.update(job="nightly", done_run=done.pk, failed_run=failed.pk, report=report.pk)
+    sql_run = SqlRun.objects.create(model=churn, version=v1, engine="duckdb", function_name="score", user=ada)
+    ids.update(job="nightly", done_run=done.pk, failed_run=failed.pk, report=report.pk, sql_run=sql_run.pk)
     return World(users=users, tokens=tokens, ids=ids, media=media)
 
 
@@ -422,6 +425,23 @@ MATRIX: dict[str, Entry] = {
         ["/api/models/churn/batch-jobs/"],
         {"GET": Call(API_READ), "POST": Call("401 201 403 403 201 403 401 401", _batch_job_upload, json=False)},
     ),
+    # Scoring with SQL is scoring a table, as a batch job does; only who opened a run reports to it.
+    "api/models/<slug:name>/sql-runs/": Entry(
+        ["/api/models/churn/sql-runs/"],
+        {
+            "GET": Call(API_READ),
+            "POST": Call("401 201 403 403 201 403 401 401", _json({"engine": "duckdb", "function_name": "f"})),
+        },
+    ),
+    "api/sql-runs/<int:run_id>/usage/": Entry(
+        ["/api/sql-runs/{sql_run}/usage/"],
+        {
+            "POST": Call(
+                "401 200 403 403 403 403 401 401",
+                _json({"rows_scored": 1, "rows_rejected": 0, "seconds": 0.1, "engine": "skops"}),
+            )
+        },
+    ),
     "api/models/<slug:name>/batch-jobs/<slug:job>/": Entry(
         ["/api/models/churn/batch-jobs/{job}/"], {"GET": Call(API_READ)}
     ),
@@ -499,6 +519,13 @@ MATRIX: dict[str, Entry] = {
             "POST": Call(
                 "login done 403 403 done 403 login login", _json({"name": "m2", "task": "regression"}), json=False
             ),
+        },
+    ),
+    "models/<slug:name>/edit/": Entry(
+        ["/models/churn/edit/"],
+        {
+            "GET": Call("login 200 403 403 200 403 login login"),
+            "POST": Call("login done 403 403 done 403 login login", _json({"title": "Churn"}), json=False),
         },
     ),
     "models/<slug:name>/versions/new/": Entry(
