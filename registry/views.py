@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -112,6 +112,22 @@ def _model_page(
     )
 
 
+def _posted_tags(request: HttpRequest) -> list[str]:
+    """The tags field of a form, "telco, high-risk", as the API's list of tags."""
+    return [tag.strip() for tag in request.POST.get("tags", "").split(",") if tag.strip()]
+
+
+def _submitted(payload: Any, service: Callable[..., Any]) -> tuple[Any, Mapping[str, Any]]:
+    """A form post validated by the API's serializer, then given to the service: its result, or None and
+    the errors by field (the serializer's, else the service's)."""
+    if not payload.is_valid():
+        return None, field_errors(payload.errors)
+    try:
+        return service(**payload.validated_data), {}
+    except ValidationError as exc:
+        return None, exc.message_dict
+
+
 @require_http_methods(["GET", "POST"])
 def model_create(request: HttpRequest) -> HttpResponse:
     """The "New model" form, validated as `POST /api/models/` validates."""
@@ -122,18 +138,13 @@ def model_create(request: HttpRequest) -> HttpResponse:
         # Fields left empty are not sent, as an API client leaves them out (then they take their defaults).
         fields = ("name", "title", "description", "task", "business_context")
         data: dict[str, Any] = {key: request.POST[key] for key in fields if request.POST.get(key, "").strip()}
-        data["tags"] = [tag.strip() for tag in request.POST.get("tags", "").split(",") if tag.strip()]
-        payload = inputs.ModelCreateInput(data=data)
-        if payload.is_valid():
-            try:
-                model = services.model_create(actor=request.user, **payload.validated_data)
-            except ValidationError as exc:
-                errors = exc.message_dict
-            else:
-                messages.success(request, f"Model {model.name} created: register its first version below.")
-                return redirect(model)
-        else:
-            errors = field_errors(payload.errors)
+        model, errors = _submitted(
+            inputs.ModelCreateInput(data={**data, "tags": _posted_tags(request)}),
+            lambda **valid: services.model_create(actor=request.user, **valid),
+        )
+        if model is not None:
+            messages.success(request, f"Model {model.name} created: register its first version below.")
+            return redirect(model)
     return render(
         request,
         "registry/model_form.html",
@@ -158,18 +169,13 @@ def model_edit(request: HttpRequest, name: str) -> HttpResponse:
     if request.method == "POST":
         values = request.POST
         data: dict[str, Any] = {key: request.POST.get(key, "") for key in ("title", "description", "business_context")}
-        data["tags"] = [tag.strip() for tag in request.POST.get("tags", "").split(",") if tag.strip()]
-        payload = inputs.ModelUpdateInput(data=data)
-        if payload.is_valid():
-            try:
-                services.model_update(actor=request.user, model=model, **payload.validated_data)
-            except ValidationError as exc:
-                errors = exc.message_dict
-            else:
-                messages.success(request, f"Model {model.name} saved.")
-                return redirect(model)
-        else:
-            errors = field_errors(payload.errors)
+        saved, errors = _submitted(
+            inputs.ModelUpdateInput(data={**data, "tags": _posted_tags(request)}),
+            lambda **valid: services.model_update(actor=request.user, model=model, **valid),
+        )
+        if saved is not None:
+            messages.success(request, f"Model {model.name} saved.")
+            return redirect(model)
     return render(
         request,
         "registry/model_form.html",

@@ -183,19 +183,21 @@ def _evidence(version: ModelVersion) -> dict[str, str]:
     return evidence
 
 
-def checks_inputs(version: ModelVersion) -> dict[str, Any]:
-    """What a run of the pre-deployment checks judges: anything else here, and its outcome may differ."""
+def checks_inputs(version: ModelVersion, files: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a run of the pre-deployment checks judges: anything else here, and its outcome may differ.
+    `files`: the version's `_evidence`, when the caller has just read it (every file is hashed again)."""
     return {
         "review_round": version.review_round,
-        "files": _evidence(version),
+        "files": files if files is not None else _evidence(version),
         "trust_accepted_at": version.trust_accepted_at.isoformat() if version.trust_accepted_at else None,
         "serving_environment": serving_environment(),
     }
 
 
-def checks_start(*, actor: Any, version: ModelVersion) -> CheckRun:
+def checks_start(*, actor: Any, version: ModelVersion, inputs: dict[str, Any] | None = None) -> CheckRun:
     """A run of the pre-deployment checks of `version`, queued as the caller's transaction commits."""
-    check_run = CheckRun.objects.create(version=version, requested_by=actor, inputs=checks_inputs(version))
+    inputs = inputs if inputs is not None else checks_inputs(version)
+    check_run = CheckRun.objects.create(version=version, requested_by=actor, inputs=inputs)
     queue.run_version_checks(check_run)
     return check_run
 
@@ -273,23 +275,25 @@ def _approve(actor: Any, version: ModelVersion, transition: Transition, comment:
     approvals = selectors.round_approvals(version=version)
     if approvals.filter(user=actor).exists():
         raise ConflictError(f"You already approved {version} in this review round.")
+    evidence = _evidence(version)
     SignOff.objects.create(
         version=version,
         kind=SignOff.Kind.APPROVAL,
         review_round=version.review_round,
         user=actor,
         comment=comment,
-        evidence=_evidence(version),
+        evidence=evidence,
     )
     notifications.notification_close(topic=review_topic(version), user=actor)  # asked, and done
     if approvals.values("user").distinct().count() >= approvals_needed(version):
         _set_status(version, S.APPROVED)
         latest = version.check_runs.first()
+        inputs = checks_inputs(version, files=evidence)
         message = f"{version} is approved; pre-deployment checks are running."
         if not version.is_trusted:  # accepting its types starts them (services.version_accept_untrusted_types)
             message = f"{version} is approved; its checks run once a reviewer accepts its untrusted types."
-        elif latest is None or latest.inputs != checks_inputs(version) or latest.status == CheckRun.Status.ERROR:
-            checks_start(actor=actor, version=version)
+        elif latest is None or latest.inputs != inputs or latest.status == CheckRun.Status.ERROR:
+            checks_start(actor=actor, version=version, inputs=inputs)
         elif latest.status == CheckRun.Status.RUNNING:
             # Queued again in case its task was lost: the task is idempotent, and the run's outcome moves
             # the version when it is recorded.
