@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.views.defaults import page_not_found as default_page_not_found
 from django.views.defaults import server_error as default_server_error
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
@@ -78,6 +79,14 @@ class DependencyUnavailableMiddleware:
             "%s %s: %s down: %s: %s", request.method, request.path, dependency, type(exception).__name__, exception
         )
         return unavailable_response(request, dependency)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: under /api/, a URL no route matches (e.g. a version "abc") answers JSON like every
+    other 404 of the API, so clients parse one error shape; pages keep Django's page."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": f"No such endpoint or object: {request.path_info}"}, status=404)
+    return default_page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

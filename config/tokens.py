@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.authentication import UserTokenAuthentication, forget_user_tokens
+from config.openapi import error_responses
 
 
 class UserTokenOutput(serializers.Serializer):
@@ -35,12 +36,21 @@ class TokenObtainApi(APIView):
     permission_classes = [AllowAny]
 
     class TokenObtainInput(serializers.Serializer):
-        username = serializers.CharField()
+        # No username is longer (User.username), and axes stores a failed one in 255 characters (a 500 beyond).
+        username = serializers.CharField(max_length=150)
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
     @extend_schema(
         request=TokenObtainInput,
-        responses={200: UserTokenOutput},
+        responses={
+            200: UserTokenOutput,
+            **error_responses(
+                400,
+                429,
+                e400="Wrong credentials, or a field missing",
+                e429="Too many failed attempts for this username from this address; Retry-After says how long",
+            ),
+        },
         summary="Get an API token",
         description="400 for wrong credentials; 429 once too many have failed for this username from "
         "this address (Retry-After says for how long).",

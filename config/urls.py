@@ -31,3 +31,4 @@ urlpatterns = [
 
 # A database or broker outage raised outside a view (e.g. loading the session) is a 503 too.
 handler500 = "config.errors.server_error"
+handler404 = "config.errors.not_found"

@@ -13,13 +13,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import paginated_response
+from config.api import PaginatedListApi, paginated_response
 from config.authentication import UserTokenAuthentication
-from config.openapi import COMMON_ERRORS, error_responses
+from config.openapi import error_responses
 from monitoring import selectors as monitoring_selectors
 from monitoring import services
 from monitoring.models import Alert, AlertRule, EvidentlyReport, Report, RetrainingRecipe
-from monitoring.permissions import may_request_reports
+from monitoring.permissions import require_configure_monitoring, require_record_actuals, require_request_reports
 from registry import schedules, selectors
 from scoring.authentication import ConsumerPrincipal, ConsumerTokenAuthentication
 
@@ -43,7 +43,7 @@ class ActualsApi(APIView):
         request=ActualsInput,
         responses={
             200: ActualsOutput,
-            **error_responses(400, *COMMON_ERRORS, 415, e400="Problems by row; nothing was stored"),
+            **error_responses(400, e400="Problems by row; nothing was stored"),
         },
     )
     def post(self, request: Request, name: str) -> Response:
@@ -51,6 +51,7 @@ class ActualsApi(APIView):
         principal = request.user
         if isinstance(principal, ConsumerPrincipal) and principal.consumer.model_id != model.pk:
             return Response({"detail": "This consumer token is for another model."}, status=status.HTTP_403_FORBIDDEN)
+        require_record_actuals(principal)
         payload = self.ActualsInput(data=request.data)
         payload.is_valid(raise_exception=True)
         result = services.actuals_ingest(actor=principal, model=model, rows=payload.validated_data["rows"])
@@ -88,7 +89,7 @@ class ReportOutput(ReportSummaryOutput):
         fields = [*ReportSummaryOutput.Meta.fields, "results"]
 
 
-class ReportListApi(APIView):
+class ReportListApi(PaginatedListApi):
     class ReportRequestInput(serializers.Serializer):
         start = serializers.DateTimeField()
         end = serializers.DateTimeField()
@@ -99,13 +100,10 @@ class ReportListApi(APIView):
         reports = Report.objects.filter(model=model).select_related("model", "version")
         return paginated_response(request=request, view=self, queryset=reports, serializer_class=ReportSummaryOutput)
 
-    @extend_schema(
-        request=ReportRequestInput, responses={202: ReportSummaryOutput, **error_responses(400, *COMMON_ERRORS, 415)}
-    )
+    @extend_schema(request=ReportRequestInput, responses={202: ReportSummaryOutput})
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
-        if not may_request_reports(request.user):
-            return Response({"detail": "You may not run reports."}, status=status.HTTP_403_FORBIDDEN)
+        require_request_reports(request.user)
         payload = self.ReportRequestInput(data=request.data)
         payload.is_valid(raise_exception=True)
         report = services.report_request(actor=request.user, model=model, **payload.validated_data)
@@ -166,11 +164,9 @@ class EvidentlyReportApi(APIView):
 
     @extend_schema(
         request=None,
-        responses={202: EvidentlyReportOutput, **error_responses(400, *COMMON_ERRORS, e400="The report has no rows")},
+        responses={202: EvidentlyReportOutput, **error_responses(400, e400="The report has no rows")},
     )
     def post(self, request: Request, report_id: int) -> Response:
-        if not may_request_reports(request.user):
-            return Response({"detail": "You may not run reports."}, status=status.HTTP_403_FORBIDDEN)
         built = services.evidently_report_request(actor=request.user, report=_done_report(report_id))
         return Response(EvidentlyReportOutput(built).data, status=status.HTTP_202_ACCEPTED)
 
@@ -234,11 +230,10 @@ class AlertRuleListApi(APIView):
         rules = AlertRule.objects.filter(model=model).select_related("model", "created_by")
         return Response(AlertRuleOutput(rules, many=True).data)
 
-    @extend_schema(
-        request=AlertRuleInput, responses={201: AlertRuleOutput, **error_responses(400, *COMMON_ERRORS, 415)}
-    )
+    @extend_schema(request=AlertRuleInput, responses={201: AlertRuleOutput})
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
+        require_configure_monitoring(request.user, model, "defines its alert rules")
         payload = self.AlertRuleInput(data=request.data)
         payload.is_valid(raise_exception=True)
         rule = services.alert_rule_create(actor=request.user, model=model, **payload.validated_data)
@@ -256,10 +251,10 @@ class AlertOutput(serializers.ModelSerializer):
         fields = ["id", "model", "rule", "metric", "threshold", "status", "opened_at", "closed_at", "last_value"]
 
 
-class AlertListApi(APIView):
+class AlertListApi(PaginatedListApi):
     class AlertFilter(serializers.Serializer):
         status = serializers.ChoiceField(choices=Alert.Status.choices, required=False, allow_blank=True, default="")
-        model = serializers.CharField(required=False, default="")
+        model = serializers.CharField(required=False, default="", allow_blank=True)
 
     @extend_schema(parameters=[AlertFilter], responses=AlertOutput(many=True))
     def get(self, request: Request) -> Response:
@@ -302,6 +297,7 @@ class RetrainingRecipeApi(APIView):
     @extend_schema(request=RecipeInput, responses=RetrainingRecipeOutput)
     def put(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
+        require_configure_monitoring(request.user, model, "sets its retraining recipe")
         payload = self.RecipeInput(data=request.data)
         payload.is_valid(raise_exception=True)
         recipe = services.retraining_recipe_save(actor=request.user, model=model, **payload.validated_data)

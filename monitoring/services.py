@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -23,7 +24,7 @@ from monitoring.models import (
     RetrainingRecipe,
     RetrainingRun,
 )
-from monitoring.permissions import ACTUALS_REFUSAL, may_configure_monitoring, may_record_actuals, may_request_reports
+from monitoring.permissions import require_configure_monitoring, require_record_actuals, require_request_reports
 from monitoring.retraining import load_callable
 from registry.audit import audit_event_create
 from registry.choices import AuditAction
@@ -59,6 +60,9 @@ def _key(row: Any, index: int, problems: list[dict[str, Any]]) -> tuple[str | No
         problem("actual: required")
     elif not isinstance(row["actual"], str | int | float | bool):
         problem("actual: must be a number, a string or true/false")
+    elif isinstance(row["actual"], int) and abs(row["actual"]) > sys.float_info.max:
+        # Stored, it would fail every report: metrics compute with floats.
+        problem(f"actual: an integer of {len(str(abs(row['actual'])))} digits is too large for a number")
     if prediction_id not in (None, ""):
         try:
             prediction_id = str(uuid.UUID(str(prediction_id)))
@@ -83,8 +87,7 @@ def _key(row: Any, index: int, problems: list[dict[str, Any]]) -> tuple[str | No
 
 def actuals_ingest(*, actor: Any, model: RegisteredModel, rows: list[Any]) -> ActualsResult:
     """Store actuals all or nothing; posting the same actual again changes nothing."""
-    if not may_record_actuals(actor):
-        raise PermissionDenied(ACTUALS_REFUSAL)
+    require_record_actuals(actor)
     if not isinstance(rows, list) or not rows:
         raise ValidationError({"rows": ["Send a non-empty list of rows."]})
     if len(rows) > MAX_ACTUALS_PER_REQUEST:
@@ -175,8 +178,7 @@ def _rule_errors(model: RegisteredModel, rule: AlertRule) -> dict[str, list[str]
 
 
 def alert_rule_create(*, actor: Any, model: RegisteredModel, **fields: Any) -> AlertRule:
-    if not may_configure_monitoring(actor, model):
-        raise PermissionDenied("Only the model's owner or a monitoring admin defines its alert rules.")
+    require_configure_monitoring(actor, model, "defines its alert rules")
     rule = AlertRule(model=model, created_by=actor, **fields)
     rule.full_clean()
     errors = _rule_errors(model, rule)
@@ -194,6 +196,9 @@ def alert_rule_create(*, actor: Any, model: RegisteredModel, **fields: Any) -> A
 
 
 def report_request(*, actor: Any, model: RegisteredModel, start: datetime, end: datetime) -> Report:
+    """Compute a report over [start, end); `actor` None is the model's report schedule."""
+    if actor is not None:
+        require_request_reports(actor)
     if end <= start:
         raise ValidationError({"end": ["Must be after start."]})
     report = Report.objects.create(model=model, window_start=start, window_end=end, requested_by=actor)
@@ -207,8 +212,7 @@ def evidently_report_request(*, actor: Any, report: Report) -> EvidentlyReport:
     Asked again while it is being prepared or once it is ready, nothing changes; after a failure it is
     prepared again.
     """
-    if not may_request_reports(actor):
-        raise PermissionDenied("You may not ask for reports.")
+    require_request_reports(actor)
     if report.status != Report.Status.DONE:
         raise ValidationError({"report": ["The report is not computed yet."]})
     if not report.rows_current:
@@ -246,8 +250,7 @@ CONFIG_FIELDS = (
 @transaction.atomic
 def monitoring_configure(*, actor: Any, model: RegisteredModel, **fields: Any) -> MonitoringConfig:
     """Change how a model is monitored; slice and sensitive columns must be inputs of its production version."""
-    if not may_configure_monitoring(actor, model):
-        raise PermissionDenied("Only the model's owner or a monitoring admin changes its monitoring.")
+    require_configure_monitoring(actor, model, "changes its monitoring")
     unknown = set(fields) - set(CONFIG_FIELDS)
     if unknown:
         raise ValidationError({name: ["Not a monitoring setting."] for name in sorted(unknown)})
@@ -285,8 +288,7 @@ def report_schedule(
     *, actor: Any, model: RegisteredModel, crontab: str | None, every_minutes: int | None, enabled: bool = True
 ) -> MonitoringConfig:
     """Compute a report over the last `window_days` on a cron schedule or every N minutes."""
-    if not may_configure_monitoring(actor, model):
-        raise PermissionDenied("Only the model's owner or a monitoring admin schedules its reports.")
+    require_configure_monitoring(actor, model, "schedules its reports")
     config, _ = MonitoringConfig.objects.select_for_update().get_or_create(model=model)
     schedule_set(
         actor=actor,
@@ -306,8 +308,7 @@ def report_schedule(
 
 @transaction.atomic
 def report_unschedule(*, actor: Any, model: RegisteredModel) -> MonitoringConfig:
-    if not may_configure_monitoring(actor, model):
-        raise PermissionDenied("Only the model's owner or a monitoring admin schedules its reports.")
+    require_configure_monitoring(actor, model, "schedules its reports")
     config, _ = MonitoringConfig.objects.select_for_update().get_or_create(model=model)
     schedule_clear(actor=actor, model=model, holder=config, action=AuditAction.MONITORING_UNSCHEDULED)
     return config
@@ -344,8 +345,7 @@ def _recipe_errors(fields: dict[str, str]) -> dict[str, list[str]]:
 @transaction.atomic
 def retraining_recipe_save(*, actor: Any, model: RegisteredModel, **fields: str) -> RetrainingRecipe:
     """Set how a model is retrained: a function in an installed module and its training data."""
-    if not may_configure_monitoring(actor, model):
-        raise PermissionDenied("Only the model's owner or a monitoring admin sets its retraining recipe.")
+    require_configure_monitoring(actor, model, "sets its retraining recipe")
     unknown = set(fields) - set(RECIPE_FIELDS)
     if unknown:
         raise ValidationError({name: ["Not a recipe field."] for name in sorted(unknown)})
@@ -366,8 +366,7 @@ def retraining_recipe_save(*, actor: Any, model: RegisteredModel, **fields: str)
 
 
 def _recipe_for_change(actor: Any, model: RegisteredModel) -> RetrainingRecipe:
-    if not may_configure_monitoring(actor, model):
-        raise PermissionDenied("Only the model's owner or a monitoring admin retrains it.")
+    require_configure_monitoring(actor, model, "retrains it")
     recipe = RetrainingRecipe.objects.select_for_update().filter(model=model).first()
     if recipe is None:
         raise ValidationError({"recipe": [f"{model.name} has no retraining recipe yet."]})

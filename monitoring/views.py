@@ -120,6 +120,7 @@ def model_monitoring(request: HttpRequest, name: str) -> HttpResponse:
             "alerts": selectors.open_alerts(model=model),
             "may_configure": may_configure_monitoring(request.user, model),
             "may_record_actuals": may_record_actuals(request.user),
+            "may_request_reports": may_request_reports(request.user),
             "window_alerts": selectors.window_alerts(report=latest) if latest else None,
             "unreadable": selectors.report_unreadable(report=latest) if latest else None,
             "evidently": selectors.evidently_report_of(report=latest) if latest else None,
@@ -149,8 +150,8 @@ def run_report(request: HttpRequest, name: str) -> HttpResponse:
     end = timezone.now()
     try:
         report = services.report_request(actor=request.user, model=model, start=end - timedelta(days=days), end=end)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
+    except (ValidationError, PermissionDenied) as exc:
+        flash_errors(request, exc)
     else:
         messages.success(request, f"Report {report.pk} is running; refresh in a moment.")
     return _back(model)

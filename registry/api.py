@@ -6,14 +6,13 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import Conflict, paginated_response
-from config.openapi import COMMON_ERRORS, error_responses
-from registry import inputs, registration, selectors, services
+from config.api import Conflict, PaginatedListApi, paginated_response
+from config.parsers import FormParser, JSONParser, MultiPartParser
+from registry import inputs, permissions, registration, selectors, services
 from registry.choices import ModelTask, VersionStatus
 from registry.loading import ArtifactIntegrityError
 from registry.models import ModelVersion, RegisteredModel, VersionFile
@@ -56,18 +55,21 @@ def _model_output(name: str) -> dict[str, Any]:
     return dict(ModelOutput(selectors.model_list().get(name=name)).data)
 
 
-class ModelListApi(APIView):
+class ModelListApi(PaginatedListApi):
     ModelCreateInput = inputs.ModelCreateInput
 
     class FilterInput(serializers.Serializer):
-        q = serializers.CharField(required=False, default="", help_text="Search name, title, description")
-        owner = serializers.CharField(required=False, default="", help_text="Owner's username")
-        tag = serializers.CharField(required=False, default="")
-        task = serializers.ChoiceField(choices=ModelTask.choices, required=False, default="")
+        q = serializers.CharField(
+            required=False, default="", allow_blank=True, help_text="Search name, title, description"
+        )
+        owner = serializers.CharField(required=False, default="", allow_blank=True, help_text="Owner's username")
+        tag = serializers.CharField(required=False, default="", allow_blank=True)
+        task = serializers.ChoiceField(choices=ModelTask.choices, required=False, default="", allow_blank=True)
         status = serializers.ChoiceField(
             choices=VersionStatus.choices,
             required=False,
             default="",
+            allow_blank=True,
             help_text="Models having a version in this status, e.g. production",
         )
 
@@ -81,8 +83,9 @@ class ModelListApi(APIView):
         )
         return paginated_response(request=request, view=self, queryset=models, serializer_class=ModelOutput)
 
-    @extend_schema(request=ModelCreateInput, responses={201: ModelOutput, **error_responses(400, 401, 403, 415)})
+    @extend_schema(request=ModelCreateInput, responses={201: ModelOutput})
     def post(self, request: Request) -> Response:
+        permissions.require_create_models(request.user)
         payload = self.ModelCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         model = services.model_create(actor=request.user, **payload.validated_data)
@@ -95,11 +98,10 @@ class ModelDetailApi(APIView):
         selectors.model_get(name=name)
         return Response(_model_output(name))
 
-    @extend_schema(
-        request=inputs.ModelUpdateInput, responses={200: ModelOutput, **error_responses(400, *COMMON_ERRORS, 415)}
-    )
+    @extend_schema(request=inputs.ModelUpdateInput, responses=ModelOutput)
     def patch(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
+        permissions.require_edit_model(request.user, model)
         payload = inputs.ModelUpdateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         services.model_update(actor=request.user, model=model, **payload.validated_data)
@@ -171,13 +173,13 @@ class VersionOutput(serializers.ModelSerializer):
         return selectors.serving_engine(version=version).as_json()
 
 
-class VersionListApi(APIView):
+class VersionListApi(PaginatedListApi):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     VersionCreateInput = inputs.VersionCreateInput
 
     class FilterInput(serializers.Serializer):
-        status = serializers.ChoiceField(choices=VersionStatus.choices, required=False, default="")
-        author = serializers.CharField(required=False, default="", help_text="Author's username")
+        status = serializers.ChoiceField(choices=VersionStatus.choices, required=False, default="", allow_blank=True)
+        author = serializers.CharField(required=False, default="", allow_blank=True, help_text="Author's username")
 
     @extend_schema(parameters=[FilterInput], responses=VersionOutput(many=True))
     def get(self, request: Request, name: str) -> Response:
@@ -193,10 +195,11 @@ class VersionListApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": VersionCreateInput},
-        responses={201: VersionOutput, **error_responses(400, *COMMON_ERRORS, 413, 415)},
+        responses={201: VersionOutput},
     )
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
+        permissions.require_register_versions(request.user)
         data = request.data
         too_large = rejected_upload_errors(request._request)
         if too_large:
@@ -259,6 +262,7 @@ class VersionAcceptTrustApi(APIView):
     )
     def post(self, request: Request, name: str, number: int) -> Response:
         version = selectors.version_get(model_name=name, number=number)
+        permissions.require_accept_untrusted_types(request.user, version)
         payload = self.AcceptTrustInput(data=request.data)
         payload.is_valid(raise_exception=True)
         services.version_accept_untrusted_types(actor=request.user, version=version, **payload.validated_data)

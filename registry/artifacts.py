@@ -431,6 +431,8 @@ def _inspect_mlflow(path: Path, limits: ZipLimits) -> ArtifactInspection:
         return _read_mlflow(path)
     except mlmodel.MlmodelError as exc:
         raise ArtifactError(str(exc)) from exc
+    except RecursionError:  # YAML or JSON nested deeper than the parsers (recursive) can go
+        raise ArtifactError("The MLflow model's MLmodel file or input example is nested too deeply to read.") from None
 
 
 def read_mlflow_model(path: Path) -> tuple[MlflowModelInfo, bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from registry import notifications, permissions, selectors
@@ -17,8 +17,7 @@ MAX_COMMENT_LENGTH = 20_000
 
 
 def comment_create(*, actor: Any, version: ModelVersion, body: str, parent: Comment | None = None) -> Comment:
-    if not permissions.may_comment(actor):
-        raise PermissionDenied("Only reviewers and data scientists may comment.")
+    permissions.require_comment(actor)
     body = body.strip()
     if not body:
         raise ValidationError({"body": ["Write something."]})

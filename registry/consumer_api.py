@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import paginated_response
+from config.api import PaginatedListApi, paginated_response
 from registry import consumers, inputs, notifications, permissions, selectors, tokens
 from registry.models import Consumer, ModelVersion, Notification, RegisteredModel, WebhookDelivery
 
@@ -20,7 +20,7 @@ from registry.models import Consumer, ModelVersion, Notification, RegisteredMode
 class ConsumerOutput(serializers.ModelSerializer):
     model = serializers.CharField(source="model.name")
     owner = serializers.CharField(source="owner.username")
-    pinned_version = serializers.IntegerField(source="pinned_version.number", default=None)
+    pinned_version = serializers.IntegerField(source="pinned_version.number", default=None, allow_null=True)
     has_webhook_secret = serializers.SerializerMethodField()
     token_status = serializers.SerializerMethodField(
         help_text='"active", or why the token is refused: "expired", "revoked" or "deactivated" (the consumer)'
@@ -114,7 +114,7 @@ def _model_for_reading(request: Request, name: str) -> RegisteredModel:
     return model
 
 
-class ConsumerListApi(APIView):
+class ConsumerListApi(PaginatedListApi):
     ConsumerCreateInput = inputs.ConsumerCreateInput
 
     @extend_schema(responses=ConsumerOutput(many=True), summary="List a model's consumers")
@@ -126,6 +126,7 @@ class ConsumerListApi(APIView):
     @extend_schema(request=ConsumerCreateInput, responses={201: ConsumerCreatedOutput}, summary="Register a consumer")
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
+        permissions.require_create_consumer(request.user, model)
         payload = self.ConsumerCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
@@ -158,6 +159,7 @@ class ConsumerDetailApi(APIView):
     def patch(self, request: Request, name: str, consumer: str) -> Response:
         model = selectors.model_get(name=name)
         target = selectors.consumer_get(model=model, name=consumer)
+        permissions.require_manage_consumer(request.user, target)
         payload = self.ConsumerUpdateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
@@ -189,6 +191,7 @@ class ConsumerTokenApi(APIView):
     def post(self, request: Request, name: str, consumer: str) -> Response:
         model = selectors.model_get(name=name)
         target = selectors.consumer_get(model=model, name=consumer)
+        permissions.require_manage_consumer(request.user, target)
         payload = self.TokenRotateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         token = tokens.consumer_rotate_token(actor=request.user, consumer=target, **payload.validated_data)
@@ -200,20 +203,21 @@ class ConsumerTokenApi(APIView):
 
     @extend_schema(
         request=TokenRevokeInput,
-        responses=ConsumerOutput,
+        responses={200: ConsumerOutput},
         summary="Revoke a consumer's API token",
         description="The token stops working; the consumer stays registered. POST issues a new token.",
     )
     def delete(self, request: Request, name: str, consumer: str) -> Response:
         model = selectors.model_get(name=name)
         target = selectors.consumer_get(model=model, name=consumer)
+        permissions.require_manage_consumer(request.user, target)
         payload = self.TokenRevokeInput(data=request.data)
         payload.is_valid(raise_exception=True)
         target = tokens.consumer_revoke_token(actor=request.user, consumer=target, **payload.validated_data)
         return Response(_consumer_output(target))
 
 
-class ConsumerDeliveryListApi(APIView):
+class ConsumerDeliveryListApi(PaginatedListApi):
     @extend_schema(responses=DeliveryOutput(many=True), summary="Webhook deliveries to a consumer, newest first")
     def get(self, request: Request, name: str, consumer: str) -> Response:
         model = _model_for_reading(request, name)
@@ -222,7 +226,7 @@ class ConsumerDeliveryListApi(APIView):
         return paginated_response(request=request, view=self, queryset=deliveries, serializer_class=DeliveryOutput)
 
 
-class NotificationListApi(APIView):
+class NotificationListApi(PaginatedListApi):
     # Everyone signed in has their own notifications, with a role or without one.
     permission_classes = [IsAuthenticated]
 
@@ -231,7 +235,8 @@ class NotificationListApi(APIView):
 
     class NotificationMarkReadInput(serializers.Serializer):
         ids = serializers.ListField(
-            child=serializers.IntegerField(min_value=1),
+            # Ids are 64-bit: SQLite cannot even compare a larger number with them.
+            child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
             required=False,
             default=None,
             allow_null=True,

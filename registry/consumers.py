@@ -11,7 +11,7 @@ import enum
 import secrets
 from typing import Any, Final, Literal
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email, validate_slug
 from django.db import IntegrityError, transaction
 
@@ -110,8 +110,7 @@ def consumer_create(
     The token expires at `token_expires_at` (default: MF_CONSUMER_TOKEN_DAYS from now). The
     consumer's webhook secret (when it has a webhook) is readable once, on the returned object.
     """
-    if not permissions.may_create_consumer(actor, model):
-        raise PermissionDenied("Only the model's owner or a registry admin may register consumers.")
+    permissions.require_create_consumer(actor, model)
     if token_expires_at is not None:
         check_token_expiry(token_expires_at)
     token, prefix, digest = new_token()
@@ -164,8 +163,7 @@ def consumer_update(
 
     Setting a webhook URL on a consumer without a secret creates one; the caller shows it once.
     """
-    if not permissions.may_manage_consumer(actor, consumer):
-        raise PermissionDenied("Only the owner of the model or of the consumer may change it.")
+    permissions.require_manage_consumer(actor, consumer)
     old = _consumer_snapshot(consumer)
     if description is not None:
         consumer.description = description

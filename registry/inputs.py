@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.choices import ArtifactFormat, ModelTask
@@ -13,7 +15,7 @@ from registry.choices import ArtifactFormat, ModelTask
 
 class ModelCreateInput(serializers.Serializer):
     name = serializers.SlugField(max_length=100)
-    title = serializers.CharField(max_length=200, required=False, default="")
+    title = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
     description = serializers.CharField(required=False, default="", allow_blank=True)
     task = serializers.ChoiceField(choices=ModelTask.choices)
     tags = serializers.ListField(child=serializers.SlugField(max_length=50), required=False, default=list)
@@ -27,6 +29,9 @@ class ModelUpdateInput(serializers.Serializer):
     business_context = serializers.CharField(required=False, allow_blank=True)
 
 
+# A multipart field is text: documented as a string, a generated client sends the JSON text it is given
+# rather than its own rendering of a list or a dict.
+@extend_schema_field(OpenApiTypes.STR)
 class JsonText(serializers.JSONField):
     """JSON sent as a multipart text field (or as JSON); the service parses and explains it."""
 
@@ -60,7 +65,7 @@ class VersionCreateInput(serializers.Serializer):
     environment = JsonText(required=False, help_text='{"python": "3.11.7", "libraries": {"scikit-learn": "1.5.2"}}')
     requirements = serializers.CharField(required=False, default="", allow_blank=True)
     training_data_uri = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
-    training_data_rows = serializers.IntegerField(required=False, min_value=0, allow_null=True)
+    training_data_rows = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1, allow_null=True)
     training_data_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", required=False, default="", allow_blank=True)
     code_uri = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
     code_commit = serializers.CharField(required=False, default="", allow_blank=True, max_length=64)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.openapi import COMMON_ERRORS, error_responses
+from config.openapi import error_responses
 from registry import mlflow_import, permissions, selectors
 from registry.api import VersionOutput
 
@@ -30,9 +30,7 @@ class VersionImportMlflowApi(APIView):
             201: VersionOutput,
             **error_responses(
                 400,
-                *COMMON_ERRORS,
                 409,
-                415,
                 502,
                 e400="Bad input, a tracking server that is not allowed, or a model, version, alias or model "
                 "files MLflow does not have; the failing fields with their reasons",
@@ -45,8 +43,7 @@ class VersionImportMlflowApi(APIView):
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
         # Before the body is read: whoever may not register versions learns nothing about MLflow from it.
-        if not permissions.may_register_versions(request.user):
-            raise exceptions.PermissionDenied("You may not register versions.")
+        permissions.require_register_versions(request.user)
         payload = self.ImportInput(data=request.data)
         payload.is_valid(raise_exception=True)
         version = mlflow_import.version_import_mlflow(actor=request.user, model=model, **payload.validated_data)

@@ -1,13 +1,16 @@
 """Who may do what in the registry: every rule written once, as a named predicate.
 
-Services enforce these (raising PermissionDenied with a reason), APIs and pages ask them before they
-offer or validate anything, and pages hand their answers to templates. Permission names appear only
+Services enforce these through the `require_*` functions (PermissionDenied with a reason); APIs call
+the same functions before they validate a body, so a caller who may not write learns nothing of the
+write's rules, and pages hand the `may_*` answers to templates. Permission names appear only
 here and in `roles.py`, which grants them.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.core.exceptions import PermissionDenied
 
 from registry.models import Consumer, ModelVersion, RegisteredModel
 
@@ -60,13 +63,28 @@ def may_create_models(user: Any) -> bool:
     return _has(user, CREATE_MODELS)
 
 
+def require_create_models(user: Any) -> None:
+    if not may_create_models(user):
+        raise PermissionDenied("You may not create models.")
+
+
 def may_edit_model(user: Any, model: RegisteredModel) -> bool:
     return bool(getattr(user, "pk", None) is not None and user.pk == model.owner_id) or _has(user, EDIT_MODELS)
+
+
+def require_edit_model(user: Any, model: RegisteredModel) -> None:
+    if not may_edit_model(user, model):
+        raise PermissionDenied("Only the owner or a data scientist may edit this model.")
 
 
 def may_register_versions(user: Any) -> bool:
     """Register versions, import them from MLflow, comment on them."""
     return _has(user, REGISTER_VERSIONS)
+
+
+def require_register_versions(user: Any) -> None:
+    if not may_register_versions(user):
+        raise PermissionDenied("You may not register versions.")
 
 
 def may_upload_pickle(user: Any) -> bool:
@@ -94,6 +112,17 @@ def may_comment(user: Any) -> bool:
     return may_review(user) or may_register_versions(user)
 
 
+def require_comment(user: Any) -> None:
+    if not may_comment(user):
+        raise PermissionDenied("Only reviewers and data scientists may comment.")
+
+
+def may_score(user: Any) -> bool:
+    """Score with a user's token or session: data scientists and reviewers try the versions they make and
+    judge. Managers read what was scored; applications score with their consumer token."""
+    return may_register_versions(user) or may_review(user)
+
+
 def untrusted_types_refusal(user: Any, version: ModelVersion) -> str | None:
     """Why `user` may not vouch for `version`'s untrusted types, or None: a reviewer who is not its author,
     under any account."""
@@ -108,8 +137,19 @@ def may_accept_untrusted_types(user: Any, version: ModelVersion) -> bool:
     return untrusted_types_refusal(user, version) is None
 
 
+def require_accept_untrusted_types(user: Any, version: ModelVersion) -> None:
+    refusal = untrusted_types_refusal(user, version)
+    if refusal is not None:
+        raise PermissionDenied(refusal)
+
+
 def may_create_consumer(user: Any, model: RegisteredModel) -> bool:
     return bool(getattr(user, "pk", None) is not None and user.pk == model.owner_id) or _has(user, CREATE_CONSUMERS)
+
+
+def require_create_consumer(user: Any, model: RegisteredModel) -> None:
+    if not may_create_consumer(user, model):
+        raise PermissionDenied("Only the model's owner or a registry admin may register consumers.")
 
 
 def may_manage_consumer(user: Any, consumer: Consumer) -> bool:
@@ -117,6 +157,11 @@ def may_manage_consumer(user: Any, consumer: Consumer) -> bool:
     return bool(
         getattr(user, "pk", None) is not None and user.pk in (consumer.model.owner_id, consumer.owner_id)
     ) or _has(user, MANAGE_CONSUMERS)
+
+
+def require_manage_consumer(user: Any, consumer: Consumer) -> None:
+    if not may_manage_consumer(user, consumer):
+        raise PermissionDenied("Only the owner of the model or of the consumer may change it.")
 
 
 def may_view_consumers(user: Any, model: RegisteredModel) -> bool:

@@ -16,18 +16,27 @@ from typing import Any
 import nbformat
 import pandas as pd
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils.text import get_valid_filename
 
+from config.parsers import TOO_DEEP, json_loads
 from registry import artifacts, permissions, queue
 from registry.audit import audit_event_create
 from registry.choices import ArtifactFormat, AuditAction, FileKind, SchemaSource
 from registry.compilation_services import compilation_create
 from registry.models import Compilation, ModelVersion, RegisteredModel, VersionFile
-from registry.schema import GOLDEN_EXPECTED_COLUMN, FieldSpec, SchemaError, check_frame, infer_schema, parse_schema
+from registry.schema import (
+    GOLDEN_EXPECTED_COLUMN,
+    FieldSpec,
+    SchemaError,
+    check_frame,
+    infer_schema,
+    parse_schema,
+    records_frame,
+)
 from registry.tables import read_table
 
 logger = logging.getLogger(__name__)
@@ -109,10 +118,12 @@ def _json_value(raw: Any, field_name: str, errors: _Errors) -> Any:
         if not raw.strip():
             return None
         try:
-            return json.loads(raw)
+            return json_loads(raw)
         except json.JSONDecodeError as exc:
             errors.add(field_name, f"Not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.")
-            return None
+        except ValueError as exc:  # valid JSON, but too deep, NaN, 1e400, NUL...: it would fail when stored or shown
+            errors.add(field_name, f"Not valid JSON: {exc}")
+        return None
     return raw
 
 
@@ -133,11 +144,18 @@ def _check_params(raw: Any, errors: _Errors) -> dict[str, Any]:
 def _check_metrics(raw: Any, errors: _Errors) -> dict[str, float]:
     metrics = {}
     for name, number in _json_object(raw, "metrics", errors, of="metric name to number").items():
-        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+        if isinstance(number, bool) or not isinstance(number, int | float) or not _finite(number):
             errors.add("metrics", f"{name}: must be a finite number, got {number!r}.")
         else:
             metrics[str(name)] = float(number)
     return metrics
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _check_schema(raw: Any, field_name: str, errors: _Errors) -> list[FieldSpec] | None:
@@ -156,12 +174,15 @@ def _check_notebook(staged: _StagedFile, errors: _Errors) -> None:
     try:
         # Decoded here rather than by json.loads, which would also accept UTF-16 and UTF-32 bytes
         # that the pages rendering notebooks (and Jupyter itself) read as UTF-8.
-        raw = json.loads(staged.path.read_bytes().decode("utf-8"))
+        raw = json_loads(staged.path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError:
         errors.add("notebook", "Not a Jupyter notebook: the file is not UTF-8 text.")
         return
     except json.JSONDecodeError as exc:
         errors.add("notebook", f"Not a Jupyter notebook: invalid JSON ({exc.msg} at line {exc.lineno}).")
+        return
+    except ValueError as exc:  # too deep to read, or strings the pages could not show
+        errors.add("notebook", f"Not a Jupyter notebook we can read: {exc}")
         return
     if not isinstance(raw, dict) or not isinstance(raw.get("nbformat"), int):
         errors.add("notebook", "Not a Jupyter notebook: it has no nbformat version (is it an .ipynb file?).")
@@ -172,9 +193,25 @@ def _check_notebook(staged: _StagedFile, errors: _Errors) -> None:
         errors.add("notebook", f"Not a valid Jupyter notebook: {str(exc).splitlines()[0]}")
 
 
+def _check_mlflow_values(mlflow: artifacts.MlflowModelInfo, errors: _Errors) -> None:
+    """What the version keeps of an MLflow model must be JSON that can be stored and shown again: a value
+    from its files that cannot (nested too deeply, NaN in the MLmodel file, an unpaired surrogate) is
+    refused as json_loads refuses it in a request. The input example may hold NaN: it becomes a CSV file."""
+    for what, value, allow_nan in (
+        ("The MLmodel file", mlflow.metadata, False),
+        ("The MLflow input example", mlflow.input_example, True),
+    ):
+        try:
+            json_loads(json.dumps(value, default=str), allow_nan=allow_nan)
+        except RecursionError:
+            errors.add("artifact", f"{what} holds a value that cannot be kept: {TOO_DEEP}")
+        except ValueError as exc:
+            errors.add("artifact", f"{what} holds a value that cannot be kept: {exc}")
+
+
 def _golden_from_example(rows: list[dict[str, Any]], directory: Path) -> _StagedFile:
     """An MLflow input example becomes the first golden rows, with no validated output yet."""
-    frame = pd.DataFrame(rows)
+    frame = records_frame(rows)
     frame[GOLDEN_EXPECTED_COLUMN] = None
     path = directory / "golden_set-mlflow-input-example.csv"
     frame.to_csv(path, index=False)
@@ -196,8 +233,7 @@ def version_register(*, actor: Any, model: RegisteredModel, upload: VersionUploa
     by field. Files are stored before the database commit and removed again if it fails, so a
     refused upload leaves no file and consumes no version number.
     """
-    if not permissions.may_register_versions(actor):
-        raise PermissionDenied("You may not register versions.")
+    permissions.require_register_versions(actor)
     staging = Path(tempfile.mkdtemp(prefix="register-", dir=settings.FILE_UPLOAD_TEMP_DIR))
     stored: list[str] = []
     try:
@@ -242,6 +278,8 @@ def _register(
             "with the 'may upload pickles' permission can register them. Save the model with skops instead.",
         )
     mlflow = inspection.mlflow if inspection else None
+    if mlflow is not None:
+        _check_mlflow_values(mlflow, errors)
 
     staged: list[_StagedFile] = [artifact]
     for kind, file in (
@@ -419,7 +457,7 @@ def _default_input_schema(
 def _schema_of_example(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Only the types of an input example's columns: a few rows say nothing of ranges or of every category."""
     fields = []
-    for spec in infer_schema(pd.DataFrame(rows)):
+    for spec in infer_schema(records_frame(rows)):
         spec.pop("minimum", None)
         spec.pop("maximum", None)
         if spec.pop("categories", None) is not None:

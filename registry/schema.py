@@ -61,7 +61,11 @@ class FieldSpec:
 def _number(value: Any, where: str, problems: list[str]) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
         problems.append(f"{where}: must be a finite number")
         return None
     return float(value)
@@ -169,6 +173,7 @@ def infer_schema(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 _NOT_A_DATETIME = "{value!r} is not an ISO-8601 date and time"
+_NOT_FINITE = "{value} is not a finite number (at most ±1.8e308)"
 _DATETIME_RANGE = "{value!r} is outside the dates that can be handled (1677-09-22 to 2262-04-11)"
 _NOT_BINARY = "{value!r} is not base64-encoded binary"
 
@@ -248,6 +253,42 @@ def parse_boolean(value: Any) -> bool | None:
     return True if text in _TRUE else False if text in _FALSE else None
 
 
+def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows of JSON values as a DataFrame, columns in the order first seen.
+
+    pandas raises OverflowError for an integer too large for a float among numbers; the columns are then
+    kept as the objects they are, and validate_rows names the value by row and column.
+    """
+    try:
+        return pd.DataFrame.from_records(records)
+    except OverflowError:
+        return pd.DataFrame(list(records), dtype=object)
+
+
+def _abbreviated(value: Any) -> str:
+    """repr(value), cut short: an integer too large for a float may have thousands of digits."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= 24 else f"{text[:20]}… ({len(text)} characters)"
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    """The values as floats: NaN where not a number, ±inf for an integer too large for a float."""
+    try:
+        return pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
+    except OverflowError:  # pandas' answer to such an integer; only then value by value
+        return np.array([_as_float(value) for value in column], dtype=float)
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, int) and not isinstance(value, bool | np.bool_):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    number = pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").iloc[0]
+    return float(number)
+
+
 def _flag(
     problems: list[RowProblem], bad: np.ndarray, mask: np.ndarray, field: str, code: str, template: str, values: Any
 ) -> None:
@@ -303,13 +344,18 @@ def validate_rows(
                     numbers = pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
                 else:
                     is_bool = np.fromiter((isinstance(v, bool | np.bool_) for v in values), dtype=bool, count=n)
-                    numbers = pd.to_numeric(column.where(~is_bool), errors="coerce").astype(float).to_numpy()
+                    numbers = _numbers(column.where(~is_bool))
                 wrong = ~missing & (np.isnan(numbers) | is_bool)
         if field.required:
             _flag(problems, bad, missing, field.name, "missing", "is required but missing", values)
         if field.type in NUMERIC_TYPES:
             _flag(problems, bad, wrong, field.name, "type", "{value!r} is not a number", values)
-            ok = ~missing & ~wrong
+            # A model cannot score infinity, and the prediction log (JSON) cannot hold it.
+            infinite = ~missing & ~wrong & np.isinf(numbers)
+            if infinite.any():
+                shown = np.array([_abbreviated(value) for value in values], dtype=object)
+                _flag(problems, bad, infinite, field.name, "range", _NOT_FINITE, shown)
+            ok = ~missing & ~wrong & ~infinite
             if field.type == "integer":
                 fractional = ok & (np.mod(np.where(ok, numbers, 0), 1) != 0)
                 _flag(problems, bad, fractional, field.name, "type", "{value!r} is not a whole number", values)
@@ -401,16 +447,18 @@ def _check_value(field: FieldSpec, value: Any, unknown_categories: str) -> tuple
     """One present value: (coerced value, problem code, message) with the wording of validate_rows."""
     if field.type in NUMERIC_TYPES:
         number: float | None = None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
+        if (isinstance(value, int | float) and not isinstance(value, bool)) or isinstance(value, str):
             try:
                 number = float(value)
+            except OverflowError:  # an integer too large for a float
+                number = math.inf
             except ValueError:
                 number = None
         if number is None or math.isnan(number):
             return None, "type", f"{value!r} is not a number"
-        if field.type == "integer" and math.isfinite(number) and number % 1 != 0:
+        if math.isinf(number):
+            return None, "range", _NOT_FINITE.format(value=_abbreviated(value))
+        if field.type == "integer" and number % 1 != 0:
             return None, "type", f"{value!r} is not a whole number"
         if field.minimum is not None and number < field.minimum:
             return None, "range", f"{number:g} is below the minimum {field.minimum:g}"
@@ -477,7 +525,7 @@ def validate_records(
         for row, record in enumerate(records):
             value = record.get(field.name)
             # Most values of a request are this; skipping the general checks halves a one-row request's validation.
-            if unbounded_float and type(value) is float and not math.isnan(value):
+            if unbounded_float and type(value) is float and math.isfinite(value):
                 column[row] = value
                 continue
             if _is_missing(value):

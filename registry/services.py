@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -50,8 +50,7 @@ def model_create(
     tags: Iterable[str] = (),
     business_context: str = "",
 ) -> RegisteredModel:
-    if not permissions.may_create_models(actor):
-        raise PermissionDenied("You may not create models.")
+    permissions.require_create_models(actor)
     if RegisteredModel.objects.filter(name=name).exists():
         raise ValidationError({"name": [f"A model named {name!r} already exists."]})
     if task not in ModelTask.values:
@@ -81,8 +80,7 @@ def model_update(
     tags: Iterable[str] | None = None,
     business_context: str | None = None,
 ) -> RegisteredModel:
-    if not permissions.may_edit_model(actor, model):
-        raise PermissionDenied("Only the owner or a data scientist may edit this model.")
+    permissions.require_edit_model(actor, model)
     old = _model_snapshot(model)
     if title is not None:
         model.title = title
@@ -113,9 +111,7 @@ def model_update(
 @transaction.atomic
 def version_accept_untrusted_types(*, actor: Any, version: ModelVersion, reason: str = "") -> ModelVersion:
     """A reviewer vouches for the artifact's types, which allows workers to load it."""
-    refusal = permissions.untrusted_types_refusal(actor, version)
-    if refusal is not None:
-        raise PermissionDenied(refusal)
+    permissions.require_accept_untrusted_types(actor, version)
     locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
     if not locked.requires_trust:
         raise ValidationError({"detail": ["This version has no untrusted types to accept."]})

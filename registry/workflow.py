@@ -158,6 +158,15 @@ def approvals_needed(version: ModelVersion) -> int:
     return needed if submitted is None else max(needed, submitted)
 
 
+def require_some_transition(actor: Any, version: ModelVersion) -> None:
+    """Refuse, before the action asked for is read, whoever may take no transition of `version` in any
+    status: the API's permission check that comes before validation."""
+    if permissions.is_author_or_owner(actor, version):
+        return
+    if not any(transition.may(actor) for transition in TRANSITIONS.values() if transition.may is not None):
+        raise PermissionDenied("You may take no action on versions: that is for their authors and reviewers.")
+
+
 def available_actions(*, user: Any, version: ModelVersion) -> list[Transition]:
     """The transitions `user` may take now: what the page offers as buttons."""
     available = []

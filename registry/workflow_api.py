@@ -15,9 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import paginated_response
-from config.openapi import error_responses
-from registry import audit, check_runs, comments, selectors, workflow
+from config.api import PaginatedListApi, paginated_response
+from registry import audit, check_runs, comments, permissions, selectors, workflow
+from registry.choices import VersionStatus
 from registry.models import AuditEvent, CheckRun, Comment, SignOff
 
 
@@ -73,7 +73,7 @@ class VersionTransitionApi(APIView):
     class TransitionOutput(serializers.Serializer):
         model = serializers.CharField()
         number = serializers.IntegerField()
-        status = serializers.CharField()
+        status = serializers.ChoiceField(choices=VersionStatus.choices)
         approvals = serializers.IntegerField()
         approvals_needed = serializers.IntegerField()
         allowed_actions = serializers.ListField(child=serializers.CharField())
@@ -85,11 +85,11 @@ class VersionTransitionApi(APIView):
             400: OpenApiResponse(description="Unknown action or missing comment"),
             403: OpenApiResponse(description="You may not take this action (role or four-eyes)"),
             409: OpenApiResponse(description="Not allowed from the current status; names the allowed actions"),
-            **error_responses(401, 404, 415),
         },
     )
     def post(self, request: Request, name: str, number: int) -> Response:
         version = selectors.version_get(model_name=name, number=number)
+        workflow.require_some_transition(request.user, version)
         payload = self.TransitionInput(data=request.data)
         payload.is_valid(raise_exception=True)
         version = workflow.version_transition(actor=request.user, version=version, **payload.validated_data)
@@ -105,7 +105,7 @@ class VersionTransitionApi(APIView):
         )
 
 
-class VersionChecksApi(APIView):
+class VersionChecksApi(PaginatedListApi):
     @extend_schema(responses=CheckRunOutput(many=True))
     def get(self, request: Request, name: str, number: int) -> Response:
         version = selectors.version_get(model_name=name, number=number)
@@ -137,9 +137,10 @@ class VersionCommentsApi(APIView):
         version = selectors.version_get(model_name=name, number=number)
         return Response(CommentOutput(selectors.comment_list(version=version), many=True).data)
 
-    @extend_schema(request=CommentInput, responses={201: CommentOutput, **error_responses(400, 401, 403, 404, 415)})
+    @extend_schema(request=CommentInput, responses={201: CommentOutput})
     def post(self, request: Request, name: str, number: int) -> Response:
         version = selectors.version_get(model_name=name, number=number)
+        permissions.require_comment(request.user)
         payload = self.CommentInput(data=request.data)
         payload.is_valid(raise_exception=True)
         parent_id = payload.validated_data.get("parent")
@@ -153,15 +154,15 @@ class VersionCommentsApi(APIView):
 
 
 class AuditFilter(serializers.Serializer):
-    model = serializers.CharField(required=False, default="")
+    model = serializers.CharField(required=False, default="", allow_blank=True)
     version = serializers.IntegerField(required=False, allow_null=True, default=None)
-    action = serializers.CharField(required=False, default="")
-    actor = serializers.CharField(required=False, default="")
+    action = serializers.CharField(required=False, default="", allow_blank=True)
+    actor = serializers.CharField(required=False, default="", allow_blank=True)
     since = serializers.DateTimeField(required=False, allow_null=True, default=None)
     until = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
-class AuditListApi(APIView):
+class AuditListApi(PaginatedListApi):
     @extend_schema(parameters=[AuditFilter], responses=AuditEventOutput(many=True))
     def get(self, request: Request) -> Response:
         filters = AuditFilter(data=request.query_params)
@@ -191,7 +192,7 @@ class ProductionAtApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("t", OpenApiTypes.DATETIME, required=True, description="ISO 8601 time")],
-        responses={200: ProductionAtOutput, **error_responses(400, 401, 403, 404)},
+        responses=ProductionAtOutput,
     )
     def get(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)

@@ -22,7 +22,7 @@ from config.openapi import error_responses
 from registry.artifacts import UntrustedArtifactError
 from registry.loading import ArtifactIntegrityError
 from registry.models import ModelVersion
-from registry.permissions import may_view_models
+from registry.permissions import may_score, may_view_models
 from scoring import formats, realtime, runtime, selectors
 from scoring.authentication import ConsumerPrincipal, ConsumerRateThrottle, ConsumerTokenAuthentication
 from scoring.models import Prediction
@@ -57,8 +57,10 @@ class ScoringView(APIView):
             if principal.consumer.model.name != model_name:
                 raise PermissionDenied("This consumer token is for another model.")
             return principal.consumer
-        if not may_view_models(principal):
-            raise PermissionDenied("You may not score with this model.")
+        if not may_score(principal):
+            raise PermissionDenied(
+                "Only data scientists and reviewers score with their own account; applications use a consumer token."
+            )
         return None
 
     def _loaded(self, request: Request, name: str, number: int | None, consumer: Any) -> runtime.LoadedModel:
@@ -120,6 +122,7 @@ _ANY_ROWS: dict[str, Any] = {"type": "array", "items": {}}
 PREDICT_REQUEST: dict[str, Any] = {
     "type": "object",
     "description": "Exactly one of dataframe_split, dataframe_records, instances or inputs (MLflow's formats).",
+    "minProperties": 1,
     "properties": {
         "dataframe_split": {
             "type": "object",
@@ -148,11 +151,8 @@ PREDICT_RESPONSES = {
     200: PredictOutput,
     **error_responses(
         400,
-        401,
         403,
         404,
-        415,
-        429,
         e400="Bad format, or rows that do not match the input schema (by row and field)",
         e403="This token may not score with this model",
         e404="No such model or version, or nothing in production",
@@ -171,7 +171,6 @@ _MLFLOW_ERROR = inline_serializer(
 )
 INVOCATIONS_RESPONSES = {
     200: inline_serializer("MlflowPredictions", {"predictions": serializers.ListField(child=serializers.JSONField())}),
-    **error_responses(401, 403, 404, 415, 429),
     # MLflow's error shape for the refusals of the scoring itself; parse errors answer DRF's {"detail"}.
     400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad format or rows: MLflow's error_code and message"),
     409: OpenApiResponse(_MLFLOW_ERROR, description="The version may not score"),
@@ -292,6 +291,8 @@ class PredictionReproduceApi(ScoringView):
     )
     def post(self, request: Request, prediction_id: uuid.UUID) -> Response:
         prediction = _visible_prediction(request, prediction_id)
+        if not isinstance(request.user, ConsumerPrincipal) and not may_score(request.user):
+            raise PermissionDenied("Only data scientists and reviewers re-run predictions.")
         try:
             result = realtime.reproduce(prediction=prediction)
         except (ValueError, ArtifactIntegrityError) as exc:

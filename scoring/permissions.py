@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 
 from registry.permissions import may_register_versions, may_view_models
+from scoring.models import SqlRun
 
 MANAGE_BATCHES = "scoring.add_batchjob"
 
@@ -24,6 +25,16 @@ def may_manage_batches(user: Any) -> bool:
 def may_score_with_sql(user: Any) -> bool:
     """Register a model as a SQL function (registry/sql.py): scoring a whole table, as a batch job does."""
     return may_manage_batches(user)
+
+
+def require_score_with_sql(user: Any) -> None:
+    if not may_score_with_sql(user):
+        raise PermissionDenied("Only data scientists (or holders of scoring.add_batchjob) may score with SQL.")
+
+
+def require_sql_run_reporter(user: Any, run: SqlRun) -> None:
+    if run.user_id != getattr(user, "pk", None):
+        raise PermissionDenied("Only the user who registered the function reports its use.")
 
 
 def may_view_batches(user: Any) -> bool:

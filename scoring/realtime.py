@@ -12,7 +12,7 @@ import pandas as pd
 from django.utils import timezone
 
 from registry.models import Consumer
-from registry.schema import RowProblem, json_column, validate_records, validate_rows
+from registry.schema import RowProblem, json_column, records_frame, validate_records, validate_rows
 from scoring import runtime
 from scoring.archive.format import input_digest
 from scoring.ids import uuid7
@@ -83,8 +83,7 @@ def predict(
     if len(records) <= FAST_VALIDATION_ROWS:
         validation = validate_records(records, loaded.fields, unknown_categories=loaded.unknown_categories)
     else:
-        frame = pd.DataFrame.from_records(records)
-        validation = validate_rows(frame, loaded.fields, unknown_categories=loaded.unknown_categories)
+        validation = validate_rows(records_frame(records), loaded.fields, unknown_categories=loaded.unknown_categories)
     if not validation.ok:
         recorder.record(
             version_id=loaded.version_id, rows=[], latency_ms=(time.perf_counter() - started) * 1e3, error=True

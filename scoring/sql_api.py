@@ -8,20 +8,19 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import paginated_response
+from config.api import PaginatedListApi, paginated_response
 from config.authentication import UserTokenAuthentication
-from config.openapi import COMMON_ERRORS, error_responses
 from registry import selectors
 from registry.choices import FileKind
 from registry.models import ModelVersion
 from scoring import sql_runs
 from scoring.models import ScoringPolicy, SqlRun
-from scoring.permissions import may_score_with_sql
+from scoring.permissions import require_score_with_sql, require_sql_run_reporter
 
 
 def _served(run: SqlRun, request: Request) -> dict[str, Any]:
@@ -89,7 +88,7 @@ class SqlRunOpenedOutput(SqlRunOutput):
         return _served(run, self.context["request"])
 
 
-class SqlRunListApi(APIView):
+class SqlRunListApi(PaginatedListApi):
     authentication_classes = [UserTokenAuthentication, SessionAuthentication]
 
     class OpenInput(serializers.Serializer):
@@ -107,13 +106,12 @@ class SqlRunListApi(APIView):
 
     @extend_schema(
         request=OpenInput,
-        responses={201: SqlRunOpenedOutput, **error_responses(400, *COMMON_ERRORS)},
+        responses={201: SqlRunOpenedOutput},
         summary="Open a SQL scoring run: refused for a version that may not score",
     )
     def post(self, request: Request, name: str) -> Response:
         model = selectors.model_get(name=name)
-        if not may_score_with_sql(request.user):  # before the body is judged
-            raise PermissionDenied("Only data scientists (or holders of scoring.add_batchjob) may score with SQL.")
+        require_score_with_sql(request.user)
         payload = self.OpenInput(data=request.data)
         payload.is_valid(raise_exception=True)
         run = sql_runs.sql_run_open(
@@ -136,8 +134,8 @@ class SqlRunReportApi(APIView):
     authentication_classes = [UserTokenAuthentication, SessionAuthentication]
 
     class ReportInput(serializers.Serializer):
-        rows_scored = serializers.IntegerField(min_value=0)
-        rows_rejected = serializers.IntegerField(min_value=0)
+        rows_scored = serializers.IntegerField(min_value=0, max_value=sql_runs.MAX_REPORTED_ROWS)
+        rows_rejected = serializers.IntegerField(min_value=0, max_value=sql_runs.MAX_REPORTED_ROWS)
         seconds = serializers.FloatField(min_value=0, max_value=1e9)
         engine = serializers.CharField(max_length=20, help_text="The engine that scored: onnx or the native format")
         sample = serializers.ListField(
@@ -146,15 +144,14 @@ class SqlRunReportApi(APIView):
 
     @extend_schema(
         request=ReportInput,
-        responses={200: SqlRunOutput, **error_responses(400, *COMMON_ERRORS)},
+        responses=SqlRunOutput,
         summary="Add what a SQL function scored; `refused` says why its version may no longer score",
     )
     def post(self, request: Request, run_id: int) -> Response:
         run = SqlRun.objects.select_related("model", "version", "user").filter(pk=run_id).first()
         if run is None:
             raise NotFound(f"There is no SQL scoring run {run_id}.")
-        if run.user_id != request.user.pk:
-            raise PermissionDenied("Only the user who registered the function reports its use.")
+        require_sql_run_reporter(request.user, run)
         payload = self.ReportInput(data=request.data)
         payload.is_valid(raise_exception=True)
         if payload.validated_data["engine"] not in ("onnx", run.version.format):

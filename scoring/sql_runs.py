@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -22,6 +22,9 @@ from scoring.models import Prediction, ScoringPolicy, SqlRun
 
 # Rows of inputs and outputs a report may carry for monitoring.
 MAX_SAMPLE_ROWS = 10_000
+# Rows one report may count: far more than a session scores, and the run's 64-bit totals take ~9 million
+# such reports before they overflow.
+MAX_REPORTED_ROWS = 10**12
 
 
 def _refusal(version: ModelVersion) -> str:
@@ -39,8 +42,7 @@ def sql_run_open(
 ) -> SqlRun:
     """A run for a SQL function on `version_number` (default: the production version), or a refusal
     naming the version to use."""
-    if not permissions.may_score_with_sql(actor):
-        raise PermissionDenied("Only data scientists (or holders of scoring.add_batchjob) may score with SQL.")
+    permissions.require_score_with_sql(actor)
     if version_number is None:
         version = production_version(model=model)
         if version is None:
@@ -70,8 +72,7 @@ def sql_run_report(
 
     A sample row is {"inputs": {field: value}, "output": label or number, "probabilities": [...] or None};
     rows whose inputs do not match the schema are not logged (the client sends only rows it scored)."""
-    if run.user_id != actor.pk:
-        raise PermissionDenied("Only the user who registered the function reports its use.")
+    permissions.require_sql_run_reporter(actor, run)
     version = ModelVersion.objects.select_related("model").get(pk=run.version_id)
     logged = _log_sample(run, version, actor, engine, sample, seconds / max(rows_scored, 1) * 1e3)
     with transaction.atomic():
@@ -102,7 +103,8 @@ def _log_sample(
     now = timezone.now()
     rows = []
     for index, row in enumerate(sample):
-        if validation.bad_rows[index]:
+        # A row with no output (NaN, as the client sends it) is no prediction to log: Prediction.output holds one.
+        if validation.bad_rows[index] or row.get("output") is None:
             continue
         record = {name: column[index] for name, column in zip(names, columns, strict=True)}
         rows.append(

@@ -70,11 +70,18 @@ def resolve_input_path(raw: str) -> Path:
     if not text:
         raise ValueError(f"Give the path of a CSV or Parquet file under {root}.")
     candidate = Path(text)
-    # resolve() follows symbolic links, so a link inside the folder pointing outside it is refused too.
-    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"{text!r} is outside the batch input folder {root}.")
-    if not path.is_file():
+    try:
+        # resolve() follows symbolic links, so a link inside the folder pointing outside it is refused too.
+        path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"{text!r} is outside the batch input folder {root}.")
+        is_file = path.is_file()
+    except (OSError, RuntimeError) as exc:
+        # The system refuses the name itself: a part longer than 255 bytes, a path too long, a symbolic
+        # link loop (RuntimeError from resolve()). Not a file it could ever read.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"{text!r} cannot name a file: {reason}.") from exc
+    if not is_file:
         raise ValueError(f"There is no file {text!r} in {root}.")
     return path
 

@@ -51,6 +51,17 @@ def test_a_model_without_reports_says_what_a_report_needs(
     assert "performance-empty" not in page  # no report says it already
 
 
+def test_a_manager_is_told_where_reports_come_from_and_offered_no_button(
+    churn_model: RegisteredModel, manager: Any, client: Any
+) -> None:
+    page = page_of(client, manager)
+
+    assert text(page, "no-report").endswith(
+        "Reports run on the schedule the model's owner sets, or when a data scientist or reviewer runs one."
+    )
+    assert 'id="run-report"' not in page
+
+
 def test_reports_without_actuals_show_how_to_send_them_instead_of_a_performance_chart(
     churn_model: RegisteredModel, author: Any, client: Any
 ) -> None:

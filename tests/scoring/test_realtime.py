@@ -221,15 +221,13 @@ def test_consumers_see_only_their_own_predictions_and_model(
     assert APIClient().post("/api/models/churn/predict/", {}, format="json").status_code == 401
 
 
-def test_users_with_a_role_may_score_and_outsiders_may_not(
-    production: ModelVersion, api: Callable[[Any], APIClient], manager: Any, outsider: Any
+def test_data_scientists_and_reviewers_may_score_and_managers_and_outsiders_may_not(
+    production: ModelVersion, api: Callable[[Any], APIClient], author: Any, reviewer: Any, manager: Any, outsider: Any
 ) -> None:
-    assert (
-        api(manager).post("/api/models/churn/predict/", {"dataframe_records": ROWS}, format="json").status_code == 200
-    )
-    assert (
-        api(outsider).post("/api/models/churn/predict/", {"dataframe_records": ROWS}, format="json").status_code == 403
-    )
+    def status(user: Any) -> int:
+        return api(user).post("/api/models/churn/predict/", {"dataframe_records": ROWS}, format="json").status_code
+
+    assert [status(user) for user in (author, reviewer, manager, outsider)] == [200, 200, 403, 403]
 
 
 def test_a_production_change_swaps_the_model_without_a_restart(

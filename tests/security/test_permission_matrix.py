@@ -5,15 +5,8 @@ the apps' urls.py / api_urls.py) has one entry: the concrete URL(s) to call, a b
 expected answer per role. A route added without an entry fails `test_every_route_has_a_matrix_entry`,
 so nobody ships an endpoint whose access nobody decided.
 
-Roles (columns, in this order):
-    anon   - not signed in
-    ds     - Ada, data scientist, author of the versions and owner of the model and its consumers
-    rev    - Rita, reviewer
-    mgr    - Maya, manager
-    admin  - Alex, superuser in the Admins group
-    out    - Otto, signed in but in no role
-    cons   - the "call-centre" consumer token of the churn model
-    other  - the consumer token of another model (fraud)
+Roles (columns, in this order): anon, not signed in, then those of tests/world.py, which builds the
+objects every route names.
 
 Expected answers: an HTTP status, or
     login  - 302 to the login page (pages, for whoever has no session)
@@ -25,39 +18,23 @@ Write requests run in a savepoint rolled back after each role, so every role mee
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 import pytest
-import skops.io as sio
 from django.conf import settings
 from django.contrib.messages import constants as message_levels
 from django.contrib.messages import get_messages
-from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.shortcuts import resolve_url
-from django.test import Client, override_settings
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
-from django.utils import timezone
 
-from monitoring.models import Alert, AlertRule, EvidentlyReport, Report
-from registry import registration, roles, services, workflow
-from registry.choices import FileKind
-from registry.compilation_services import compilation_run
-from registry.consumers import consumer_create
-from registry.models import CheckRun, ModelVersion, RegisteredModel
-from scoring.batch.services import job_create
-from scoring.models import BatchReject, BatchRun, BatchScore, SqlRun
-from tests.conftest import INPUT_SCHEMA, customers, notebook_json, train_churn_pipeline
-from tests.factories import UserFactory
-from tests.support import force_checks_passed
+from tests.conftest import INPUT_SCHEMA, customers
+from tests.world import ARTIFACT, ROW, World, module_world
 
 ROLES = ["anon", "ds", "rev", "mgr", "admin", "out", "cons", "other"]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -68,160 +45,10 @@ API_READ = "401 200 200 200 200 403 401 401"  # the same for the API; consumer t
 PUBLIC = "200 200 200 200 200 200 200 200"
 
 
-# --- the world the matrix runs in ----------------------------------------------------------------
-
-
-@dataclass
-class World:
-    users: dict[str, Any]
-    tokens: dict[str, str]
-    ids: dict[str, Any] = field(default_factory=dict)
-    media: Path | None = None
-
-
-ARTIFACT = sio.dumps(train_churn_pipeline()[0])
-ROW = {"tenure": 12, "charges": 70.5, "contract": "monthly"}
-
-
-def _register(model: RegisteredModel, actor: Any, *, with_files: bool = False) -> ModelVersion:
-    extra: dict[str, Any] = {}
-    if with_files:
-        frame = customers(50)
-        reference = io.BytesIO()
-        frame.to_parquet(reference, index=False)
-        extra = {
-            "notebook": SimpleUploadedFile("analysis.ipynb", notebook_json()),
-            "reference_data": SimpleUploadedFile("reference.parquet", reference.getvalue()),
-        }
-    return registration.version_register(
-        actor=actor,
-        model=model,
-        upload=registration.VersionUpload(
-            artifact=SimpleUploadedFile("model.skops", ARTIFACT), input_schema=json.dumps(INPUT_SCHEMA), **extra
-        ),
-    )
-
-
-def _to_production(version: ModelVersion, author: Any, reviewer: Any, signer: Any) -> None:
-    workflow.version_transition(actor=author, version=version, action="submit")
-    workflow.version_transition(actor=reviewer, version=version, action="approve")
-    # The real checks are tested elsewhere; here they are only state for the matrix.
-    force_checks_passed(version)
-    workflow.version_transition(actor=signer, version=version, action="go_live")
-
-
-def _predict(token: str | None, user: Any, model: str) -> str:
-    client = Client()
-    if token:
-        client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    else:
-        client.force_login(user)
-    answer = client.post(
-        f"/api/models/{model}/predict/",
-        {"dataframe_records": [ROW], "entity_ids": ["c1"]},
-        content_type="application/json",
-    )
-    assert answer.status_code == 200, answer.content
-    return str(answer.json()["prediction_ids"][0])
-
-
-def _build_world(media: Path) -> World:
-    users: dict[str, Any] = {
-        "ds": UserFactory(username="ada", role=roles.DATA_SCIENTIST),
-        "rev": UserFactory(username="rita", role=roles.REVIEWER),
-        "rev2": UserFactory(username="ravi", role=roles.REVIEWER),
-        "mgr": UserFactory(username="maya", role=roles.MANAGER),
-        "admin": UserFactory(username="alex", is_staff=True, is_superuser=True, role=roles.ADMIN),
-        "out": UserFactory(username="otto"),
-    }
-    ada = users["ds"]
-    churn = services.model_create(actor=ada, name="churn", title="Churn", task="classification")
-    fraud = services.model_create(actor=ada, name="fraud", title="Fraud", task="classification")
-    v1 = _register(churn, ada, with_files=True)
-    compilation_run(version_id=v1.pk)  # what the worker does after the commit: a compiled file to download
-    _to_production(v1, ada, users["rev"], users["rev2"])
-    v2 = _register(churn, ada)
-    workflow.version_transition(actor=ada, version=v2, action="submit")
-    # What the worker does after the commit: the checks started at submission finish.
-    CheckRun.objects.filter(version=v2).update(status=CheckRun.Status.PASSED, finished_at=timezone.now())
-    v3 = _register(churn, ada)
-    # A draft whose artifact names a type nobody vouched for yet: the accept-trust target.
-    ModelVersion.objects.filter(pk=v3.pk).update(untrusted_types=["sklearn.tree._tree.Tree"])
-    _to_production(_register(fraud, ada), ada, users["rev"], users["rev2"])
-
-    consumers = {}
-    for key, model, name in [
-        ("cons", churn, "call-centre"),
-        ("sibling", churn, "billing"),
-        ("other", fraud, "fraud-app"),
-    ]:
-        consumers[key] = consumer_create(actor=ada, model=model, name=name, contact_email=f"{name}@example.com")
-    tokens = {key: token for key, (_consumer, token) in consumers.items()}
-
-    ids: dict[str, Any] = {
-        "artifact": v1.files.get(kind=FileKind.ARTIFACT).pk,
-        "notebook": v1.files.get(kind=FileKind.NOTEBOOK).pk,
-        # Predictions of the churn consumer, of another consumer of churn, of a user, and of another model.
-        "own_prediction": _predict(tokens["cons"], None, "churn"),
-        "sibling_prediction": _predict(tokens["sibling"], None, "churn"),
-        "user_prediction": _predict(None, ada, "churn"),
-        "other_model_prediction": _predict(tokens["other"], None, "fraud"),
-    }
-
-    csv = customers(5).assign(customer_id=[f"c{i}" for i in range(5)]).to_csv(index=False).encode()
-    job = job_create(
-        actor=ada,
-        model=churn,
-        name="nightly",
-        input_kind="upload",
-        entity_column="customer_id",
-        input_file=SimpleUploadedFile("customers.csv", csv),
-        write_parquet=True,
-    )
-    now = timezone.now()
-    done = BatchRun.objects.create(
-        job=job, version=v1, status=BatchRun.Status.SUCCEEDED, triggered_by=ada, started_at=now, finished_at=now
-    )
-    output = io.BytesIO()
-    pd.DataFrame({"customer_id": ["c1"], "prediction": [1]}).to_parquet(output, index=False)
-    done.output_parquet.save("nightly.parquet", ContentFile(output.getvalue()))
-    BatchScore.objects.create(run=done, model=churn, version=v1, entity_id="c1", prediction=1, scored_at=now)
-    BatchReject.objects.create(run=done, row_number=3, entity_id="c3", reason="charges: above 500")
-    failed = BatchRun.objects.create(
-        job=job, version=v1, status=BatchRun.Status.FAILED, triggered_by=ada, started_at=now, finished_at=now
-    )
-    report = Report.objects.create(
-        model=churn,
-        version=v1,
-        window_start=now - timedelta(days=1),
-        window_end=now,
-        status=Report.Status.DONE,
-        finished_at=now,
-        rows_current=1,
-    )
-    evidently = EvidentlyReport.objects.create(report=report, status=EvidentlyReport.Status.READY, finished_at=now)
-    evidently.file.save("evidently.html", ContentFile(b"<html>report</html>"))
-    rule = AlertRule.objects.create(
-        model=churn, name="volume", metric="prediction_volume", comparison="<", threshold=1, created_by=ada
-    )
-    Alert.objects.create(rule=rule, opened_by_report=report, last_value=0)
-    sql_run = SqlRun.objects.create(model=churn, version=v1, engine="duckdb", function_name="score", user=ada)
-    ids.update(job="nightly", done_run=done.pk, failed_run=failed.pk, report=report.pk, sql_run=sql_run.pk)
-    return World(users=users, tokens=tokens, ids=ids, media=media)
-
-
 @pytest.fixture(scope="module")
 def world(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """Built once for the module inside a transaction that is rolled back at the end."""
-    media = tmp_path_factory.mktemp("matrix-artifacts")
-    storages = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": media}},
-    }
-    with override_settings(STORAGES=storages, MEDIA_ROOT=media), django_db_blocker.unblock(), transaction.atomic():
-        built = _build_world(media)
+    with module_world(django_db_blocker, tmp_path_factory.mktemp("matrix-artifacts")) as built:
         yield built
-        transaction.set_rollback(True)
 
 
 @pytest.fixture(autouse=True)
@@ -404,14 +231,15 @@ MATRIX: dict[str, Entry] = {
         {"GET": Call("401 200 200 200 200 200 401 401"), "POST": Call("401 200 200 200 200 200 401 401", _json({}))},
     ),
     # --- scoring API ----------------------------------------------------------------------------------
+    # Scoring with a user's account is for trying versions: data scientists and reviewers; managers read.
     "api/models/<slug:name>/predict/": Entry(
-        ["/api/models/churn/predict/"], {"POST": Call("401 200 200 200 200 403 200 403", PREDICT_BODY)}
+        ["/api/models/churn/predict/"], {"POST": Call("401 200 200 403 200 403 200 403", PREDICT_BODY)}
     ),
     "api/models/<slug:name>/versions/<int:number>/predict/": Entry(
-        ["/api/models/churn/versions/1/predict/"], {"POST": Call("401 200 200 200 200 403 200 403", PREDICT_BODY)}
+        ["/api/models/churn/versions/1/predict/"], {"POST": Call("401 200 200 403 200 403 200 403", PREDICT_BODY)}
     ),
     "api/models/<slug:name>/invocations": Entry(
-        ["/api/models/churn/invocations"], {"POST": Call("401 200 200 200 200 403 200 403", PREDICT_BODY)}
+        ["/api/models/churn/invocations"], {"POST": Call("401 200 200 403 200 403 200 403", PREDICT_BODY)}
     ),
     # A consumer sees its own predictions only: another consumer's (of this model or another) do not exist.
     "api/predictions/<uuid:prediction_id>/": Entry(
@@ -419,7 +247,7 @@ MATRIX: dict[str, Entry] = {
     ),
     "api/predictions/<uuid:prediction_id>/reproduce/": Entry(
         ["/api/predictions/{own_prediction}/reproduce/"],
-        {"POST": Call("401 200 200 200 200 403 200 404", _json({}))},
+        {"POST": Call("401 200 200 403 200 403 200 404", _json({}))},
     ),
     "api/models/<slug:name>/batch-jobs/": Entry(
         ["/api/models/churn/batch-jobs/"],
@@ -475,14 +303,15 @@ MATRIX: dict[str, Entry] = {
         ["/api/models/churn/reports/"],
         {
             "GET": Call(API_READ),
-            "POST": Call("401 202 202 202 202 403 401 401", _json({"start": "2029-12-31T00:00:00Z", "end": NOW})),
+            # Computing a report is for data scientists and reviewers; managers read the scheduled ones.
+            "POST": Call("401 202 202 403 202 403 401 401", _json({"start": "2029-12-31T00:00:00Z", "end": NOW})),
         },
     ),
     "api/reports/<int:report_id>/": Entry(["/api/reports/{report}/"], {"GET": Call(API_READ)}),
     # Evidently's report of a window: asked for by whoever may run reports (it is built, so asking changes nothing).
     "api/reports/<int:report_id>/evidently/": Entry(
         ["/api/reports/{report}/evidently/"],
-        {"GET": Call(API_READ), "POST": Call("401 202 202 202 202 403 401 401")},
+        {"GET": Call(API_READ), "POST": Call("401 202 202 403 202 403 401 401")},
     ),
     "api/reports/<int:report_id>/evidently/html/": Entry(
         ["/api/reports/{report}/evidently/html/"], {"GET": Call(API_READ)}
@@ -612,7 +441,7 @@ MATRIX: dict[str, Entry] = {
     "monitoring/": Entry(["/monitoring/"], {"GET": Call(PAGE_READ)}),
     "models/<slug:name>/monitoring/": Entry(["/models/churn/monitoring/"], {"GET": Call(PAGE_READ)}),
     "models/<slug:name>/monitoring/run/": Entry(
-        ["/models/churn/monitoring/run/"], {"POST": Call("login done done done done 403 login login", json=False)}
+        ["/models/churn/monitoring/run/"], {"POST": Call("login done done deny done 403 login login", json=False)}
     ),
     "models/<slug:name>/monitoring/settings/": Entry(
         ["/models/churn/monitoring/settings/"],
@@ -662,7 +491,7 @@ MATRIX: dict[str, Entry] = {
     ),
     "models/<slug:name>/monitoring/reports/<int:report_id>/evidently/build/": Entry(
         ["/models/churn/monitoring/reports/{report}/evidently/build/"],
-        {"POST": Call("login done done done done 403 login login", json=False)},
+        {"POST": Call("login done done deny done 403 login login", json=False)},
     ),
     "models/<slug:name>/monitoring/reports/<int:report_id>/evidently/html/": Entry(
         ["/models/churn/monitoring/reports/{report}/evidently/html/"], {"GET": Call(PAGE_READ)}
@@ -818,3 +647,59 @@ def test_a_consumer_token_reads_no_other_models_scores(world: World, db: None) -
         .status_code
         == 403
     )
+
+
+# --- permission first, then validation ------------------------------------------------------------
+
+# Invalid for every write below: each reads some of these fields.
+INVALID_BODY = {
+    "name": 7,
+    "title": [],
+    "reason": [],
+    "action": [],
+    "rows": "x",
+    "start": "never",
+    "metric": {},
+    "every_minutes": "x",
+    "callable_path": [],
+    "pinned_version": "x",
+    "expires_at": "never",
+    "dataframe_records": 1,
+}
+WRITES = [
+    ("POST", "/api/models/"),
+    ("PATCH", "/api/models/churn/"),
+    ("POST", "/api/models/churn/versions/"),
+    ("POST", "/api/models/churn/versions/import-mlflow/"),
+    ("POST", "/api/models/churn/versions/2/transitions/"),
+    ("POST", "/api/models/churn/versions/2/comments/"),
+    ("POST", "/api/models/churn/versions/3/accept-untrusted-types/"),
+    ("POST", "/api/models/churn/consumers/"),
+    ("PATCH", "/api/models/churn/consumers/call-centre/"),
+    ("POST", "/api/models/churn/consumers/call-centre/token/"),
+    ("DELETE", "/api/models/churn/consumers/call-centre/token/"),
+    ("POST", "/api/models/churn/batch-jobs/"),
+    ("PUT", "/api/models/churn/batch-jobs/nightly/schedule/"),
+    ("POST", "/api/models/churn/alert-rules/"),
+    ("PUT", "/api/models/churn/retraining/"),
+    ("POST", "/api/models/churn/actuals/"),
+    ("POST", "/api/models/churn/reports/"),
+    ("POST", "/api/models/churn/predict/"),
+    ("POST", "/api/models/churn/sql-runs/"),
+]
+
+
+@pytest.mark.parametrize(("method", "url"), WRITES, ids=[f"{m} {u}" for m, u in WRITES])
+def test_a_role_that_may_not_write_is_refused_before_its_body_is_judged(
+    world: World, db: None, method: str, url: str
+) -> None:
+    """A manager (read-only) gets 403 for an invalid body too: she learns nothing of the rules of writes
+    she may not make. Every endpoint here answers 400 to a data scientist's or reviewer's invalid body."""
+    answers = {}
+    for role in ("mgr", "admin"):
+        with transaction.atomic():
+            body = json.dumps(INVALID_BODY)
+            answers[role] = _client(world, role).generic(method, url, body, content_type="application/json")
+            transaction.set_rollback(True)
+    assert (answers["mgr"].status_code, answers["admin"].status_code) == (403, 400), answers["admin"].content
+    assert answers["mgr"]["Content-Type"] == "application/json"

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         destination: Path = options["destination"]
         try:
             manifest = backup(destination, alias=options["database"], log=self.stdout.write)
-        except BackupError as exc:
+        except (BackupError, OSError) as exc:  # OSError: a path the system refuses (too long, no access)
             raise CommandError(str(exc)) from exc
         rows = sum(table["rows"] for table in manifest["tables"].values())
         self.stdout.write(

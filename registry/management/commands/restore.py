@@ -28,7 +28,7 @@ class Command(BaseCommand):
             result = restore(
                 options["source"], alias=options["database"], force=options["force"], log=self.stdout.write
             )
-        except BackupError as exc:
+        except (BackupError, OSError) as exc:  # OSError: a path the system refuses (too long, no access)
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             self.style.SUCCESS(
