@@ -222,7 +222,9 @@ class VersionDetailApi(APIView):
 class VersionFileDownloadApi(APIView):
     @extend_schema(
         responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            # The type the file's name says (text/csv for a golden set, application/pdf for a document…),
+            # application/octet-stream when it says none (skops, ONNX, pickle).
+            (200, "*/*"): OpenApiTypes.BINARY,
             409: OpenApiResponse(description="The stored file no longer matches its sha256"),
         }
     )
