@@ -14,7 +14,11 @@ The table is --rows rows drawn with replacement from the data set's 569, as Parq
   identical. Runs in MLflow's venv (its Python is the executors'), which needs pyspark, onnxruntime,
   pyarrow and requests besides MLflow: see benchmarks/README.md.
 
-    .venv/bin/python benchmarks/sql.py [--rows 10000000] [--repeat 2] [--skip-spark] [--skip-duckdb]
+- Spark, with --jvm: also the two ways to score the forest in Spark's JVM, without Python workers: the fitted
+  pipeline compiled to one Spark SQL expression (labels checked identical), and Spark ML's own forest of the
+  same size fitted on the same rows.
+
+    .venv/bin/python benchmarks/sql.py [--rows 10000000] [--repeat 2] [--jvm] [--skip-spark] [--skip-duckdb]
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="Spark: timed runs of each UDF, alternated")
     parser.add_argument("--mlflow-python", type=Path, default=REPO / ".venv-mlflow" / "bin" / "python")
     parser.add_argument("--skip-spark", action="store_true")
+    parser.add_argument("--jvm", action="store_true", help="Spark: also the forest scored in the JVM, two ways")
     parser.add_argument("--skip-duckdb", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = parser.parse_args()
@@ -146,6 +151,7 @@ def main() -> int:
             command += ["--table", str(table), "--mlflow-model", str(workdir / "mlflow-model")]
             command += ["--model", realtime.MODEL_NAME, "--repeat", str(args.repeat)]
             command += ["--graph-url", f"{base}/api/models/{realtime.MODEL_NAME}/versions/1/compiled/download/"]
+            command += ["--jvm"] if args.jvm else []
             spark_env = {**env, "PYTHONPATH": str(REPO), "PYSPARK_PYTHON": str(args.mlflow_python)}
             done = subprocess.run(command, env=spark_env, cwd=workdir, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -159,6 +165,21 @@ def main() -> int:
                 f"zeros) {result['floor_seconds']:.1f} s; the compiled graph alone in a UDF "
                 f"{result['bare_seconds']:.1f} s"
             )
+            cases = {
+                "floor": "a UDF returning zeros",
+                "bare": "the compiled graph alone",
+                "mlflow": "mlflow.pyfunc.spark_udf",
+                "mf": "Model Factory's UDF",
+                "sql_expression": "the forest as one SQL expression (JVM)",
+                "spark_ml": "Spark ML's forest of the same size (JVM)",
+            }
+            for case, title in cases.items():
+                if f"{case}_seconds" in result:
+                    print(
+                        f"  {title}: {result[f'{case}_seconds']:.1f} s "
+                        f"({result['mlflow_seconds'] / result[f'{case}_seconds']:.2f}x MLflow's speed), "
+                        f"peak RSS of Spark's processes {result[f'{case}_peak_mb']:,.0f} MB"
+                    )
         requests.get(f"{base}/healthz", timeout=5)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -7,6 +7,9 @@ process killed with SIGKILL loses at most that interval of log rows.
 While the database is down the rows stay in the buffer and are written once it is back (each
 round retries everything not yet written); predictions themselves answer 503 meanwhile, since
 finding the production version needs the database, so the buffer cannot grow without bound.
+A row the database refuses for what it holds (a constraint, a value out of range) would be refused
+again in every round and hold back every row behind it: it is set apart, logged with the reason, and
+dropped, and the rest are written.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, close_old_connections, connection, transaction
+from django.db.models import JSONField, Value
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
@@ -35,6 +39,10 @@ logger = logging.getLogger(__name__)
 # than by executemany, which gave the GIL up and had to win it back from the request threads for every row.
 FLUSH_SLICE_ROWS = 500
 _FIELDS = Prediction._meta.concrete_fields
+_OUTPUT = Prediction._meta.get_field("output")
+# A model may answer NaN or infinity for a row, which the API answers as null: logged as JSON null, since
+# a missing output (SQL NULL) is not allowed.
+_JSON_NULL = Value(None, JSONField())
 
 # Upper bounds (ms) of the latency histogram buckets; the last bucket is open-ended.
 BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
@@ -68,9 +76,7 @@ class Recorder:
 
     def record(self, *, version_id: int, rows: list[Prediction], latency_ms: float, error: bool = False) -> None:
         minute = timezone.now().replace(second=0, microsecond=0)
-        values = [
-            tuple(field.get_db_prep_save(getattr(row, field.attname), connection) for field in _FIELDS) for row in rows
-        ]
+        values = [tuple(_db_value(field, getattr(row, field.attname)) for field in _FIELDS) for row in rows]
         with self._lock:
             self._rows.extend(values)
             stats = self._stats[(version_id, minute)]
@@ -116,10 +122,7 @@ class Recorder:
             return 0
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                size = min(FLUSH_SLICE_ROWS, connection.ops.bulk_batch_size(_FIELDS, rows) or 1)
-                for start in range(0, len(rows), size):
-                    piece = rows[start : start + size]
-                    cursor.execute(_insert_sql(len(piece)), [value for row in piece for value in row])
+                refused = _insert(cursor, rows)
                 for (version_id, minute), (requests, count, errors, histogram) in stats.items():
                     row, _ = ScoringStats.objects.select_for_update().get_or_create(
                         version_id=version_id,
@@ -142,7 +145,32 @@ class Recorder:
                     merged[2] += value[2]
                     merged[3] = [a + b for a, b in zip(merged[3], value[3], strict=True)]
             raise
-        return len(rows)
+        for values, reason in refused:
+            logger.error("The prediction log refused a row, which is dropped: %r. The row: %r", reason, values)
+        return len(rows) - len(refused)
+
+
+def _db_value(field: Any, value: Any) -> Any:
+    return field.get_db_prep_save(_JSON_NULL if value is None and field is _OUTPUT else value, connection)
+
+
+def _insert(cursor: Any, rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], DatabaseError]]:
+    """Insert `rows` in statements of many rows, each in a savepoint; a statement the database refuses for
+    its data is halved until the rows it refuses are found. Those are returned with the reason, unwritten."""
+    size = min(FLUSH_SLICE_ROWS, connection.ops.bulk_batch_size(_FIELDS, rows) or 1)
+    pieces = [rows[start : start + size] for start in range(0, len(rows), size)]
+    refused: list[tuple[tuple[Any, ...], DatabaseError]] = []
+    while pieces:
+        piece = pieces.pop()
+        try:
+            with transaction.atomic():
+                cursor.execute(_insert_sql(len(piece)), [value for row in piece for value in row])
+        except (DataError, IntegrityError) as exc:
+            if len(piece) == 1:
+                refused.append((piece[0], exc))
+            else:
+                pieces += [piece[len(piece) // 2 :], piece[: len(piece) // 2]]
+    return refused
 
 
 def _insert_sql(rows: int) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from registry.models import ModelVersion
@@ -81,3 +81,31 @@ def test_rows_stay_buffered_while_the_database_refuses_them(buffered: Recorder, 
     assert buffered.flush() == 4
     assert Prediction.objects.count() == 4
     assert ScoringStats.objects.get(version=production).requests == 1
+
+
+def test_a_row_the_database_refuses_is_dropped_and_logged_and_the_others_written(
+    buffered: Recorder, production: ModelVersion, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [_row(production, entity_id=f"c{i}") for i in range(FLUSH_SLICE_ROWS + 7)]
+    broken = rows[300]
+    broken.at = None  # type: ignore[assignment]  # NOT NULL: refused again in every round, were it kept
+    buffered.record(version_id=production.pk, rows=rows, latency_ms=2.0)
+
+    written = buffered.flush()
+
+    assert set(Prediction.objects.values_list("pk", flat=True)) == {row.pk for row in rows} - {broken.pk}
+    assert buffered.pending() == 0
+    assert ScoringStats.objects.get(version=production).rows == len(rows)
+    if connection.vendor == "postgresql":  # SQLite's INSERT OR IGNORE skips such a row without a word
+        assert written == len(rows) - 1
+        (message,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert "refused a row, which is dropped" in message and "c300" in message
+
+
+def test_an_output_the_model_could_not_give_is_logged_as_json_null(
+    buffered: Recorder, production: ModelVersion
+) -> None:
+    row = _row(production, output=None)  # the model answered NaN, which the API answered as null
+    buffered.record(version_id=production.pk, rows=[row], latency_ms=2.0)
+    assert buffered.flush() == 1
+    assert Prediction.objects.get(pk=row.pk).output is None
